@@ -47,4 +47,4 @@ pub mod vector;
 
 pub use error::OperatorError;
 pub use scalar::Scalar;
-pub use traits::{AdjointOperator, Operator, ParamVjp, SelfAdjoint, SetParams};
+pub use traits::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint, SetParams};

@@ -106,6 +106,16 @@ pub trait SetParams<T: Scalar>: ParamVjp<T> {
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError>;
 }
 
+/// Access to single entries of the matrix behind an operator: its diagonal and single columns.
+/// Kernel matrices implement it cheaply (O(n·d) per column); the pivoted partial Cholesky
+/// preconditioner of `gradmat-krylov` needs nothing else.
+pub trait ColumnAccess<T: Scalar>: Operator<T> {
+    /// Writes the diagonal `A[i, i]` into `out` (`out.len() == min(nrows, ncols)`).
+    fn diagonal(&self, out: &mut [T]);
+    /// Writes column `j` into `out` (`out.len() == nrows()`).
+    fn column(&self, j: usize, out: &mut [T]);
+}
+
 #[track_caller]
 #[inline]
 pub(crate) fn check_block_len(what: &str, len: usize, n: usize, k: usize) {
@@ -163,6 +173,17 @@ macro_rules! forward_impls {
 }
 
 forward_impls!(&A, &mut A, Box<A>, Arc<A>);
+
+macro_rules! forward_column_access {
+    ($($ptr:ty),*) => {$(
+        impl<T: Scalar, A: ColumnAccess<T> + ?Sized> ColumnAccess<T> for $ptr {
+            fn diagonal(&self, out: &mut [T]) { (**self).diagonal(out) }
+            fn column(&self, j: usize, out: &mut [T]) { (**self).column(j, out) }
+        }
+    )*};
+}
+
+forward_column_access!(&A, &mut A, Box<A>, Arc<A>);
 
 impl<T: Scalar, A: SetParams<T> + ?Sized> SetParams<T> for &mut A {
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {

@@ -1,0 +1,96 @@
+//! The one layer through which the Krylov algorithms (and `gradmat-adjoint`) perform global
+//! reductions and basis products: dot products, norms, `Qᵀw` and `w -= Q h`.
+//!
+//! Keeping them here leaves one place to swap in a distributed backend later (an allreduce per
+//! Gram–Schmidt block, not per dot product). All reductions are deterministic: they split rows
+//! into fixed chunks independent of the thread count and add chunk results in order, so results
+//! are bit-identical for any `RAYON_NUM_THREADS`.
+
+use gradmat_operators::vector;
+use gradmat_operators::Scalar;
+use rayon::prelude::*;
+
+/// Row-chunk length of the blocked basis products.
+const ROWS: usize = 4096;
+/// Work (rows × columns) above which basis products run in parallel.
+const PAR_WORK: usize = 131_072;
+
+/// `xᵀy` (deterministic).
+#[inline]
+pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
+    vector::dot(x, y)
+}
+
+/// `‖x‖₂` (deterministic, scaled).
+#[inline]
+pub fn norm<T: Scalar>(x: &[T]) -> T {
+    vector::norm2(x)
+}
+
+/// `y += alpha x`.
+#[inline]
+pub fn axpy<T: Scalar>(alpha: T, x: &[T], y: &mut [T]) {
+    vector::axpy(alpha, x, y)
+}
+
+/// `x *= alpha`.
+#[inline]
+pub fn scale<T: Scalar>(alpha: T, x: &mut [T]) {
+    vector::scale(alpha, x)
+}
+
+fn qt_w_rows<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], r0: usize, r1: usize, h: &mut [T]) {
+    for (j, hj) in h.iter_mut().enumerate().take(k) {
+        let col = &q[j * n + r0..j * n + r1];
+        *hj = vector::dot(col, &w[r0..r1]);
+    }
+}
+
+/// `h = Qᵀ w` for the first `k` columns of the column-major basis `q` (`n` rows): one pass over
+/// `w` per row chunk for all columns (GEMV-shaped), not `k` separate sweeps over memory.
+pub fn basis_t_vec<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], h: &mut [T]) {
+    debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
+    let nchunks = n.div_ceil(ROWS).max(1);
+    let part = |c: usize| {
+        let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(n));
+        let mut p = vec![T::ZERO; k];
+        qt_w_rows(q, n, k, w, r0, r1, &mut p);
+        p
+    };
+    let partials: Vec<Vec<T>> = if n * k >= PAR_WORK {
+        (0..nchunks).into_par_iter().map(part).collect()
+    } else {
+        (0..nchunks).map(part).collect()
+    };
+    h[..k].iter_mut().for_each(|v| *v = T::ZERO);
+    for p in partials {
+        for (hj, pj) in h[..k].iter_mut().zip(p) {
+            *hj += pj;
+        }
+    }
+}
+
+/// `w += alpha · Q h` for the first `k` columns of the column-major basis `q` (`n` rows).
+pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], w: &mut [T]) {
+    debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
+    let rows = |(c, wc): (usize, &mut [T])| {
+        let r0 = c * ROWS;
+        for j in 0..k {
+            let a = alpha * h[j];
+            let col = &q[j * n + r0..j * n + r0 + wc.len()];
+            for (wi, qi) in wc.iter_mut().zip(col) {
+                *wi += a * *qi;
+            }
+        }
+    };
+    if n * k >= PAR_WORK {
+        w.par_chunks_mut(ROWS).enumerate().for_each(rows);
+    } else {
+        w.chunks_mut(ROWS).enumerate().for_each(rows);
+    }
+}
+
+/// Index of the first non-finite entry, if any.
+pub fn first_non_finite<T: Scalar>(x: &[T]) -> Option<usize> {
+    x.iter().position(|v| !v.is_finite())
+}
