@@ -76,7 +76,15 @@ where
     let hbar = match cot.hessenberg {
         Some(h) => {
             check_len("H cotangent", h.len(), k * k)?;
-            h.to_vec()
+            // Only the Hessenberg pattern is an output: entries below the sub-diagonal of H
+            // are structurally zero, so their cotangents are dropped.
+            let mut h = h.to_vec();
+            for j in 0..k {
+                for i in j + 2..k {
+                    h[i + j * k] = T::ZERO;
+                }
+            }
+            h
         }
         None => vec![T::ZERO; k * k],
     };
