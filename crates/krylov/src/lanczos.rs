@@ -330,4 +330,3 @@ fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     out.arnoldi = Some(arn);
     Ok(())
 }
-

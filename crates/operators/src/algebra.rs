@@ -234,7 +234,11 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Scaled<A, T> {
         self.vjp_params_block(u, x, 1, grad)
     }
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        check_len("Scaled::vjp_params_block grad", grad.len(), self.num_params());
+        check_len(
+            "Scaled::vjp_params_block grad",
+            grad.len(),
+            self.num_params(),
+        );
         let p = self.a.num_params();
         // ∇θ_A ⟨u, αAx⟩ = ∇θ_A ⟨αu, Ax⟩ ;  ∂/∂α = Σ_c ⟨u_c, A x_c⟩.
         let su: Vec<T> = u.iter().map(|v| *v * self.alpha).collect();
@@ -342,7 +346,11 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Shifted<A, T> {
         grad[p] += dot(u, x);
     }
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        check_len("Shifted::vjp_params_block grad", grad.len(), self.num_params());
+        check_len(
+            "Shifted::vjp_params_block grad",
+            grad.len(),
+            self.num_params(),
+        );
         let p = self.a.num_params();
         self.a.vjp_params_block(u, x, k, &mut grad[..p]);
         grad[p] += dot(u, x);
@@ -413,9 +421,7 @@ impl<T: Scalar, A: Operator<T>, B: Operator<T>> Operator<T> for Product<A, B> {
     }
 }
 
-impl<T: Scalar, A: AdjointOperator<T>, B: AdjointOperator<T>> AdjointOperator<T>
-    for Product<A, B>
-{
+impl<T: Scalar, A: AdjointOperator<T>, B: AdjointOperator<T>> AdjointOperator<T> for Product<A, B> {
     fn apply_transpose(&self, x: &[T], y: &mut [T]) {
         let mut t = vec![T::ZERO; self.a.ncols()];
         self.a.apply_transpose(x, &mut t);
@@ -423,9 +429,7 @@ impl<T: Scalar, A: AdjointOperator<T>, B: AdjointOperator<T>> AdjointOperator<T>
     }
 }
 
-impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
-    for Product<A, B>
-{
+impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Product<A, B> {
     fn num_params(&self) -> usize {
         self.a.num_params() + self.b.num_params()
     }
@@ -440,7 +444,11 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
     }
     /// `⟨u, A B x⟩`: `θ_A` gets `∇⟨u, A (Bx)⟩`, `θ_B` gets `∇⟨Aᵀu, B x⟩`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        check_len("Product::vjp_params_block grad", grad.len(), self.num_params());
+        check_len(
+            "Product::vjp_params_block grad",
+            grad.len(),
+            self.num_params(),
+        );
         let (ga, gb) = grad.split_at_mut(self.a.num_params());
         let mid = self.b.nrows();
         if !ga.is_empty() {

@@ -66,7 +66,10 @@ impl<T: Scalar> DenseMatrix<T> {
     /// # Panics
     /// If out of range.
     pub fn get(&self, i: usize, j: usize) -> T {
-        assert!(i < self.nrows && j < self.ncols, "index ({i}, {j}) out of range");
+        assert!(
+            i < self.nrows && j < self.ncols,
+            "index ({i}, {j}) out of range"
+        );
         self.data[i + j * self.nrows]
     }
 
@@ -149,7 +152,11 @@ impl<T: Scalar> ParamVjp<T> for DenseMatrix<T> {
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         check_block_len("DenseMatrix::vjp_params_block", u.len(), self.nrows, k);
         check_block_len("DenseMatrix::vjp_params_block", x.len(), self.ncols, k);
-        check_len("DenseMatrix::vjp_params_block grad", grad.len(), self.data.len());
+        check_len(
+            "DenseMatrix::vjp_params_block grad",
+            grad.len(),
+            self.data.len(),
+        );
         matmul(
             mat_mut(grad, self.nrows, self.ncols),
             Accum::Add,
@@ -272,7 +279,11 @@ impl<T: Scalar> ParamVjp<T> for SymmetricDense<T> {
         let n = self.dim();
         check_block_len("SymmetricDense::vjp_params_block", u.len(), n, k);
         check_block_len("SymmetricDense::vjp_params_block", x.len(), n, k);
-        check_len("SymmetricDense::vjp_params_block grad", grad.len(), self.num_params());
+        check_len(
+            "SymmetricDense::vjp_params_block grad",
+            grad.len(),
+            self.num_params(),
+        );
         // G = U Xᵀ, then fold G + Gᵀ onto the lower triangle (diagonal once).
         let mut g = vec![T::ZERO; n * n];
         matmul(

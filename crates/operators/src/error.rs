@@ -25,7 +25,9 @@ pub enum OperatorError {
         index: usize,
     },
     /// A row or column index outside the matrix.
-    #[error("index out of range in {what} at entry {entry}: ({row}, {col}) in a {nrows}×{ncols} matrix")]
+    #[error(
+        "index out of range in {what} at entry {entry}: ({row}, {col}) in a {nrows}×{ncols} matrix"
+    )]
     IndexOutOfRange {
         /// Which array.
         what: &'static str,

@@ -41,7 +41,9 @@ fn verdict(what: &str, err: f64, tol: f64) -> Result<f64, String> {
     if err.is_finite() && err <= tol {
         Ok(err)
     } else {
-        Err(format!("{what}: relative error {err:.3e} exceeds tolerance {tol:.3e}"))
+        Err(format!(
+            "{what}: relative error {err:.3e} exceeds tolerance {tol:.3e}"
+        ))
     }
 }
 
@@ -77,7 +79,10 @@ pub fn check_self_adjoint<T: Scalar, A: Operator<T> + ?Sized>(
 ) -> Result<f64, String> {
     let n = op.nrows();
     if op.ncols() != n {
-        return Err(format!("check_self_adjoint: operator is {n}×{}", op.ncols()));
+        return Err(format!(
+            "check_self_adjoint: operator is {n}×{}",
+            op.ncols()
+        ));
     }
     let x = random_vector::<T>(n, seed);
     let y = random_vector::<T>(n, seed.wrapping_add(1));
@@ -167,9 +172,21 @@ pub fn check_vjp_block_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
         op.vjp_params(&u[c * m..(c + 1) * m], &x[c * n..(c + 1) * n], &mut gc);
     }
     // Compare the increments, relative to their size.
-    let db: Vec<f64> = gb.iter().zip(&start).map(|(a, s)| a.to_f64() - s.to_f64()).collect();
-    let dc: Vec<f64> = gc.iter().zip(&start).map(|(a, s)| a.to_f64() - s.to_f64()).collect();
-    verdict("check_vjp_block_consistency", max_col_rel(&db, &dc, p.max(1)), tol)
+    let db: Vec<f64> = gb
+        .iter()
+        .zip(&start)
+        .map(|(a, s)| a.to_f64() - s.to_f64())
+        .collect();
+    let dc: Vec<f64> = gc
+        .iter()
+        .zip(&start)
+        .map(|(a, s)| a.to_f64() - s.to_f64())
+        .collect();
+    verdict(
+        "check_vjp_block_consistency",
+        max_col_rel(&db, &dc, p.max(1)),
+        tol,
+    )
 }
 
 /// `vjp_params` against central finite differences of `θ ↦ ⟨u, A(θ) x⟩`.

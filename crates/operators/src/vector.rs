@@ -118,13 +118,20 @@ mod tests {
     #[test]
     fn dot_matches_naive_and_is_chunk_deterministic() {
         let n = 200_003;
-        let x: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
-        let y: Vec<f64> = (0..n).map(|i| ((i * 11 % 97) as f64 - 40.0) / 3.0).collect();
+        let x: Vec<f64> = (0..n)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+            .collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| ((i * 11 % 97) as f64 - 40.0) / 3.0)
+            .collect();
         let naive: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
         let d = dot(&x, &y);
         assert!((d - naive).abs() <= 1e-12 * naive.abs().max(1.0) * n as f64);
         // Same result on a one-thread pool (determinism across thread counts).
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let d1 = pool.install(|| dot(&x, &y));
         assert_eq!(d.to_bits(), d1.to_bits());
     }
