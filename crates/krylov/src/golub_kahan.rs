@@ -312,8 +312,9 @@ where
         // w = Aᵀ u_j − β_j v_{j−1}
         a.apply_transpose(&u[j * m..(j + 1) * m], &mut wn);
         info.num_transpose_matvecs += 1;
+        // (Checked explicitly: the scaled norm of an all-NaN vector is not NaN.)
         let raw = reduce::norm(&wn);
-        if !raw.is_finite() {
+        if !raw.is_finite() || reduce::first_non_finite(&wn).is_some() {
             return Err(non_finite(j));
         }
         scale = scale.max(raw);
@@ -328,9 +329,13 @@ where
             return Err(non_finite(j));
         }
         if alpha_j <= tol * scale {
-            // α-breakdown: depth j, r = β_j u_j.
-            for (ri, ui) in residual.iter_mut().zip(&u[j * m..(j + 1) * m]) {
-                *ri = beta_j * *ui;
+            // α-breakdown: depth j, r = β_j u_j (= b exactly when j = 0).
+            if j == 0 {
+                residual.copy_from_slice(b);
+            } else {
+                for (ri, ui) in residual.iter_mut().zip(&u[j * m..(j + 1) * m]) {
+                    *ri = beta_j * *ui;
+                }
             }
             residual_norm = beta_j;
             reached = j;
@@ -350,7 +355,7 @@ where
         a.apply(&v[j * n..(j + 1) * n], &mut wm);
         info.num_matvecs += 1;
         let raw = reduce::norm(&wm);
-        if !raw.is_finite() {
+        if !raw.is_finite() || reduce::first_non_finite(&wm).is_some() {
             return Err(non_finite(j));
         }
         scale = scale.max(raw);
