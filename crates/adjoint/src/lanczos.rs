@@ -146,7 +146,11 @@ where
     let abar = |k: usize| cot.diagonal.map_or(T::ZERO, |v| v[k]);
     let bbar = |k: usize| cot.off_diagonal.map_or(T::ZERO, |v| v[k]);
     let fused = acc == ParamAccumulation::Fused && !theta_grad.is_empty();
-    let mut lambdas = if fused { vec![T::ZERO; n * kk] } else { Vec::new() };
+    let mut lambdas = if fused {
+        vec![T::ZERO; n * kk]
+    } else {
+        Vec::new()
+    };
     let mut lam = vec![T::ZERO; n];
     let mut lam_next = vec![T::ZERO; n]; // λ₊
     let mut zeta = vec![T::ZERO; n];

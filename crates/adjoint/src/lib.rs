@@ -22,7 +22,7 @@
 //!
 //! // ρ = Σ_k a_k = trace(T): at full depth this is trace(A), whose gradient with respect to
 //! // the lower-triangle parameters is 1 on the diagonal and 0 elsewhere.
-//! let a = SymmetricDense::from_col_major(3, vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0]).unwrap();
+//! let a = SymmetricDense::<f64>::from_col_major(3, vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0]).unwrap();
 //! let v = [1.0, 0.3, -0.2];
 //! let dec = lanczos(&a, &v, &LanczosParams::new(3)).unwrap();
 //! let abar = vec![1.0; 3];
@@ -132,7 +132,11 @@ impl<T: Scalar, A: Operator<T>> ParamVjp<T> for NoParams<A> {
     fn vjp_params_block(&self, _u: &[T], _x: &[T], _k: usize, _grad: &mut [T]) {}
 }
 
-pub(crate) fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), AdjointError> {
+pub(crate) fn check_len(
+    what: &'static str,
+    got: usize,
+    expected: usize,
+) -> Result<(), AdjointError> {
     if got == expected {
         Ok(())
     } else {

@@ -64,7 +64,10 @@ fn lanczos_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: Par
     );
     let an_theta = dotp(&grad, &dt);
     let e = rel_err(fd_theta, an_theta, 1e-3);
-    assert!(e < TOL, "θ: fd {fd_theta} vs adjoint {an_theta} (rel {e:.2e})");
+    assert!(
+        e < TOL,
+        "θ: fd {fd_theta} vs adjoint {an_theta} (rel {e:.2e})"
+    );
     // d/dv
     let dv = random_vector::<f64>(n, seed + 400);
     let fd_v = central(
@@ -117,7 +120,10 @@ fn arnoldi_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: Par
     );
     let an_theta = dotp(&grad, &dt);
     let e = rel_err(fd_theta, an_theta, 1e-3);
-    assert!(e < TOL, "θ: fd {fd_theta} vs adjoint {an_theta} (rel {e:.2e})");
+    assert!(
+        e < TOL,
+        "θ: fd {fd_theta} vs adjoint {an_theta} (rel {e:.2e})"
+    );
     let dv = random_vector::<f64>(n, seed + 400);
     let fd_v = central(
         &mut |vv| cot.rho(&arnoldi(&a, vv, &params).unwrap()),

@@ -11,7 +11,10 @@ fn projection_makes_the_hilbert_jacobian_the_identity() {
     let without = hilbert::hilbert_identity_rmse(8, false);
     println!("n = 8: without projection {without:.3e}, with projection {with:.3e}");
     assert!(with <= 1e-9, "with projection: {with:e}");
-    assert!(without > 100.0 * with, "projection should matter: {without:e} vs {with:e}");
+    assert!(
+        without > 100.0 * with,
+        "projection should matter: {without:e} vs {with:e}"
+    );
     for n in 1..=7 {
         let e = hilbert::hilbert_identity_rmse(n, true);
         assert!(e <= 1e-9, "n = {n}: {e:e}");
