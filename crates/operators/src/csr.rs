@@ -1,1 +1,1097 @@
-//! (in progress)
+//! Sparse matrices in compressed sparse row (CSR) form: a general matrix [`CsrMatrix`] and a
+//! symmetric matrix stored by one triangle, [`SymCsrMatrix`].
+//!
+//! * **Products.** `y = A x` is parallel over row chunks with rayon (above [`PAR_THRESHOLD`]
+//!   stored entries + rows). It is deterministic: each `y[i]` is computed by one thread, summing
+//!   row `i` in stored order, so the result is bit-identical for any thread count.
+//!   [`Operator::apply_block`] is a blocked SpMM: the block is processed in groups of up to
+//!   [`SPMM_BLOCK`] columns with one register accumulator per column, so the matrix is read once
+//!   per group instead of once per column (and gives bit-identical results to column-by-column
+//!   `apply`, since each entry is summed in the same order).
+//! * **Transpose.** `y = Aᵀ x` is a *sequential* scatter over the rows (no transpose is formed).
+//! * **Parameters** are the stored values in CSR order (row by row, columns increasing within a
+//!   row). `∇θ ⟨u, A x⟩` has entry `u[i]·x[j]` for the stored entry `(i, j)`; the block form sums
+//!   `Σ_c u_c[i] x_c[j]` in one pass over the pattern, parallel over rows (each stored entry is
+//!   written by exactly one row, so no atomics or reductions are needed).
+//!
+//! ```
+//! use gradmat_operators::{csr::CsrMatrix, Operator};
+//! // [[1, 0, 2], [0, 3, 0]] from triplets; the two (0, 2) entries are summed.
+//! let a = CsrMatrix::from_triplets(2, 3, &[0, 1, 0, 0], &[0, 1, 2, 2], &[1.0, 3.0, 1.5, 0.5])
+//!     .unwrap();
+//! assert_eq!(a.nnz(), 3);
+//! assert_eq!(a.triplet_to_stored(), &[0, 2, 1, 1]);
+//! let mut y = [0.0; 2];
+//! a.apply(&[1.0, 1.0, 1.0], &mut y);
+//! assert_eq!(y, [3.0, 3.0]);
+//! ```
+
+use crate::dense::DenseMatrix;
+use crate::error::{require_finite, require_len};
+use crate::traits::{check_block_len, check_len};
+use crate::{
+    AdjointOperator, ColumnAccess, Operator, OperatorError, ParamVjp, Scalar, SelfAdjoint,
+    SetParams,
+};
+use rayon::prelude::*;
+
+/// Products on matrices with fewer than this many stored entries + rows run sequentially.
+pub const PAR_THRESHOLD: usize = 32_768;
+/// Smallest amount of work (stored entries + rows) given to one parallel task.
+const MIN_CHUNK_WORK: usize = 16_384;
+/// Number of block columns processed together (one register accumulator each) by the SpMM of
+/// [`Operator::apply_block`].
+pub const SPMM_BLOCK: usize = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Row boundaries `0 = b_0 < b_1 < … < b_q = m` splitting the rows into chunks of roughly equal
+/// work (`nnz + rows`). Depends only on the pattern and the number of threads; results do not
+/// depend on it (each output entry is computed by one task).
+fn row_partition(row_ptr: &[usize]) -> Vec<usize> {
+    let m = row_ptr.len() - 1;
+    let work = row_ptr[m] + m;
+    let threads = rayon::current_num_threads().max(1);
+    let nchunks = (work / MIN_CHUNK_WORK).clamp(1, 8 * threads);
+    let mut bounds = Vec::with_capacity(nchunks + 1);
+    bounds.push(0);
+    for q in 1..nchunks {
+        let target = ((q as u128 * work as u128) / nchunks as u128) as usize;
+        // First row r with row_ptr[r] + r >= target (monotone in r).
+        let (mut lo, mut hi) = (0usize, m + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if row_ptr[mid] + mid < target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo > *bounds.last().unwrap_or(&0) && lo < m {
+            bounds.push(lo);
+        }
+    }
+    bounds.push(m);
+    bounds
+}
+
+/// Splits `s` at the increasing absolute offsets (the last one must be `s.len()`).
+fn split_at_offsets<T>(mut s: &mut [T], offsets: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for o in offsets {
+        let (a, b) = std::mem::take(&mut s).split_at_mut(o - prev);
+        out.push(a);
+        s = b;
+        prev = o;
+    }
+    out
+}
+
+/// A vector of `len` copies of `value`, or an error instead of an allocation failure.
+fn try_filled<U: Clone>(len: usize, value: U, what: &str) -> Result<Vec<U>, OperatorError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        OperatorError::InvalidArgument(format!("cannot allocate {len} entries for {what}"))
+    })?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+#[inline]
+fn spmv_rows<T: Scalar>(
+    row_ptr: &[usize],
+    col_idx: &[usize],
+    values: &[T],
+    r0: usize,
+    x: &[T],
+    y: &mut [T],
+) {
+    for (w, yi) in row_ptr[r0..=r0 + y.len()].windows(2).zip(y.iter_mut()) {
+        let (s, e) = (w[0], w[1]);
+        let mut acc = T::ZERO;
+        for (v, &c) in values[s..e].iter().zip(&col_idx[s..e]) {
+            acc += *v * x[c];
+        }
+        *yi = acc;
+    }
+}
+
+/// `Y[:, b] = A X[:, b]` for `B` columns on rows `r0..r0 + len`, one accumulator per column.
+#[inline]
+fn spmm_rows<T: Scalar, const B: usize>(
+    row_ptr: &[usize],
+    col_idx: &[usize],
+    values: &[T],
+    r0: usize,
+    xs: &[&[T]; B],
+    ys: &mut [&mut [T]],
+) {
+    let len = ys[0].len();
+    for li in 0..len {
+        let i = r0 + li;
+        let (s, e) = (row_ptr[i], row_ptr[i + 1]);
+        let mut acc = [T::ZERO; B];
+        for (v, &c) in values[s..e].iter().zip(&col_idx[s..e]) {
+            for b in 0..B {
+                acc[b] += *v * xs[b][c];
+            }
+        }
+        for b in 0..B {
+            ys[b][li] = acc[b];
+        }
+    }
+}
+
+/// `grad[p] += u[i] x[j]` over stored entries of rows `r0..r1`; `g` starts at `row_ptr[r0]`.
+#[inline]
+fn vjp_rows<T: Scalar>(
+    row_ptr: &[usize],
+    col_idx: &[usize],
+    r0: usize,
+    r1: usize,
+    u: &[T],
+    x: &[T],
+    g: &mut [T],
+) {
+    let base = row_ptr[r0];
+    for i in r0..r1 {
+        let ui = u[i];
+        let (s, e) = (row_ptr[i], row_ptr[i + 1]);
+        for (gp, &c) in g[s - base..e - base].iter_mut().zip(&col_idx[s..e]) {
+            *gp += ui * x[c];
+        }
+    }
+}
+
+/// `grad[p] += Σ_c u_c[i] x_c[j]` over stored entries of rows `r0..r1` (blocks of `k` columns).
+#[inline]
+fn vjp_block_rows<T: Scalar>(
+    row_ptr: &[usize],
+    col_idx: &[usize],
+    r0: usize,
+    r1: usize,
+    us: &[&[T]],
+    xs: &[&[T]],
+    g: &mut [T],
+) {
+    let base = row_ptr[r0];
+    let mut ui = vec![T::ZERO; us.len()];
+    for i in r0..r1 {
+        for (dst, uc) in ui.iter_mut().zip(us) {
+            *dst = uc[i];
+        }
+        let (s, e) = (row_ptr[i], row_ptr[i + 1]);
+        for (gp, &c) in g[s - base..e - base].iter_mut().zip(&col_idx[s..e]) {
+            let mut acc = T::ZERO;
+            for (uv, xc) in ui.iter().zip(xs) {
+                acc += *uv * xc[c];
+            }
+            *gp += acc;
+        }
+    }
+}
+
+/// Position of column `j` in the sorted slice `cols`, if stored.
+#[inline]
+fn find_col(cols: &[usize], j: usize) -> Option<usize> {
+    cols.binary_search(&j).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CsrMatrix
+// ---------------------------------------------------------------------------------------------
+
+/// A sparse `m×n` matrix in compressed sparse row form.
+///
+/// Invariants (checked by every constructor): `row_ptr` has `m + 1` non-decreasing entries from
+/// `0` to `nnz`; within each row the column indices are strictly increasing and `< n`; every
+/// stored value is finite. Explicitly stored zeros are kept (they are parameters).
+///
+/// **Parameters:** the `nnz` stored values in CSR order, `θ[p] = values()[p]`; the stored entry
+/// `p` of row `i` (with `row_ptr()[i] ≤ p < row_ptr()[i+1]`) is `A[i, col_idx()[p]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsrMatrix<T: Scalar> {
+    nrows: usize,
+    ncols: usize,
+    row_ptr: Vec<usize>,
+    col_idx: Vec<usize>,
+    values: Vec<T>,
+    triplet_map: Vec<usize>,
+}
+
+impl<T: Scalar> CsrMatrix<T> {
+    /// From coordinate triplets `(rows[e], cols[e], vals[e])` (0-based) in any order.
+    ///
+    /// **Duplicates are summed** (in input order) into one stored entry. The map from each input
+    /// triplet `e` to the position of its stored value is kept and returned by
+    /// [`triplet_to_stored`](Self::triplet_to_stored) (duplicates map to the same position), so
+    /// that gradients with respect to the stored values can be written back in input order.
+    ///
+    /// Errors: length mismatches ([`OperatorError::DimensionMismatch`]), indices out of range
+    /// ([`OperatorError::IndexOutOfRange`]), non-finite values or sums of duplicates
+    /// ([`OperatorError::NonFinite`]), and dimensions too large to allocate.
+    pub fn from_triplets(
+        nrows: usize,
+        ncols: usize,
+        rows: &[usize],
+        cols: &[usize],
+        vals: &[T],
+    ) -> Result<Self, OperatorError> {
+        let nnz_in = rows.len();
+        require_len("triplet column indices", cols.len(), nnz_in)?;
+        require_len("triplet values", vals.len(), nnz_in)?;
+        for (e, (&r, &c)) in rows.iter().zip(cols).enumerate() {
+            if r >= nrows || c >= ncols {
+                return Err(OperatorError::IndexOutOfRange {
+                    what: "triplets",
+                    entry: e,
+                    row: r,
+                    col: c,
+                    nrows,
+                    ncols,
+                });
+            }
+        }
+        require_finite("triplet values", vals)?;
+        let m1 = nrows
+            .checked_add(1)
+            .ok_or_else(|| OperatorError::InvalidArgument("too many rows".into()))?;
+        // Counting sort by row (stable: input order within a row) ...
+        let mut start = try_filled(m1, 0usize, "row pointers")?;
+        for &r in rows {
+            start[r + 1] += 1;
+        }
+        for i in 0..nrows {
+            start[i + 1] += start[i];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0usize; nnz_in];
+        for (e, &r) in rows.iter().enumerate() {
+            order[next[r]] = e;
+            next[r] += 1;
+        }
+        drop(next);
+        // ... then a stable sort by column within each row, and a merge of duplicates.
+        let mut row_ptr = try_filled(m1, 0usize, "row pointers")?;
+        let mut col_idx = Vec::with_capacity(nnz_in);
+        let mut values: Vec<T> = Vec::with_capacity(nnz_in);
+        let mut triplet_map = vec![0usize; nnz_in];
+        for i in 0..nrows {
+            let seg = &mut order[start[i]..start[i + 1]];
+            seg.sort_by_key(|&e| cols[e]);
+            let row_start = col_idx.len();
+            for &e in seg.iter() {
+                let c = cols[e];
+                if col_idx.len() > row_start && col_idx.last() == Some(&c) {
+                    let last = values.len() - 1;
+                    values[last] += vals[e];
+                    triplet_map[e] = last;
+                } else {
+                    col_idx.push(c);
+                    values.push(vals[e]);
+                    triplet_map[e] = values.len() - 1;
+                }
+            }
+            row_ptr[i + 1] = col_idx.len();
+        }
+        require_finite("summed duplicate values", &values)?;
+        Ok(Self {
+            nrows,
+            ncols,
+            row_ptr,
+            col_idx,
+            values,
+            triplet_map,
+        })
+    }
+
+    /// From raw CSR arrays, validated: `row_ptr.len() == nrows + 1`, `row_ptr[0] == 0`,
+    /// non-decreasing, `row_ptr[nrows] == col_idx.len() == values.len()`, columns `< ncols` and
+    /// strictly increasing within each row (no duplicates), values finite.
+    ///
+    /// The triplet map ([`triplet_to_stored`](Self::triplet_to_stored)) is the identity.
+    pub fn from_raw_parts(
+        nrows: usize,
+        ncols: usize,
+        row_ptr: Vec<usize>,
+        col_idx: Vec<usize>,
+        values: Vec<T>,
+    ) -> Result<Self, OperatorError> {
+        let m1 = nrows
+            .checked_add(1)
+            .ok_or_else(|| OperatorError::InvalidArgument("too many rows".into()))?;
+        require_len("row_ptr", row_ptr.len(), m1)?;
+        if row_ptr[0] != 0 {
+            return Err(OperatorError::InvalidStructure(format!(
+                "row_ptr[0] = {}, expected 0",
+                row_ptr[0]
+            )));
+        }
+        require_len("col_idx", col_idx.len(), row_ptr[nrows])?;
+        require_len("values", values.len(), row_ptr[nrows])?;
+        for i in 0..nrows {
+            let (s, e) = (row_ptr[i], row_ptr[i + 1]);
+            if e < s {
+                return Err(OperatorError::InvalidStructure(format!(
+                    "row_ptr decreases at row {i}: {s} > {e}"
+                )));
+            }
+            if e > col_idx.len() {
+                return Err(OperatorError::InvalidStructure(format!(
+                    "row_ptr[{}] = {e} exceeds nnz = {}",
+                    i + 1,
+                    col_idx.len()
+                )));
+            }
+            for p in s..e {
+                let c = col_idx[p];
+                if c >= ncols {
+                    return Err(OperatorError::IndexOutOfRange {
+                        what: "col_idx",
+                        entry: p,
+                        row: i,
+                        col: c,
+                        nrows,
+                        ncols,
+                    });
+                }
+                if p > s && col_idx[p - 1] >= c {
+                    return Err(OperatorError::InvalidStructure(format!(
+                        "column indices of row {i} are not strictly increasing at entry {p} \
+                         ({} then {c})",
+                        col_idx[p - 1]
+                    )));
+                }
+            }
+        }
+        require_finite("values", &values)?;
+        let triplet_map = (0..values.len()).collect();
+        Ok(Self {
+            nrows,
+            ncols,
+            row_ptr,
+            col_idx,
+            values,
+            triplet_map,
+        })
+    }
+
+    /// Row pointers (`nrows + 1` entries).
+    pub fn row_ptr(&self) -> &[usize] {
+        &self.row_ptr
+    }
+
+    /// Column indices of the stored entries, in CSR order.
+    pub fn col_idx(&self) -> &[usize] {
+        &self.col_idx
+    }
+
+    /// Stored values in CSR order (the parameters).
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+
+    /// For each input triplet of [`from_triplets`](Self::from_triplets), the position of the
+    /// stored value it was added to (duplicates share a position). The identity for
+    /// [`from_raw_parts`](Self::from_raw_parts).
+    ///
+    /// To report a gradient `g` over the stored values in input order: `map.iter().map(|&p| g[p])`.
+    pub fn triplet_to_stored(&self) -> &[usize] {
+        &self.triplet_map
+    }
+
+    /// Entry `(i, j)` (zero when not stored), or `None` when out of range.
+    pub fn get(&self, i: usize, j: usize) -> Option<T> {
+        if i >= self.nrows || j >= self.ncols {
+            return None;
+        }
+        let (s, e) = (self.row_ptr[i], self.row_ptr[i + 1]);
+        Some(find_col(&self.col_idx[s..e], j).map_or(T::ZERO, |q| self.values[s + q]))
+    }
+
+    /// The matrix as a dense matrix (for tests and small problems).
+    ///
+    /// # Panics
+    /// If `nrows·ncols` overflows or cannot be allocated.
+    pub fn to_dense(&self) -> DenseMatrix<T> {
+        let m = self.nrows;
+        let mut data = vec![T::ZERO; m.checked_mul(self.ncols).expect("dense size overflows")];
+        for i in 0..m {
+            for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                data[i + self.col_idx[p] * m] += self.values[p];
+            }
+        }
+        DenseMatrix::from_col_major(m, self.ncols, data).expect("stored values are finite")
+    }
+
+    /// Work measure `nnz + nrows` used to choose sequential or parallel products.
+    fn work(&self) -> usize {
+        self.values.len() + self.nrows
+    }
+
+    /// Runs `f(r0, r1, piece)` over row chunks, where `piece` is the part of `out` for rows
+    /// `r0..r1` with `off(r)` the offset of row `r` in `out` (`off(0) == 0`). Sequential below
+    /// [`PAR_THRESHOLD`].
+    fn for_row_chunks<U: Send>(
+        &self,
+        out: &mut [U],
+        off: impl Fn(usize) -> usize,
+        f: impl Fn(usize, usize, &mut [U]) + Sync,
+    ) {
+        let m = self.nrows;
+        if self.work() < PAR_THRESHOLD || rayon::current_num_threads() <= 1 {
+            f(0, m, out);
+            return;
+        }
+        let bounds = row_partition(&self.row_ptr);
+        let pieces = split_at_offsets(out, bounds[1..].iter().map(|&r| off(r)));
+        pieces
+            .into_par_iter()
+            .zip(bounds.par_windows(2))
+            .for_each(|(piece, w)| f(w[0], w[1], piece));
+    }
+
+    /// `Y = A X` for one group of `B` columns (`x`: `n·B`, `y`: `m·B`, column-major).
+    fn spmm_group<const B: usize>(&self, x: &[T], y: &mut [T]) {
+        let (m, n) = (self.nrows, self.ncols);
+        if m == 0 {
+            return;
+        }
+        let xs: [&[T]; B] = std::array::from_fn(|b| &x[b * n..(b + 1) * n]);
+        let (rp, ci, vals) = (&self.row_ptr[..], &self.col_idx[..], &self.values[..]);
+        if self.work() < PAR_THRESHOLD || rayon::current_num_threads() <= 1 {
+            let mut ys: Vec<&mut [T]> = y.chunks_mut(m).collect();
+            spmm_rows::<T, B>(rp, ci, vals, 0, &xs, &mut ys);
+            return;
+        }
+        let bounds = row_partition(rp);
+        let mut per_col: Vec<std::vec::IntoIter<&mut [T]>> = y
+            .chunks_mut(m)
+            .map(|col| split_at_offsets(col, bounds[1..].iter().copied()).into_iter())
+            .collect();
+        let tasks: Vec<Vec<&mut [T]>> = (0..bounds.len() - 1)
+            .map(|_| {
+                per_col
+                    .iter_mut()
+                    .map(|it| it.next().expect("one piece per chunk"))
+                    .collect()
+            })
+            .collect();
+        tasks
+            .into_par_iter()
+            .zip(bounds.par_windows(2))
+            .for_each(|(mut ys, w)| spmm_rows::<T, B>(rp, ci, vals, w[0], &xs, &mut ys));
+    }
+
+    /// `Y = Aᵀ X` for one group of `B` columns (sequential scatter).
+    fn spmm_transpose_group<const B: usize>(&self, x: &[T], y: &mut [T]) {
+        let (m, n) = (self.nrows, self.ncols);
+        y.fill(T::ZERO);
+        if n == 0 {
+            return;
+        }
+        let xs: [&[T]; B] = std::array::from_fn(|b| &x[b * m..(b + 1) * m]);
+        let mut ys: Vec<&mut [T]> = y.chunks_mut(n).collect();
+        for i in 0..m {
+            let xi: [T; B] = std::array::from_fn(|b| xs[b][i]);
+            let (s, e) = (self.row_ptr[i], self.row_ptr[i + 1]);
+            for (v, &c) in self.values[s..e].iter().zip(&self.col_idx[s..e]) {
+                for b in 0..B {
+                    ys[b][c] += *v * xi[b];
+                }
+            }
+        }
+    }
+
+    fn vjp_block_impl(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        let (m, n) = (self.nrows, self.ncols);
+        let us: Vec<&[T]> = (0..k).map(|c| &u[c * m..(c + 1) * m]).collect();
+        let xs: Vec<&[T]> = (0..k).map(|c| &x[c * n..(c + 1) * n]).collect();
+        let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
+        self.for_row_chunks(
+            grad,
+            |r| rp[r],
+            |r0, r1, g| vjp_block_rows(rp, ci, r0, r1, &us, &xs, g),
+        );
+    }
+}
+
+/// Applies `group::<B>(x_cols, y_cols)` over the block in groups of 8, 4, 2 and 1 columns.
+macro_rules! blocked {
+    ($self:ident, $method:ident, $x:ident, $y:ident, $k:ident, $xlen:expr, $ylen:expr) => {{
+        let (xl, yl) = ($xlen, $ylen);
+        let mut c = 0;
+        while c < $k {
+            let b = match $k - c {
+                r if r >= SPMM_BLOCK => SPMM_BLOCK,
+                r if r >= 4 => 4,
+                r if r >= 2 => 2,
+                _ => 1,
+            };
+            let xg = &$x[c * xl..(c + b) * xl];
+            let yg = &mut $y[c * yl..(c + b) * yl];
+            match b {
+                SPMM_BLOCK => $self.$method::<SPMM_BLOCK>(xg, yg),
+                4 => $self.$method::<4>(xg, yg),
+                2 => $self.$method::<2>(xg, yg),
+                _ => $self.$method::<1>(xg, yg),
+            }
+            c += b;
+        }
+    }};
+}
+
+impl<T: Scalar> Operator<T> for CsrMatrix<T> {
+    fn nrows(&self) -> usize {
+        self.nrows
+    }
+    fn ncols(&self) -> usize {
+        self.ncols
+    }
+    /// Parallel SpMV over row chunks (sequential below [`PAR_THRESHOLD`]); deterministic.
+    ///
+    /// # Panics
+    /// If `x.len() != ncols()` or `y.len() != nrows()`.
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        check_len("CsrMatrix::apply x", x.len(), self.ncols);
+        check_len("CsrMatrix::apply y", y.len(), self.nrows);
+        let (rp, ci, vals) = (&self.row_ptr[..], &self.col_idx[..], &self.values[..]);
+        self.for_row_chunks(y, |r| r, |r0, _r1, yc| spmv_rows(rp, ci, vals, r0, x, yc));
+    }
+    /// Blocked SpMM: groups of up to [`SPMM_BLOCK`] columns share one pass over the matrix.
+    ///
+    /// # Panics
+    /// On block length mismatches.
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        check_block_len("CsrMatrix::apply_block x", x.len(), self.ncols, k);
+        check_block_len("CsrMatrix::apply_block y", y.len(), self.nrows, k);
+        blocked!(self, spmm_group, x, y, k, self.ncols, self.nrows);
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for CsrMatrix<T> {
+    /// `y = Aᵀ x` by a sequential scatter over the rows, without forming `Aᵀ`.
+    ///
+    /// # Panics
+    /// If `x.len() != nrows()` or `y.len() != ncols()`.
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        check_len("CsrMatrix::apply_transpose x", x.len(), self.nrows);
+        check_len("CsrMatrix::apply_transpose y", y.len(), self.ncols);
+        self.spmm_transpose_group::<1>(x, y);
+    }
+    /// Sequential scatter, groups of up to [`SPMM_BLOCK`] columns per pass over the matrix.
+    ///
+    /// # Panics
+    /// On block length mismatches.
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        check_block_len("CsrMatrix::apply_transpose_block x", x.len(), self.nrows, k);
+        check_block_len("CsrMatrix::apply_transpose_block y", y.len(), self.ncols, k);
+        blocked!(self, spmm_transpose_group, x, y, k, self.nrows, self.ncols);
+    }
+}
+
+impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
+    fn num_params(&self) -> usize {
+        self.values.len()
+    }
+    fn params(&self, out: &mut [T]) {
+        check_len("CsrMatrix::params", out.len(), self.values.len());
+        out.copy_from_slice(&self.values);
+    }
+    /// `grad[p] += u[i]·x[j]` for each stored entry `p = (i, j)`; parallel over rows.
+    ///
+    /// # Panics
+    /// On length mismatches.
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        check_len("CsrMatrix::vjp_params u", u.len(), self.nrows);
+        check_len("CsrMatrix::vjp_params x", x.len(), self.ncols);
+        check_len("CsrMatrix::vjp_params grad", grad.len(), self.values.len());
+        let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
+        self.for_row_chunks(
+            grad,
+            |r| rp[r],
+            |r0, r1, g| vjp_rows(rp, ci, r0, r1, u, x, g),
+        );
+    }
+    /// `grad[p] += Σ_c u_c[i]·x_c[j]` in one pass over the pattern, parallel over rows.
+    ///
+    /// # Panics
+    /// On length mismatches.
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        check_block_len("CsrMatrix::vjp_params_block u", u.len(), self.nrows, k);
+        check_block_len("CsrMatrix::vjp_params_block x", x.len(), self.ncols, k);
+        check_len(
+            "CsrMatrix::vjp_params_block grad",
+            grad.len(),
+            self.values.len(),
+        );
+        self.vjp_block_impl(u, x, k, grad);
+    }
+}
+
+impl<T: Scalar> SetParams<T> for CsrMatrix<T> {
+    /// Replaces the stored values (CSR order); the pattern is unchanged.
+    fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
+        require_len("CsrMatrix parameters", theta.len(), self.values.len())?;
+        require_finite("CsrMatrix parameters", theta)?;
+        self.values.copy_from_slice(theta);
+        Ok(())
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for CsrMatrix<T> {
+    /// Binary search for the diagonal entry of each row.
+    fn diagonal(&self, out: &mut [T]) {
+        let d = self.nrows.min(self.ncols);
+        check_len("CsrMatrix::diagonal", out.len(), d);
+        for (i, o) in out.iter_mut().enumerate() {
+            let (s, e) = (self.row_ptr[i], self.row_ptr[i + 1]);
+            *o = find_col(&self.col_idx[s..e], i).map_or(T::ZERO, |q| self.values[s + q]);
+        }
+    }
+    /// Column `j` by a binary search in every row (`O(m log(nnz/m))`).
+    ///
+    /// # Panics
+    /// If `j >= ncols()` or `out.len() != nrows()`.
+    fn column(&self, j: usize, out: &mut [T]) {
+        assert!(j < self.ncols, "CsrMatrix::column: column {j} out of range");
+        check_len("CsrMatrix::column", out.len(), self.nrows);
+        for (i, o) in out.iter_mut().enumerate() {
+            let (s, e) = (self.row_ptr[i], self.row_ptr[i + 1]);
+            *o = find_col(&self.col_idx[s..e], j).map_or(T::ZERO, |q| self.values[s + q]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SymCsrMatrix
+// ---------------------------------------------------------------------------------------------
+
+/// A symmetric sparse `n×n` matrix stored by its **lower triangle** (`j ≤ i`) and applied as the
+/// full symmetric matrix.
+///
+/// **Parameters:** the stored lower-triangle values in CSR order (row by row, columns increasing,
+/// see [`lower`](Self::lower)). An off-diagonal parameter stands for both `A[i, j]` and `A[j, i]`,
+/// so its gradient is `u_i x_j + u_j x_i`; a diagonal one gets `u_i x_i`.
+///
+/// **Memory:** for fast parallel products the expanded full matrix is kept as well, with a map
+/// from each full position to its parameter: about `nnz_full·(8 + 2·size_of::<usize>())` bytes in
+/// addition to the lower triangle (≈ 3× the memory of the triangle alone for `f64`). Products
+/// (`apply`, `apply_block`) then run at the speed of [`CsrMatrix`]; [`SetParams::set_params`]
+/// updates both copies. Gradients are computed on the triangle (parallel over its rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymCsrMatrix<T: Scalar> {
+    lower: CsrMatrix<T>,
+    full: CsrMatrix<T>,
+    full_to_param: Vec<usize>,
+    triplet_map: Vec<usize>,
+}
+
+impl<T: Scalar> SymCsrMatrix<T> {
+    /// From triplets of **one triangle**: every entry in the lower triangle (`i ≥ j`) or every
+    /// entry in the upper triangle (`i ≤ j`); upper entries are stored as their mirror `(j, i)`.
+    /// Each off-diagonal triplet stands for the pair `A[i, j] = A[j, i]`. Duplicates are summed.
+    ///
+    /// [`triplet_to_stored`](Self::triplet_to_stored) gives, for each triplet, its parameter.
+    ///
+    /// Errors as [`CsrMatrix::from_triplets`], plus [`OperatorError::InvalidArgument`] if the
+    /// triplets mix strictly-lower and strictly-upper entries (ambiguous: use
+    /// [`from_full_triplets`](Self::from_full_triplets) for a full symmetric matrix).
+    pub fn from_triplets(
+        n: usize,
+        rows: &[usize],
+        cols: &[usize],
+        vals: &[T],
+    ) -> Result<Self, OperatorError> {
+        require_len("triplet column indices", cols.len(), rows.len())?;
+        let (mut has_lower, mut has_upper) = (false, false);
+        for (&r, &c) in rows.iter().zip(cols) {
+            has_lower |= r > c;
+            has_upper |= r < c;
+        }
+        if has_lower && has_upper {
+            return Err(OperatorError::InvalidArgument(
+                "symmetric triplets mix lower- and upper-triangle entries; give one triangle, \
+                 or use SymCsrMatrix::from_full_triplets"
+                    .into(),
+            ));
+        }
+        let lower = if has_upper {
+            CsrMatrix::from_triplets(n, n, cols, rows, vals)?
+        } else {
+            CsrMatrix::from_triplets(n, n, rows, cols, vals)?
+        };
+        let triplet_map = lower.triplet_map.clone();
+        Ok(Self::from_lower_unchecked(lower, triplet_map))
+    }
+
+    /// From the lower triangle as a CSR matrix (square, every column index `≤` its row).
+    /// The triplet map is the one of `lower`.
+    pub fn from_lower_csr(lower: CsrMatrix<T>) -> Result<Self, OperatorError> {
+        if lower.nrows != lower.ncols {
+            return Err(OperatorError::NotSquare {
+                nrows: lower.nrows,
+                ncols: lower.ncols,
+            });
+        }
+        for i in 0..lower.nrows {
+            let (s, e) = (lower.row_ptr[i], lower.row_ptr[i + 1]);
+            if e > s && lower.col_idx[e - 1] > i {
+                return Err(OperatorError::InvalidStructure(format!(
+                    "entry ({i}, {}) is above the diagonal in a lower triangle",
+                    lower.col_idx[e - 1]
+                )));
+            }
+        }
+        let triplet_map = lower.triplet_map.clone();
+        Ok(Self::from_lower_unchecked(lower, triplet_map))
+    }
+
+    /// From a full symmetric CSR matrix (pattern and values exactly symmetric); keeps the lower
+    /// triangle as parameters. The triplet map sends each stored entry of `full` (in its CSR
+    /// order) to its parameter: `(i, j)` and `(j, i)` share one.
+    pub fn from_full_csr(full: &CsrMatrix<T>) -> Result<Self, OperatorError> {
+        if full.nrows != full.ncols {
+            return Err(OperatorError::NotSquare {
+                nrows: full.nrows,
+                ncols: full.ncols,
+            });
+        }
+        let n = full.nrows;
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        row_ptr.push(0);
+        let (mut ci, mut vals) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for p in full.row_ptr[i]..full.row_ptr[i + 1] {
+                if full.col_idx[p] <= i {
+                    ci.push(full.col_idx[p]);
+                    vals.push(full.values[p]);
+                }
+            }
+            row_ptr.push(ci.len());
+        }
+        let lower = CsrMatrix::from_raw_parts(n, n, row_ptr, ci, vals)?;
+        let s = Self::from_lower_unchecked(lower, Vec::new());
+        if s.full.row_ptr != full.row_ptr || s.full.col_idx != full.col_idx {
+            return Err(OperatorError::InvalidArgument(
+                "matrix pattern is not symmetric".into(),
+            ));
+        }
+        for i in 0..n {
+            for p in full.row_ptr[i]..full.row_ptr[i + 1] {
+                if s.full.values[p] != full.values[p] {
+                    let j = full.col_idx[p];
+                    return Err(OperatorError::InvalidArgument(format!(
+                        "matrix is not symmetric: A[{i},{j}] = {:e} but A[{j},{i}] = {:e}",
+                        full.values[p], s.full.values[p]
+                    )));
+                }
+            }
+        }
+        let triplet_map = full
+            .triplet_map
+            .iter()
+            .map(|&fp| s.full_to_param[fp])
+            .collect();
+        Ok(Self { triplet_map, ..s })
+    }
+
+    /// From triplets of a full symmetric matrix (both `(i, j)` and `(j, i)` given, duplicates
+    /// summed, result exactly symmetric); keeps the lower triangle as parameters. The triplet map
+    /// sends each triplet to its parameter (mirror entries share one).
+    pub fn from_full_triplets(
+        n: usize,
+        rows: &[usize],
+        cols: &[usize],
+        vals: &[T],
+    ) -> Result<Self, OperatorError> {
+        let full = CsrMatrix::from_triplets(n, n, rows, cols, vals)?;
+        Self::from_full_csr(&full)
+    }
+
+    /// Builds the expanded full matrix from a validated lower triangle.
+    fn from_lower_unchecked(lower: CsrMatrix<T>, triplet_map: Vec<usize>) -> Self {
+        let n = lower.nrows;
+        let (lrp, lci) = (&lower.row_ptr, &lower.col_idx);
+        // Row lengths of the full matrix: row i gets its lower row, plus the mirrors (j, i) of
+        // strictly-lower entries (i, j) in row j.
+        let mut full_ptr = vec![0usize; n + 1];
+        for i in 0..n {
+            full_ptr[i + 1] += lrp[i + 1] - lrp[i];
+            for &j in &lci[lrp[i]..lrp[i + 1]] {
+                if j < i {
+                    full_ptr[j + 1] += 1;
+                }
+            }
+        }
+        for i in 0..n {
+            full_ptr[i + 1] += full_ptr[i];
+        }
+        let nnz = full_ptr[n];
+        let mut col_idx = vec![0usize; nnz];
+        let mut values = vec![T::ZERO; nnz];
+        let mut full_to_param = vec![0usize; nnz];
+        // Lower part first in each row (columns ≤ i), then mirrors in increasing row order
+        // (columns > i, increasing): rows stay sorted.
+        let mut cursor = vec![0usize; n];
+        for i in 0..n {
+            let mut q = full_ptr[i];
+            for p in lrp[i]..lrp[i + 1] {
+                col_idx[q] = lci[p];
+                values[q] = lower.values[p];
+                full_to_param[q] = p;
+                q += 1;
+            }
+            cursor[i] = q;
+        }
+        for i in 0..n {
+            for p in lrp[i]..lrp[i + 1] {
+                let j = lci[p];
+                if j < i {
+                    let q = cursor[j];
+                    col_idx[q] = i;
+                    values[q] = lower.values[p];
+                    full_to_param[q] = p;
+                    cursor[j] += 1;
+                }
+            }
+        }
+        let full = CsrMatrix {
+            nrows: n,
+            ncols: n,
+            row_ptr: full_ptr,
+            col_idx,
+            values,
+            triplet_map: (0..nnz).collect(),
+        };
+        Self {
+            lower,
+            full,
+            full_to_param,
+            triplet_map,
+        }
+    }
+
+    /// Dimension `n`.
+    pub fn dim(&self) -> usize {
+        self.lower.nrows
+    }
+
+    /// The stored lower triangle (its values are the parameters).
+    pub fn lower(&self) -> &CsrMatrix<T> {
+        &self.lower
+    }
+
+    /// The expanded full matrix used for products.
+    pub fn full(&self) -> &CsrMatrix<T> {
+        &self.full
+    }
+
+    /// For each position of [`full`](Self::full)'s stored values, the parameter it copies.
+    pub fn full_to_param(&self) -> &[usize] {
+        &self.full_to_param
+    }
+
+    /// Number of stored (lower-triangle) entries, equal to the number of parameters.
+    pub fn nnz(&self) -> usize {
+        self.lower.nnz()
+    }
+
+    /// For each input triplet of the constructor, the parameter it was added to (duplicates, and
+    /// mirror entries for [`from_full_triplets`](Self::from_full_triplets), share one).
+    pub fn triplet_to_stored(&self) -> &[usize] {
+        &self.triplet_map
+    }
+
+    /// The full symmetric matrix as a dense matrix (for tests).
+    ///
+    /// # Panics
+    /// If `n²` overflows or cannot be allocated.
+    pub fn to_dense(&self) -> DenseMatrix<T> {
+        self.full.to_dense()
+    }
+}
+
+impl<T: Scalar> Operator<T> for SymCsrMatrix<T> {
+    fn nrows(&self) -> usize {
+        self.dim()
+    }
+    fn ncols(&self) -> usize {
+        self.dim()
+    }
+    /// Parallel SpMV on the expanded full matrix.
+    ///
+    /// # Panics
+    /// On length mismatches.
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.full.apply(x, y)
+    }
+    /// Blocked SpMM on the expanded full matrix.
+    ///
+    /// # Panics
+    /// On block length mismatches.
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.full.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for SymCsrMatrix<T> {
+    /// Same as [`apply`](Operator::apply) (parallel).
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.full.apply(x, y)
+    }
+    /// Same as [`apply_block`](Operator::apply_block).
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.full.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> SelfAdjoint<T> for SymCsrMatrix<T> {}
+
+impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
+    fn num_params(&self) -> usize {
+        self.lower.nnz()
+    }
+    fn params(&self, out: &mut [T]) {
+        self.lower.params(out)
+    }
+    /// `grad[p] += u_i x_j + u_j x_i` (`u_i x_i` on the diagonal); parallel over rows.
+    ///
+    /// # Panics
+    /// On length mismatches.
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.vjp_params_block(u, x, 1, grad)
+    }
+    /// `grad[p] += Σ_c (u_c[i] x_c[j] + u_c[j] x_c[i])` in one pass over the triangle, parallel
+    /// over rows.
+    ///
+    /// # Panics
+    /// On length mismatches.
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        let n = self.dim();
+        check_block_len("SymCsrMatrix::vjp_params_block u", u.len(), n, k);
+        check_block_len("SymCsrMatrix::vjp_params_block x", x.len(), n, k);
+        check_len(
+            "SymCsrMatrix::vjp_params_block grad",
+            grad.len(),
+            self.nnz(),
+        );
+        let us: Vec<&[T]> = (0..k).map(|c| &u[c * n..(c + 1) * n]).collect();
+        let xs: Vec<&[T]> = (0..k).map(|c| &x[c * n..(c + 1) * n]).collect();
+        let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
+        self.lower.for_row_chunks(
+            grad,
+            |r| rp[r],
+            |r0, r1, g| {
+                let base = rp[r0];
+                for i in r0..r1 {
+                    for p in rp[i]..rp[i + 1] {
+                        let j = ci[p];
+                        let mut acc = T::ZERO;
+                        if j == i {
+                            for (uc, xc) in us.iter().zip(&xs) {
+                                acc += uc[i] * xc[i];
+                            }
+                        } else {
+                            for (uc, xc) in us.iter().zip(&xs) {
+                                acc += uc[i] * xc[j] + uc[j] * xc[i];
+                            }
+                        }
+                        g[p - base] += acc;
+                    }
+                }
+            },
+        );
+    }
+}
+
+impl<T: Scalar> SetParams<T> for SymCsrMatrix<T> {
+    /// Replaces the lower-triangle values (CSR order) and refreshes the expanded copy.
+    fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
+        self.lower.set_params(theta)?;
+        for (v, &p) in self.full.values.iter_mut().zip(&self.full_to_param) {
+            *v = theta[p];
+        }
+        Ok(())
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for SymCsrMatrix<T> {
+    /// The last stored entry of each lower row, when it is on the diagonal.
+    fn diagonal(&self, out: &mut [T]) {
+        check_len("SymCsrMatrix::diagonal", out.len(), self.dim());
+        let l = &self.lower;
+        for (i, o) in out.iter_mut().enumerate() {
+            let (s, e) = (l.row_ptr[i], l.row_ptr[i + 1]);
+            *o = if e > s && l.col_idx[e - 1] == i {
+                l.values[e - 1]
+            } else {
+                T::ZERO
+            };
+        }
+    }
+    /// Column `j` = row `j` of the full symmetric matrix (`O(row length)` after zeroing).
+    ///
+    /// # Panics
+    /// If `j >= n` or `out.len() != n`.
+    fn column(&self, j: usize, out: &mut [T]) {
+        assert!(
+            j < self.dim(),
+            "SymCsrMatrix::column: column {j} out of range"
+        );
+        check_len("SymCsrMatrix::column", out.len(), self.dim());
+        out.fill(T::ZERO);
+        let f = &self.full;
+        for p in f.row_ptr[j]..f.row_ptr[j + 1] {
+            out[f.col_idx[p]] = f.values[p];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_covers_rows() {
+        let rp: Vec<usize> = (0..=100_000).map(|i| i * 5).collect();
+        let b = row_partition(&rp);
+        assert_eq!(b[0], 0);
+        assert_eq!(*b.last().unwrap(), 100_000);
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn sym_expansion_is_sorted() {
+        let s = SymCsrMatrix::from_triplets(
+            3,
+            &[0, 1, 2, 2, 2],
+            &[0, 0, 0, 1, 2],
+            &[1.0, 2.0, 3.0, 4.0, 5.0],
+        )
+        .unwrap();
+        assert_eq!(s.full().row_ptr(), &[0, 3, 5, 8]);
+        assert_eq!(s.full().col_idx(), &[0, 1, 2, 0, 2, 0, 1, 2]);
+        assert_eq!(s.full_to_param(), &[0, 1, 2, 1, 3, 2, 3, 4]);
+    }
+}

@@ -1,1 +1,1015 @@
-//! (in progress)
+//! Matrix Market reader and writer (coordinate and array formats, optional gzip).
+//!
+//! Supported: object `matrix`; formats `coordinate` and `array`; fields `real`, `integer` and
+//! `pattern` (values 1); symmetries `general` and `symmetric`. `complex`, `skew-symmetric` and
+//! `hermitian` are rejected with [`MatrixMarketError::Unsupported`]. Gzip input is detected by its
+//! magic bytes (`1f 8b`), whatever the file name; output is gzipped when the path ends in `.gz`.
+//!
+//! A file is read into a [`MatrixMarketFile`], which keeps the header, the comments and the
+//! entries **in file order**, so that writing it back reproduces the order of the entries, and
+//! [`MatrixMarketFile::with_values`] produces a file with the same structure and new values (e.g.
+//! a gradient with respect to every entry). Conversions: [`MatrixMarketFile::to_csr`] (full
+//! matrix) and [`MatrixMarketFile::to_sym_csr`] (one parameter per file entry).
+//!
+//! Parsing never panics; every error is a [`MatrixMarketError`] carrying the 1-based line number.
+//!
+//! ```
+//! use gradmat_operators::matrix_market::{read_matrix_market_from, write_matrix_market_to};
+//! let text = "%%MatrixMarket matrix coordinate real symmetric\n3 3 4\n1 1 2\n2 1 -1\n2 2 2\n3 3 1\n";
+//! let file = read_matrix_market_from::<f64, _>(text.as_bytes()).unwrap();
+//! assert_eq!((file.nrows(), file.ncols(), file.nnz()), (3, 3, 4));
+//! let a = file.to_sym_csr().unwrap();
+//! assert_eq!(a.triplet_to_stored(), &[0, 1, 2, 3]);
+//! let mut out = Vec::new();
+//! write_matrix_market_to(&mut out, &file).unwrap();
+//! let again = read_matrix_market_from::<f64, _>(&out[..]).unwrap();
+//! assert_eq!(again, file);
+//! ```
+
+use crate::csr::{CsrMatrix, SymCsrMatrix};
+use crate::{OperatorError, Scalar};
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Entries preallocated at most from an (untrusted) size line.
+const MAX_PREALLOC: usize = 1 << 20;
+
+/// What went wrong reading or writing a Matrix Market file. Line numbers are 1-based.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MatrixMarketError {
+    /// Opening, reading or writing a file failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading from or writing to a stream (no path) failed.
+    #[error("I/O error at line {line}: {source}")]
+    Stream {
+        /// Line being read (0 when writing).
+        line: usize,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The input ended inside a compressed stream (truncated gzip file).
+    #[error("truncated input at line {line}: {message}")]
+    Truncated {
+        /// Line being read.
+        line: usize,
+        /// Details.
+        message: String,
+    },
+    /// The input is empty.
+    #[error("empty input: no Matrix Market header")]
+    Empty,
+    /// The first line is not a valid `%%MatrixMarket matrix <format> <field> <symmetry>` header.
+    #[error("line {line}: bad header: {message}")]
+    BadHeader {
+        /// Line number.
+        line: usize,
+        /// Details.
+        message: String,
+    },
+    /// A valid header asking for something this reader does not support.
+    #[error("line {line}: unsupported Matrix Market {what}")]
+    Unsupported {
+        /// Line number.
+        line: usize,
+        /// What (e.g. `symmetry "skew-symmetric"`).
+        what: String,
+    },
+    /// The size line is missing or malformed.
+    #[error("line {line}: bad size line: {message}")]
+    BadSizeLine {
+        /// Line number.
+        line: usize,
+        /// Details.
+        message: String,
+    },
+    /// A data line with the wrong number of tokens.
+    #[error("line {line}: expected {expected} tokens, found {found}")]
+    WrongTokenCount {
+        /// Line number.
+        line: usize,
+        /// Tokens expected.
+        expected: usize,
+        /// Tokens found.
+        found: usize,
+    },
+    /// A token that is not a number of the expected kind.
+    #[error("line {line}: cannot parse {token:?} as {expected}")]
+    NotANumber {
+        /// Line number.
+        line: usize,
+        /// The token.
+        token: String,
+        /// What was expected (`"an index"`, `"a real"`, `"an integer"`).
+        expected: &'static str,
+    },
+    /// An index outside `1..=nrows` / `1..=ncols` (reported 1-based, as in the file).
+    #[error("line {line}: index ({row}, {col}) out of range for a {nrows}×{ncols} matrix")]
+    IndexOutOfRange {
+        /// Line number.
+        line: usize,
+        /// Row index as in the file (1-based).
+        row: usize,
+        /// Column index as in the file (1-based).
+        col: usize,
+        /// Number of rows.
+        nrows: usize,
+        /// Number of columns.
+        ncols: usize,
+    },
+    /// An entry that is well-formed but not allowed here: a symmetric coordinate file whose
+    /// off-diagonal entries are not all in one triangle (reported at the first entry that
+    /// switches triangle).
+    #[error("line {line}: {message}")]
+    InvalidEntry {
+        /// Line number.
+        line: usize,
+        /// Details.
+        message: String,
+    },
+    /// A value that is NaN or infinite (or overflows the scalar type).
+    #[error("line {line}: non-finite value {token:?}")]
+    NonFinite {
+        /// Line number.
+        line: usize,
+        /// The token.
+        token: String,
+    },
+    /// The data ended before the number of entries declared in the size line.
+    #[error("line {line}: too few entries: expected {expected}, found {found}")]
+    TooFewEntries {
+        /// Last line read.
+        line: usize,
+        /// Entries declared.
+        expected: usize,
+        /// Entries found.
+        found: usize,
+    },
+    /// A data line after the declared number of entries.
+    #[error("line {line}: too many entries: expected {expected}")]
+    TooManyEntries {
+        /// Line number of the first extra entry.
+        line: usize,
+        /// Entries declared.
+        expected: usize,
+    },
+    /// Declared sizes that overflow or are inconsistent (`nrows·ncols` overflows, more
+    /// coordinate entries than matrix entries, non-square symmetric matrix).
+    #[error("line {line}: invalid size: {message}")]
+    InvalidSize {
+        /// Line number.
+        line: usize,
+        /// Details.
+        message: String,
+    },
+    /// An argument to a constructor or conversion is inconsistent (wrong number of values, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Building an operator from the entries failed.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+}
+
+/// Storage format of a Matrix Market file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Sparse `i j [value]` lines.
+    Coordinate,
+    /// Dense column-major values (lower triangle only when symmetric).
+    Array,
+}
+
+/// Value field of a Matrix Market file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Floating-point values.
+    Real,
+    /// Integer values (read into the scalar type).
+    Integer,
+    /// No values (every entry is 1); coordinate format only.
+    Pattern,
+}
+
+/// Symmetry of a Matrix Market file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symmetry {
+    /// All entries are given.
+    General,
+    /// Only one triangle (normally the lower) is given; `A[j, i] = A[i, j]`.
+    Symmetric,
+}
+
+/// The header line of a Matrix Market file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Coordinate or array.
+    pub format: Format,
+    /// Real, integer or pattern.
+    pub field: Field,
+    /// General or symmetric.
+    pub symmetry: Symmetry,
+}
+
+/// A Matrix Market file in memory: header, comments, size and the entries in file order.
+///
+/// Entries are `(rows[e], cols[e], values[e])`, 0-based, in the order of the file (for array
+/// files the column-major order of the file, restricted to `i ≥ j` when symmetric). Pattern
+/// files have values 1. Symmetric files keep the entries as given (one triangle).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixMarketFile<T: Scalar> {
+    header: Header,
+    comments: Vec<String>,
+    nrows: usize,
+    ncols: usize,
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    values: Vec<T>,
+}
+
+impl<T: Scalar> MatrixMarketFile<T> {
+    /// A coordinate file from 0-based entries (checked: lengths, ranges, finite values; for
+    /// `Symmetric`, square and all entries in one triangle). Pattern files must have values 1.
+    pub fn new_coordinate(
+        nrows: usize,
+        ncols: usize,
+        field: Field,
+        symmetry: Symmetry,
+        rows: Vec<usize>,
+        cols: Vec<usize>,
+        values: Vec<T>,
+    ) -> Result<Self, MatrixMarketError> {
+        let bad = |m: String| Err(MatrixMarketError::InvalidArgument(m));
+        if cols.len() != rows.len() || values.len() != rows.len() {
+            return bad(format!(
+                "entry arrays have lengths {}, {}, {}",
+                rows.len(),
+                cols.len(),
+                values.len()
+            ));
+        }
+        if symmetry == Symmetry::Symmetric && nrows != ncols {
+            return bad(format!(
+                "symmetric matrix must be square, got {nrows}×{ncols}"
+            ));
+        }
+        let (mut lo, mut up) = (false, false);
+        for (e, (&r, &c)) in rows.iter().zip(&cols).enumerate() {
+            if r >= nrows || c >= ncols {
+                return bad(format!("entry {e}: ({r}, {c}) out of range"));
+            }
+            lo |= r > c;
+            up |= r < c;
+        }
+        if symmetry == Symmetry::Symmetric && lo && up {
+            return bad("symmetric entries must all lie in one triangle".into());
+        }
+        if let Some(e) = values.iter().position(|v| !v.is_finite()) {
+            return bad(format!("entry {e}: non-finite value"));
+        }
+        if field == Field::Pattern && values.iter().any(|v| *v != T::ONE) {
+            return bad("pattern files have values 1".into());
+        }
+        if field == Field::Integer && values.iter().any(|v| !is_integral(*v)) {
+            return bad("integer field with non-integral values".into());
+        }
+        Ok(Self {
+            header: Header {
+                format: Format::Coordinate,
+                field,
+                symmetry,
+            },
+            comments: Vec::new(),
+            nrows,
+            ncols,
+            rows,
+            cols,
+            values,
+        })
+    }
+
+    /// A dense array file from column-major values (`nrows·ncols` of them), general symmetry.
+    pub fn new_array(
+        nrows: usize,
+        ncols: usize,
+        col_major: Vec<T>,
+    ) -> Result<Self, MatrixMarketError> {
+        let len = nrows.checked_mul(ncols).ok_or_else(|| {
+            MatrixMarketError::InvalidArgument(format!("{nrows}×{ncols} overflows"))
+        })?;
+        if col_major.len() != len {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "expected {len} values, got {}",
+                col_major.len()
+            )));
+        }
+        if col_major.iter().any(|v| !v.is_finite()) {
+            return Err(MatrixMarketError::InvalidArgument(
+                "non-finite value".into(),
+            ));
+        }
+        let (rows, cols) = (0..len)
+            .map(|p| (p % nrows.max(1), p / nrows.max(1)))
+            .unzip();
+        Ok(Self {
+            header: Header {
+                format: Format::Array,
+                field: Field::Real,
+                symmetry: Symmetry::General,
+            },
+            comments: Vec::new(),
+            nrows,
+            ncols,
+            rows,
+            cols,
+            values: col_major,
+        })
+    }
+
+    /// A symmetric array file from the lower triangle, column by column
+    /// (`A[0,0], A[1,0], …, A[n-1,0], A[1,1], …`), `n(n+1)/2` values.
+    pub fn new_symmetric_array(
+        n: usize,
+        lower_col_major: Vec<T>,
+    ) -> Result<Self, MatrixMarketError> {
+        let len = n
+            .checked_add(1)
+            .and_then(|n1| n.checked_mul(n1))
+            .map(|v| v / 2)
+            .ok_or_else(|| MatrixMarketError::InvalidArgument(format!("{n}×{n} overflows")))?;
+        if lower_col_major.len() != len {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "expected {len} values, got {}",
+                lower_col_major.len()
+            )));
+        }
+        if lower_col_major.iter().any(|v| !v.is_finite()) {
+            return Err(MatrixMarketError::InvalidArgument(
+                "non-finite value".into(),
+            ));
+        }
+        let (mut rows, mut cols) = (Vec::with_capacity(len), Vec::with_capacity(len));
+        for j in 0..n {
+            for i in j..n {
+                rows.push(i);
+                cols.push(j);
+            }
+        }
+        Ok(Self {
+            header: Header {
+                format: Format::Array,
+                field: Field::Real,
+                symmetry: Symmetry::Symmetric,
+            },
+            comments: Vec::new(),
+            nrows: n,
+            ncols: n,
+            rows,
+            cols,
+            values: lower_col_major,
+        })
+    }
+
+    /// A general coordinate file with the stored entries of `a` in CSR order.
+    pub fn from_csr(a: &CsrMatrix<T>) -> Self {
+        use crate::Operator;
+        let rp = a.row_ptr();
+        let rows = (0..a.nrows())
+            .flat_map(|i| std::iter::repeat_n(i, rp[i + 1] - rp[i]))
+            .collect();
+        Self {
+            header: Header {
+                format: Format::Coordinate,
+                field: Field::Real,
+                symmetry: Symmetry::General,
+            },
+            comments: Vec::new(),
+            nrows: a.nrows(),
+            ncols: a.ncols(),
+            rows,
+            cols: a.col_idx().to_vec(),
+            values: a.values().to_vec(),
+        }
+    }
+
+    /// A symmetric coordinate file with the stored lower triangle of `a` in CSR order (one entry
+    /// per parameter).
+    pub fn from_sym_csr(a: &SymCsrMatrix<T>) -> Self {
+        let mut f = Self::from_csr(a.lower());
+        f.header.symmetry = Symmetry::Symmetric;
+        f
+    }
+
+    /// The header.
+    pub fn header(&self) -> Header {
+        self.header
+    }
+    /// Comment lines between the header and the size line, without the leading `%`.
+    pub fn comments(&self) -> &[String] {
+        &self.comments
+    }
+    /// Replaces the comment lines (each written as `%` + line; line breaks are replaced by
+    /// spaces).
+    pub fn set_comments(&mut self, comments: Vec<String>) {
+        self.comments = comments
+            .into_iter()
+            .map(|c| c.replace(['\n', '\r'], " "))
+            .collect();
+    }
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+    /// Number of entries in the file.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+    /// 0-based row indices, in file order.
+    pub fn rows(&self) -> &[usize] {
+        &self.rows
+    }
+    /// 0-based column indices, in file order.
+    pub fn cols(&self) -> &[usize] {
+        &self.cols
+    }
+    /// Values, in file order.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// The same file (header, comments, size, entry order) with new values, one per entry in file
+    /// order. Integer and pattern fields become `real` (the new values need not be integers).
+    /// Errors on a length mismatch or non-finite values.
+    pub fn with_values(&self, new_values: &[T]) -> Result<Self, MatrixMarketError> {
+        if new_values.len() != self.values.len() {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "with_values: expected {} values, got {}",
+                self.values.len(),
+                new_values.len()
+            )));
+        }
+        if let Some(e) = new_values.iter().position(|v| !v.is_finite()) {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "with_values: value {e} is not finite"
+            )));
+        }
+        let mut out = self.clone();
+        out.values.copy_from_slice(new_values);
+        out.header.field = Field::Real;
+        Ok(out)
+    }
+
+    /// The full matrix as CSR. Symmetric files are expanded (each off-diagonal entry also gives
+    /// its mirror); duplicates are summed. For general files the CSR triplet map
+    /// ([`CsrMatrix::triplet_to_stored`]) is indexed by file entry; for symmetric files by the
+    /// expanded list (file entries first, then the mirrors of off-diagonal entries in file order).
+    pub fn to_csr(&self) -> Result<CsrMatrix<T>, MatrixMarketError> {
+        match self.header.symmetry {
+            Symmetry::General => Ok(CsrMatrix::from_triplets(
+                self.nrows,
+                self.ncols,
+                &self.rows,
+                &self.cols,
+                &self.values,
+            )?),
+            Symmetry::Symmetric => {
+                let (mut r, mut c, mut v) =
+                    (self.rows.clone(), self.cols.clone(), self.values.clone());
+                for e in 0..self.values.len() {
+                    if self.rows[e] != self.cols[e] {
+                        r.push(self.cols[e]);
+                        c.push(self.rows[e]);
+                        v.push(self.values[e]);
+                    }
+                }
+                Ok(CsrMatrix::from_triplets(
+                    self.nrows, self.ncols, &r, &c, &v,
+                )?)
+            }
+        }
+    }
+
+    /// A [`SymCsrMatrix`] whose parameters correspond to the file entries through
+    /// [`SymCsrMatrix::triplet_to_stored`] (indexed by file entry; duplicates share a parameter).
+    ///
+    /// Symmetric files: the given triangle (lower or upper). General files: must be exactly
+    /// symmetric; mirror entries share a parameter ([`SymCsrMatrix::from_full_triplets`]).
+    pub fn to_sym_csr(&self) -> Result<SymCsrMatrix<T>, MatrixMarketError> {
+        if self.nrows != self.ncols {
+            return Err(OperatorError::NotSquare {
+                nrows: self.nrows,
+                ncols: self.ncols,
+            }
+            .into());
+        }
+        let n = self.nrows;
+        Ok(match self.header.symmetry {
+            Symmetry::Symmetric => {
+                SymCsrMatrix::from_triplets(n, &self.rows, &self.cols, &self.values)?
+            }
+            Symmetry::General => {
+                SymCsrMatrix::from_full_triplets(n, &self.rows, &self.cols, &self.values)?
+            }
+        })
+    }
+}
+
+fn is_integral<T: Scalar>(v: T) -> bool {
+    let f = v.to_f64();
+    f.is_finite() && f.trunc().to_bits() == f.to_bits() && f.abs() < 9.0e15
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a Matrix Market file (gzip detected by magic bytes).
+pub fn read_matrix_market<T: Scalar>(
+    path: impl AsRef<Path>,
+) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|source| MatrixMarketError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_matrix_market_from(BufReader::new(file)).map_err(|e| match e {
+        MatrixMarketError::Stream { source, .. } => MatrixMarketError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Reads a Matrix Market file from any buffered reader (e.g. `&[u8]`); gzip is detected by the
+/// magic bytes. Never panics.
+pub fn read_matrix_market_from<T: Scalar, R: BufRead>(
+    mut reader: R,
+) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(2);
+    (&mut reader)
+        .take(2)
+        .read_to_end(&mut head)
+        .map_err(|source| MatrixMarketError::Stream { line: 0, source })?;
+    let is_gzip = head == [0x1f, 0x8b];
+    let chained = io::Cursor::new(head).chain(reader);
+    if is_gzip {
+        parse(BufReader::new(MultiGzDecoder::new(chained)), true)
+    } else {
+        parse(BufReader::new(chained), false)
+    }
+}
+
+/// Line-oriented reader tracking line numbers; strips `\r\n`.
+struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    line: usize,
+    gz: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// The next line (without terminator), or `None` at end of input.
+    fn next_line(&mut self) -> Result<Option<String>, MatrixMarketError> {
+        self.buf.clear();
+        let n = match self.reader.read_until(b'\n', &mut self.buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let line = self.line + 1;
+                return Err(
+                    if self.gz
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput
+                        )
+                    {
+                        MatrixMarketError::Truncated {
+                            line,
+                            message: format!("gzip stream: {e}"),
+                        }
+                    } else if self.gz && e.kind() == io::ErrorKind::InvalidData {
+                        MatrixMarketError::Truncated {
+                            line,
+                            message: format!("corrupt gzip stream: {e}"),
+                        }
+                    } else {
+                        MatrixMarketError::Stream { line, source: e }
+                    },
+                );
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+    }
+}
+
+fn parse_header(line: &str, ln: usize) -> Result<Header, MatrixMarketError> {
+    let bad = |message: String| MatrixMarketError::BadHeader { line: ln, message };
+    let toks: Vec<String> = line
+        .split_ascii_whitespace()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
+    if toks.first().map(String::as_str) != Some("%%matrixmarket") {
+        return Err(bad(format!(
+            "expected \"%%MatrixMarket matrix <format> <field> <symmetry>\", found {:?}",
+            truncate(line)
+        )));
+    }
+    if toks.len() != 5 {
+        return Err(bad(format!("expected 5 tokens, found {}", toks.len())));
+    }
+    if toks[1] != "matrix" {
+        return Err(MatrixMarketError::Unsupported {
+            line: ln,
+            what: format!("object {:?}", toks[1]),
+        });
+    }
+    let format = match toks[2].as_str() {
+        "coordinate" => Format::Coordinate,
+        "array" => Format::Array,
+        other => return Err(bad(format!("unknown format {other:?}"))),
+    };
+    let field = match toks[3].as_str() {
+        "real" | "double" => Field::Real,
+        "integer" => Field::Integer,
+        "pattern" => Field::Pattern,
+        "complex" => {
+            return Err(MatrixMarketError::Unsupported {
+                line: ln,
+                what: "field \"complex\"".into(),
+            })
+        }
+        other => return Err(bad(format!("unknown field {other:?}"))),
+    };
+    let symmetry = match toks[4].as_str() {
+        "general" => Symmetry::General,
+        "symmetric" => Symmetry::Symmetric,
+        s @ ("skew-symmetric" | "hermitian") => {
+            return Err(MatrixMarketError::Unsupported {
+                line: ln,
+                what: format!("symmetry {s:?}"),
+            })
+        }
+        other => return Err(bad(format!("unknown symmetry {other:?}"))),
+    };
+    if format == Format::Array && field == Field::Pattern {
+        return Err(bad(
+            "the pattern field is only valid with the coordinate format".into(),
+        ));
+    }
+    Ok(Header {
+        format,
+        field,
+        symmetry,
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+fn parse_index(tok: &str, ln: usize) -> Result<usize, MatrixMarketError> {
+    tok.parse::<usize>()
+        .map_err(|_| MatrixMarketError::NotANumber {
+            line: ln,
+            token: truncate(tok),
+            expected: "an index",
+        })
+}
+
+fn parse_value<T: Scalar>(tok: &str, field: Field, ln: usize) -> Result<T, MatrixMarketError> {
+    let v = match field {
+        Field::Pattern => return Ok(T::ONE),
+        Field::Integer => {
+            tok.parse::<i64>()
+                .map(|i| i as f64)
+                .map_err(|_| MatrixMarketError::NotANumber {
+                    line: ln,
+                    token: truncate(tok),
+                    expected: "an integer",
+                })?
+        }
+        Field::Real => match tok.parse::<f64>() {
+            Ok(v) => v,
+            // Fortran exponents (1.0D+03).
+            Err(_) if tok.contains(['d', 'D']) => tok
+                .replace(['d', 'D'], "e")
+                .parse::<f64>()
+                .map_err(|_| MatrixMarketError::NotANumber {
+                    line: ln,
+                    token: truncate(tok),
+                    expected: "a real",
+                })?,
+            Err(_) => {
+                return Err(MatrixMarketError::NotANumber {
+                    line: ln,
+                    token: truncate(tok),
+                    expected: "a real",
+                })
+            }
+        },
+    };
+    let t = T::from_f64(v);
+    if !t.is_finite() {
+        return Err(MatrixMarketError::NonFinite {
+            line: ln,
+            token: truncate(tok),
+        });
+    }
+    Ok(t)
+}
+
+fn parse<T: Scalar, R: BufRead>(
+    reader: R,
+    gz: bool,
+) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
+    let mut lines = Lines {
+        reader,
+        buf: Vec::new(),
+        line: 0,
+        gz,
+    };
+    let first = lines.next_line()?.ok_or(MatrixMarketError::Empty)?;
+    let header = parse_header(&first, 1)?;
+    // Comments, then the size line.
+    let mut comments = Vec::new();
+    let (size_line, size_ln) = loop {
+        match lines.next_line()? {
+            None => {
+                return Err(MatrixMarketError::BadSizeLine {
+                    line: lines.line + 1,
+                    message: "missing (end of input)".into(),
+                })
+            }
+            Some(l) if l.starts_with('%') => comments.push(l[1..].to_string()),
+            Some(l) if l.trim().is_empty() => {}
+            Some(l) => break (l, lines.line),
+        }
+    };
+    let toks: Vec<&str> = size_line.split_ascii_whitespace().collect();
+    let expected = match header.format {
+        Format::Coordinate => 3,
+        Format::Array => 2,
+    };
+    let bad_size = |message: String| MatrixMarketError::BadSizeLine {
+        line: size_ln,
+        message,
+    };
+    if toks.len() != expected {
+        return Err(bad_size(format!(
+            "expected {expected} integers, found {} tokens",
+            toks.len()
+        )));
+    }
+    let mut nums = [0usize; 3];
+    for (k, t) in toks.iter().enumerate() {
+        nums[k] = t
+            .parse::<usize>()
+            .map_err(|_| bad_size(format!("cannot parse {:?} as a size", truncate(t))))?;
+    }
+    let (nrows, ncols) = (nums[0], nums[1]);
+    let invalid = |message: String| MatrixMarketError::InvalidSize {
+        line: size_ln,
+        message,
+    };
+    if header.symmetry == Symmetry::Symmetric && nrows != ncols {
+        return Err(invalid(format!(
+            "symmetric matrix must be square, got {nrows}×{ncols}"
+        )));
+    }
+    let total = (nrows as u128) * (ncols as u128);
+    let nentries = match header.format {
+        Format::Coordinate => {
+            let nnz = nums[2];
+            if nnz as u128 > total {
+                return Err(invalid(format!(
+                    "{nnz} entries declared for a {nrows}×{ncols} matrix"
+                )));
+            }
+            nnz
+        }
+        Format::Array => {
+            let full = nrows
+                .checked_mul(ncols)
+                .ok_or_else(|| invalid(format!("{nrows}×{ncols} overflows")))?;
+            match header.symmetry {
+                Symmetry::General => full,
+                // n(n+1)/2 ≤ n², which fits.
+                Symmetry::Symmetric if nrows % 2 == 0 => nrows / 2 * (nrows + 1),
+                Symmetry::Symmetric => nrows * nrows.div_ceil(2),
+            }
+        }
+    };
+    let cap = nentries.min(MAX_PREALLOC);
+    let mut rows = Vec::with_capacity(cap);
+    let mut cols = Vec::with_capacity(cap);
+    let mut values: Vec<T> = Vec::with_capacity(cap);
+    let ntok = match (header.format, header.field) {
+        (Format::Array, _) => 1,
+        (Format::Coordinate, Field::Pattern) => 2,
+        (Format::Coordinate, _) => 3,
+    };
+    // Array position: (i, j) of the next value.
+    let (mut ai, mut aj) = (0usize, 0usize);
+    // Triangle of the first off-diagonal entry of a symmetric coordinate file (true = lower).
+    let mut tri: Option<bool> = None;
+    while let Some(l) = lines.next_line()? {
+        let ln = lines.line;
+        if l.starts_with('%') || l.trim().is_empty() {
+            continue;
+        }
+        if values.len() == nentries {
+            return Err(MatrixMarketError::TooManyEntries {
+                line: ln,
+                expected: nentries,
+            });
+        }
+        let toks: Vec<&str> = l.split_ascii_whitespace().collect();
+        if toks.len() != ntok {
+            return Err(MatrixMarketError::WrongTokenCount {
+                line: ln,
+                expected: ntok,
+                found: toks.len(),
+            });
+        }
+        match header.format {
+            Format::Coordinate => {
+                let r = parse_index(toks[0], ln)?;
+                let c = parse_index(toks[1], ln)?;
+                if r == 0 || c == 0 || r > nrows || c > ncols {
+                    return Err(MatrixMarketError::IndexOutOfRange {
+                        line: ln,
+                        row: r,
+                        col: c,
+                        nrows,
+                        ncols,
+                    });
+                }
+                let v = if ntok == 3 {
+                    parse_value(toks[2], header.field, ln)?
+                } else {
+                    T::ONE
+                };
+                if header.symmetry == Symmetry::Symmetric && r != c {
+                    let lower = r > c;
+                    match tri {
+                        None => tri = Some(lower),
+                        Some(t) if t != lower => {
+                            return Err(MatrixMarketError::InvalidEntry {
+                                line: ln,
+                                message: format!(
+                                    "symmetric file mixes lower- and upper-triangle entries \
+                                     (({r}, {c}) after entries in the other triangle)"
+                                ),
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                }
+                rows.push(r - 1);
+                cols.push(c - 1);
+                values.push(v);
+            }
+            Format::Array => {
+                let v = parse_value(toks[0], header.field, ln)?;
+                rows.push(ai);
+                cols.push(aj);
+                values.push(v);
+                ai += 1;
+                if ai == nrows {
+                    aj += 1;
+                    ai = match header.symmetry {
+                        Symmetry::General => 0,
+                        Symmetry::Symmetric => aj,
+                    };
+                }
+            }
+        }
+    }
+    if values.len() < nentries {
+        return Err(MatrixMarketError::TooFewEntries {
+            line: lines.line,
+            expected: nentries,
+            found: values.len(),
+        });
+    }
+    Ok(MatrixMarketFile {
+        header,
+        comments,
+        nrows,
+        ncols,
+        rows,
+        cols,
+        values,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a file to `path`, gzip-compressed when the path ends in `.gz`.
+pub fn write_matrix_market<T: Scalar>(
+    path: impl AsRef<Path>,
+    file: &MatrixMarketFile<T>,
+) -> Result<(), MatrixMarketError> {
+    let path = path.as_ref();
+    let io_err = |source| MatrixMarketError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = File::create(path).map_err(io_err)?;
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let res = if gz {
+        let mut enc = GzEncoder::new(BufWriter::new(f), Compression::default());
+        write_body(&mut enc, file)
+            .and_then(|()| enc.finish())
+            .and_then(|mut w| w.flush())
+    } else {
+        let mut w = BufWriter::new(f);
+        write_body(&mut w, file).and_then(|()| w.flush())
+    };
+    res.map_err(io_err)
+}
+
+/// Writes a file to any writer (uncompressed).
+pub fn write_matrix_market_to<T: Scalar, W: Write>(
+    writer: W,
+    file: &MatrixMarketFile<T>,
+) -> Result<(), MatrixMarketError> {
+    let mut w = BufWriter::new(writer);
+    write_body(&mut w, file)
+        .and_then(|()| w.flush())
+        .map_err(|source| MatrixMarketError::Stream { line: 0, source })
+}
+
+fn write_body<T: Scalar, W: Write>(w: &mut W, f: &MatrixMarketFile<T>) -> io::Result<()> {
+    let h = f.header;
+    let format = match h.format {
+        Format::Coordinate => "coordinate",
+        Format::Array => "array",
+    };
+    let field = match h.field {
+        Field::Real => "real",
+        Field::Integer => "integer",
+        Field::Pattern => "pattern",
+    };
+    let symmetry = match h.symmetry {
+        Symmetry::General => "general",
+        Symmetry::Symmetric => "symmetric",
+    };
+    writeln!(w, "%%MatrixMarket matrix {format} {field} {symmetry}")?;
+    for c in &f.comments {
+        writeln!(w, "%{c}")?;
+    }
+    // Full precision: 17 digits after the point for f64 ({:.17e}), 9 for f32.
+    let prec = if std::mem::size_of::<T>() == 4 { 9 } else { 17 };
+    match h.format {
+        Format::Coordinate => {
+            writeln!(w, "{} {} {}", f.nrows, f.ncols, f.values.len())?;
+            for e in 0..f.values.len() {
+                let (r, c) = (f.rows[e] + 1, f.cols[e] + 1);
+                match h.field {
+                    Field::Pattern => writeln!(w, "{r} {c}")?,
+                    Field::Integer => writeln!(w, "{r} {c} {}", f.values[e].to_f64() as i64)?,
+                    Field::Real => writeln!(w, "{r} {c} {:.*e}", prec, f.values[e])?,
+                }
+            }
+        }
+        Format::Array => {
+            writeln!(w, "{} {}", f.nrows, f.ncols)?;
+            for v in &f.values {
+                match h.field {
+                    Field::Integer => writeln!(w, "{}", v.to_f64() as i64)?,
+                    _ => writeln!(w, "{:.*e}", prec, v)?,
+                }
+            }
+        }
+    }
+    Ok(())
+}
