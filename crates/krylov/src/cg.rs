@@ -37,7 +37,7 @@
 //!
 //! let a = SymmetricDense::from_col_major(2, vec![4.0, 1.0, 1.0, 3.0]).unwrap();
 //! // Two right-hand sides, column-major: b₀ = (1, 2), b₁ = (0, 0).
-//! let b = [1.0, 2.0, 0.0, 0.0];
+//! let b = [1.0_f64, 2.0, 0.0, 0.0];
 //! let sol = cg::solve(&a, &b, 2, &CgParams::new().with_rtol(1e-12)).unwrap();
 //! let x = sol.column(0);
 //! assert!((4.0 * x[0] + x[1] - 1.0).abs() < 1e-10 && (x[0] + 3.0 * x[1] - 2.0).abs() < 1e-10);
