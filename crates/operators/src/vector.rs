@@ -57,6 +57,10 @@ pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
 /// finite input.
 pub fn norm2<T: Scalar>(x: &[T]) -> T {
     let ss = dot(x, x);
+    if ss.to_f64().is_nan() {
+        // NaN anywhere: report it (the scaled fallback below would skip NaNs in its max).
+        return ss;
+    }
     if ss.is_finite() && ss > T::from_f64(1e-280_f64.max(T::EPS.to_f64().powi(8))) {
         return ss.sqrt();
     }
@@ -144,5 +148,6 @@ mod tests {
         assert!((norm2(&y) / 5e-200 - 1.0).abs() < 1e-15);
         assert_eq!(norm2::<f64>(&[0.0, 0.0]).to_bits(), 0f64.to_bits());
         assert!(norm2(&[f64::NAN, 1.0]).is_nan());
+        assert!(norm2(&[f64::NAN, f64::NAN]).is_nan());
     }
 }

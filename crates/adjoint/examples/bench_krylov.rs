@@ -1,0 +1,165 @@
+//! Forward and gradient timings of Lanczos / Arnoldi on the 2-D five-point Laplacian (symmetric
+//! CSR, parameters = stored entries), the shape of the paper's Figure 3.
+//!
+//! For each depth K and variant it reports the median over `--reps` runs of: the forward
+//! decomposition, the K matvecs alone (time per matvec and the share of the forward time spent
+//! outside matvecs), and the backward pass (adjoint, with the fused parameter VJP), and the
+//! ratios backward/forward and (forward+backward)/forward.
+//!
+//! Run: `cargo run --release -p gradmat-adjoint --example bench_krylov -- --grid 1000 --ks 10,25,50,100`
+//! Peak memory of one gradient: `/usr/bin/time -v target/release/examples/bench_krylov --grid 1000 --ks 100 --variants lanczos --reps 1`
+
+use gradmat_adjoint::{
+    arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent,
+};
+use gradmat_krylov::arnoldi::{arnoldi, ArnoldiParams, Reorthogonalize};
+use gradmat_krylov::lanczos::{lanczos, LanczosParams};
+use gradmat_operators::csr::SymCsrMatrix;
+use gradmat_operators::{Operator, ParamVjp};
+use std::time::Instant;
+
+fn laplacian(g: usize) -> SymCsrMatrix<f64> {
+    let n = g * g;
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for j in 0..g {
+        for i in 0..g {
+            let p = i + j * g;
+            r.push(p);
+            c.push(p);
+            v.push(4.0);
+            if i > 0 {
+                r.push(p);
+                c.push(p - 1);
+                v.push(-1.0);
+            }
+            if j > 0 {
+                r.push(p);
+                c.push(p - g);
+                v.push(-1.0);
+            }
+        }
+    }
+    SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let g: usize = arg(&args, "--grid", "1000").parse().unwrap();
+    let reps: usize = arg(&args, "--reps", "3").parse().unwrap();
+    let ks: Vec<usize> = arg(&args, "--ks", "10,25,50,100")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let variants: Vec<String> = arg(&args, "--variants", "lanczos,lanczos-full,arnoldi-full")
+        .split(',')
+        .map(String::from)
+        .collect();
+    let a = laplacian(g);
+    let n = g * g;
+    let v: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)
+        .collect();
+    println!(
+        "2-D Laplacian, N = {n}, nnz (full) = {}, threads = {}",
+        a.full().nnz(),
+        rayon::current_num_threads()
+    );
+    println!("| variant | K | forward s | per matvec ms | outside matvecs | backward s | backward/forward | (fwd+bwd)/fwd |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for variant in &variants {
+        for &k in &ks {
+            let (mut tf, mut tm, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..reps {
+                // K matvecs alone.
+                let mut x = v.clone();
+                let mut y = vec![0.0; n];
+                let t0 = Instant::now();
+                for _ in 0..k {
+                    a.apply(&x, &mut y);
+                    std::mem::swap(&mut x, &mut y);
+                }
+                tm.push(t0.elapsed().as_secs_f64());
+                let mut grad = vec![0.0; a.num_params()];
+                match variant.as_str() {
+                    "lanczos" | "lanczos-full" => {
+                        let reorth = if variant == "lanczos" {
+                            Reorthogonalize::None
+                        } else {
+                            Reorthogonalize::Full
+                        };
+                        let t0 = Instant::now();
+                        let dec = lanczos(&a, &v, &LanczosParams::new(k).reorthogonalize(reorth))
+                            .unwrap();
+                        tf.push(t0.elapsed().as_secs_f64());
+                        let abar = vec![1.0; dec.depth()];
+                        let t0 = Instant::now();
+                        let vbar = lanczos_vjp(
+                            &a,
+                            &dec,
+                            &LanczosCotangent {
+                                diagonal: Some(&abar),
+                                ..Default::default()
+                            },
+                            &AdjointParams::default(),
+                            &mut grad,
+                        )
+                        .unwrap();
+                        tb.push(t0.elapsed().as_secs_f64());
+                        std::hint::black_box(vbar);
+                    }
+                    "arnoldi-full" | "arnoldi" => {
+                        let reorth = if variant == "arnoldi" {
+                            Reorthogonalize::None
+                        } else {
+                            Reorthogonalize::Full
+                        };
+                        let t0 = Instant::now();
+                        let dec = arnoldi(&a, &v, &ArnoldiParams::new(k).reorthogonalize(reorth))
+                            .unwrap();
+                        tf.push(t0.elapsed().as_secs_f64());
+                        let kk = dec.depth();
+                        let mut hbar = vec![0.0; kk * kk];
+                        for i in 0..kk {
+                            hbar[i + i * kk] = 1.0;
+                        }
+                        let t0 = Instant::now();
+                        let vbar = arnoldi_vjp(
+                            &a,
+                            &dec,
+                            &ArnoldiCotangent {
+                                hessenberg: Some(&hbar),
+                                ..Default::default()
+                            },
+                            &AdjointParams::default(),
+                            &mut grad,
+                        )
+                        .unwrap();
+                        tb.push(t0.elapsed().as_secs_f64());
+                        std::hint::black_box(vbar);
+                    }
+                    other => panic!("unknown variant {other}"),
+                }
+            }
+            let (f, m, b) = (median(tf), median(tm), median(tb));
+            println!(
+                "| {variant} | {k} | {f:.3} | {:.2} | {:.0}% | {b:.3} | {:.2} | {:.2} |",
+                1e3 * m / k as f64,
+                100.0 * (f - m).max(0.0) / f,
+                b / f,
+                (f + b) / f
+            );
+        }
+    }
+}
