@@ -85,12 +85,12 @@ impl KernelKind {
     pub fn value_and_derivative<T: Scalar>(self, r2: T, s: T) -> (T, T) {
         match self {
             KernelKind::SquaredExponential => {
-                let k = s * (T::from_f64(-0.5) * r2).exp();
+                let k = s * fexp(T::from_f64(-0.5) * r2);
                 (k, T::from_f64(-0.5) * k)
             }
             KernelKind::Matern12 => {
                 let r = r2.sqrt();
-                let k = s * (-r).exp();
+                let k = s * fexp(-r);
                 let g = if r > T::ZERO {
                     -k / (T::from_f64(2.0) * r)
                 } else {
@@ -100,12 +100,12 @@ impl KernelKind {
             }
             KernelKind::Matern32 => {
                 let r = (T::from_f64(3.0) * r2).sqrt();
-                let e = s * (-r).exp();
+                let e = s * fexp(-r);
                 (e * (T::ONE + r), T::from_f64(-1.5) * e)
             }
             KernelKind::Matern52 => {
                 let r = (T::from_f64(5.0) * r2).sqrt();
-                let e = s * (-r).exp();
+                let e = s * fexp(-r);
                 let p = T::ONE + r;
                 (
                     e * (p + r * r / T::from_f64(3.0)),
@@ -116,19 +116,114 @@ impl KernelKind {
     }
 }
 
+/// `e^x` for `f64` without a libm call, so that loops over tiles vectorise: Cody–Waite range
+/// reduction `x = k ln 2 + r`, `|r| ≤ ln 2 / 2`, Taylor polynomial of degree 13 (truncation
+/// `< 5·10⁻¹⁸` relative), and `2^k` assembled in the exponent bits (the rounding of `x/ln 2` to
+/// `k` uses the `1.5·2^52` trick, so no float-to-int conversion is needed). Accurate to a few
+/// ulp; returns 0 below `−708` (where `e^x` is subnormal) and saturates at `e^709`.
+#[inline(always)]
+fn exp_f64(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2^52
+    let xc = x.clamp(-708.0, 709.0);
+    let kf = xc * std::f64::consts::LOG2_E + MAGIC;
+    let k = kf - MAGIC;
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    const C: [f64; 13] = [
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+    ];
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = p * r + c;
+    }
+    p = p * r + 1.0;
+    let bits = kf
+        .to_bits()
+        .wrapping_sub(MAGIC.to_bits())
+        .wrapping_add(1023)
+        << 52;
+    let y = p * f64::from_bits(bits);
+    if x < -708.0 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// `e^x` for `f32`, as [`exp_f64`] with a degree-7 polynomial (truncation `< 6·10⁻⁹`), zero
+/// below `−87`.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23
+    let xc = x.clamp(-87.0, 88.0);
+    let kf = xc * std::f32::consts::LOG2_E + MAGIC;
+    let k = kf - MAGIC;
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    const C: [f32; 7] = [
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+    ];
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = p * r + c;
+    }
+    p = p * r + 1.0;
+    let bits = kf.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23;
+    let y = p * f32::from_bits(bits);
+    if x < -87.0 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// Vectorisable `e^x`: dispatches to [`exp_f64`] / [`exp_f32`] (the `TypeId` test and the
+/// `to_f64`/`from_f64` round trips are resolved at compile time).
+#[inline(always)]
+fn fexp<T: Scalar>(x: T) -> T {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<f64>() {
+        T::from_f64(exp_f64(x.to_f64()))
+    } else if TypeId::of::<T>() == TypeId::of::<f32>() {
+        T::from_f64(f64::from(exp_f32(x.to_f64() as f32)))
+    } else {
+        x.exp()
+    }
+}
+
 /// Overwrites each squared distance in `buf` by the kernel value (monomorphic inner loops).
 fn values_in_place<T: Scalar>(kind: KernelKind, s: T, buf: &mut [T]) {
     match kind {
         KernelKind::SquaredExponential => {
             let h = T::from_f64(-0.5);
-            buf.iter_mut().for_each(|v| *v = s * (h * *v).exp());
+            buf.iter_mut().for_each(|v| *v = s * fexp(h * *v));
         }
-        KernelKind::Matern12 => buf.iter_mut().for_each(|v| *v = s * (-v.sqrt()).exp()),
+        KernelKind::Matern12 => buf.iter_mut().for_each(|v| *v = s * fexp(-v.sqrt())),
         KernelKind::Matern32 => {
             let c = T::from_f64(3.0);
             buf.iter_mut().for_each(|v| {
                 let r = (c * *v).sqrt();
-                *v = s * (T::ONE + r) * (-r).exp();
+                *v = s * (T::ONE + r) * fexp(-r);
             });
         }
         KernelKind::Matern52 => {
@@ -136,7 +231,7 @@ fn values_in_place<T: Scalar>(kind: KernelKind, s: T, buf: &mut [T]) {
             let third = T::from_f64(1.0 / 3.0);
             buf.iter_mut().for_each(|v| {
                 let r = (c * *v).sqrt();
-                *v = s * (T::ONE + r + third * r * r) * (-r).exp();
+                *v = s * (T::ONE + r + third * r * r) * fexp(-r);
             });
         }
     }
@@ -381,17 +476,49 @@ impl<T: Scalar> KernelMatrix<T> {
     /// `r2` (column-major `ni×nj`).
     #[inline]
     fn distances(&self, i0: usize, ni: usize, j0: usize, nj: usize, r2: &mut [T]) {
-        let n = self.n;
+        const B: usize = 8;
+        let (n, d) = (self.n, self.d);
+        let mut zj = [T::ZERO; 64];
         for j in 0..nj {
             let col = &mut r2[j * ni..(j + 1) * ni];
-            col.fill(T::ZERO);
-            for a in 0..self.d {
-                let za = &self.zt[a * n..(a + 1) * n];
-                let zj = za[j0 + j];
-                for (c, zi) in col.iter_mut().zip(&za[i0..i0 + ni]) {
-                    let t = *zi - zj;
-                    *c += t * t;
+            if d > zj.len() {
+                // Rare high-dimensional inputs: one pass per dimension.
+                col.fill(T::ZERO);
+                for a in 0..d {
+                    let za = &self.zt[a * n..(a + 1) * n];
+                    let c = za[j0 + j];
+                    for (v, zi) in col.iter_mut().zip(&za[i0..i0 + ni]) {
+                        let t = *zi - c;
+                        *v += t * t;
+                    }
                 }
+                continue;
+            }
+            for a in 0..d {
+                zj[a] = self.zt[a * n + j0 + j];
+            }
+            // Blocks of B rows accumulated in registers over all dimensions.
+            let full = ni / B * B;
+            for (bi, out) in col[..full].chunks_exact_mut(B).enumerate() {
+                let mut acc = [T::ZERO; B];
+                for a in 0..d {
+                    let start = a * n + i0 + bi * B;
+                    let zi = &self.zt[start..start + B];
+                    for l in 0..B {
+                        let t = zi[l] - zj[a];
+                        acc[l] += t * t;
+                    }
+                }
+                out.copy_from_slice(&acc);
+            }
+            for (off, v) in col[full..].iter_mut().enumerate() {
+                let i = i0 + full + off;
+                let mut acc = T::ZERO;
+                for a in 0..d {
+                    let t = self.zt[a * n + i] - zj[a];
+                    acc += t * t;
+                }
+                *v = acc;
             }
         }
     }
@@ -523,6 +650,18 @@ impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
         if n == 0 || k == 0 {
             return;
         }
+        // Row-major copies (k×n column-major) so that the right-hand sides of the per-tile
+        // GEMMs are contiguous; transposed strided views are slow in faer.
+        let transpose = |a: &[T]| {
+            let mut t = vec![T::ZERO; n * k];
+            for c in 0..k {
+                for i in 0..n {
+                    t[i * k + c] = a[c * n + i];
+                }
+            }
+            t
+        };
+        let (ut, xt) = (transpose(u), transpose(x));
         let nt = self.num_tiles();
         let tile = self.tile;
         let kind = self.kind;
@@ -541,23 +680,23 @@ impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
                     let w = &mut w[..ni * nj];
                     self.distances(i0, ni, j0, nj, r2);
                     let ui = MatRef::from_column_major_slice_with_stride(&u[i0..], ni, k, n);
-                    let xj = MatRef::from_column_major_slice_with_stride(&x[j0..], nj, k, n);
+                    let xj = MatRef::from_column_major_slice(&xt[j0 * k..(j0 + nj) * k], k, nj);
                     matmul(
                         MatMut::from_column_major_slice_mut(w, ni, nj),
                         Accum::Replace,
                         ui,
-                        xj.transpose(),
+                        xj,
                         T::ONE,
                         Par::Seq,
                     );
                     if jt != it {
                         let xi = MatRef::from_column_major_slice_with_stride(&x[i0..], ni, k, n);
-                        let uj = MatRef::from_column_major_slice_with_stride(&u[j0..], nj, k, n);
+                        let uj = MatRef::from_column_major_slice(&ut[j0 * k..(j0 + nj) * k], k, nj);
                         matmul(
                             MatMut::from_column_major_slice_mut(w, ni, nj),
                             Accum::Add,
                             xi,
-                            uj.transpose(),
+                            uj,
                             T::ONE,
                             Par::Seq,
                         );
@@ -694,5 +833,32 @@ impl<T: Scalar> ColumnAccess<T> for KernelMatrix<T> {
         );
         self.distances(0, self.n, j, 1, out);
         values_in_place(self.kind, self.scale, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        // A few ulp over the whole range used by the kernels (arguments ≤ 0), and beyond.
+        let mut worst64: f64 = 0.0;
+        let mut worst32: f64 = 0.0;
+        for i in 0..200_001 {
+            let x = -708.0 + 718.0 * i as f64 / 200_000.0;
+            worst64 = worst64.max((exp_f64(x) - x.exp()).abs() / x.exp());
+            if x > -87.0 && x < 88.0 {
+                let xf = x as f32;
+                let e = f64::from(xf).exp();
+                worst32 = worst32.max((f64::from(exp_f32(xf)) - e).abs() / e);
+            }
+        }
+        assert!(worst64 <= 4.0 * f64::EPSILON, "f64: {worst64:e}");
+        assert!(worst32 <= 4.0 * f64::from(f32::EPSILON), "f32: {worst32:e}");
+        assert_eq!(exp_f64(-1000.0).to_bits(), 0f64.to_bits());
+        assert_eq!(exp_f64(f64::NEG_INFINITY).to_bits(), 0f64.to_bits());
+        assert_eq!(exp_f32(-100.0).to_bits(), 0f32.to_bits());
+        assert_eq!(fexp(0.0f64).to_bits(), 1f64.to_bits());
     }
 }
