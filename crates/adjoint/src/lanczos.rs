@@ -146,27 +146,49 @@ where
     let abar = |k: usize| cot.diagonal.map_or(T::ZERO, |v| v[k]);
     let bbar = |k: usize| cot.off_diagonal.map_or(T::ZERO, |v| v[k]);
     let fused = acc == ParamAccumulation::Fused && !theta_grad.is_empty();
-    let mut lambdas = if fused {
-        vec![T::ZERO; n * kk]
-    } else {
-        Vec::new()
-    };
-    let mut lam = vec![T::ZERO; n];
-    let mut lam_next = vec![T::ZERO; n]; // λ₊
+    // λ_k lives in column k of `lambdas` (kept for the fused parameter VJP); without fusion only
+    // two columns are kept (λ and λ₊).
+    let cols = if fused { kk } else { 2 };
+    let mut lambdas = vec![T::ZERO; n * cols];
+    let slot = |k: usize| if fused { k } else { k % 2 };
     let mut zeta = vec![T::ZERO; n];
-    let mut xi = vec![T::ZERO; n];
     let mut y = vec![T::ZERO; n];
+    let zero = vec![T::ZERO; n];
+    let rbar = cot.residual.unwrap_or(&zero);
 
     for k in (0..kk).rev() {
         let xk = x(k);
         let last = k + 1 == kk;
-        // ξ, μ
-        let mu = if last {
-            match cot.residual {
-                Some(rb) => xi.iter_mut().zip(rb).for_each(|(s, v)| *s = -*v),
-                None => xi.iter_mut().for_each(|s| *s = T::ZERO),
-            }
-            T::ZERO
+        let (cur, next) = if last {
+            let sk = slot(k);
+            (&mut lambdas[sk * n..(sk + 1) * n], None)
+        } else {
+            let (c, p) = two_cols(&mut lambdas, n, slot(k), slot(k + 1));
+            (c, Some(p))
+        };
+        // λ = −ξ + μ x_{k+1} + ν x_k with ξ = ζ/b_k (or −r̄ at the last step).
+        if last {
+            // ξ = −r̄, μ = 0, ν = ā + x_kᵀξ.
+            let [d] = reduce::sum_chunks::<T, 1, _>(n, |rg| {
+                [rg.clone().fold(T::ZERO, |s, i| s - xk[i] * rbar[i])]
+            });
+            let nu = abar(k) + d;
+            reduce::for_each_chunk(cur, |o, c| {
+                for (j, l) in c.iter_mut().enumerate() {
+                    *l = rbar[o + j] + nu * xk[o + j];
+                }
+            });
+            op.apply(cur, &mut y);
+            // ζ = −x̄_k − y + a_k λ − ν r
+            let ak = a[k];
+            let lam = &*cur;
+            reduce::for_each_chunk(&mut zeta, |o, c| {
+                for (j, z) in c.iter_mut().enumerate() {
+                    let i = o + j;
+                    let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
+                    *z = -xb - y[i] + ak * lam[i] - nu * r[i];
+                }
+            });
         } else {
             let bk = b[k];
             if bk == T::ZERO || !(T::ONE / bk).is_finite() {
@@ -176,52 +198,50 @@ where
                 });
             }
             let inv = T::ONE / bk;
-            xi.iter_mut().zip(&zeta).for_each(|(s, z)| *s = *z * inv);
-            bbar(k) - reduce::dot(&lam_next, xk) + reduce::dot(x(k + 1), &xi)
-        };
-        let nu = abar(k) + reduce::dot(xk, &xi);
-        // λ = −ξ + μ x_{k+1} + ν x_k
-        lam.iter_mut()
-            .zip(&xi)
-            .zip(xk)
-            .for_each(|((l, s), xv)| *l = -*s + nu * *xv);
-        if !last && mu != T::ZERO {
-            reduce::axpy(mu, x(k + 1), &mut lam);
+            let xk1 = x(k + 1);
+            let lp = next.expect("λ₊ exists below the last step");
+            let z = &zeta;
+            let [d_lx, d_x1z, d_xz] = reduce::sum_chunks::<T, 3, _>(n, |rg| {
+                let (mut s0, mut s1, mut s2) = (T::ZERO, T::ZERO, T::ZERO);
+                for i in rg {
+                    s0 += lp[i] * xk[i];
+                    s1 += xk1[i] * z[i];
+                    s2 += xk[i] * z[i];
+                }
+                [s0, s1, s2]
+            });
+            let mu = bbar(k) - d_lx + inv * d_x1z;
+            let nu = abar(k) + inv * d_xz;
+            reduce::for_each_chunk(cur, |o, c| {
+                for (j, l) in c.iter_mut().enumerate() {
+                    let i = o + j;
+                    *l = -inv * z[i] + mu * xk1[i] + nu * xk[i];
+                }
+            });
+            op.apply(cur, &mut y);
+            // ζ = −x̄_k − y + a_k λ + b_k λ₊ − b_k ν x_{k+1}
+            let ak = a[k];
+            let lam = &*cur;
+            let bnu = bk * nu;
+            reduce::for_each_chunk(&mut zeta, |o, c| {
+                for (j, zz) in c.iter_mut().enumerate() {
+                    let i = o + j;
+                    let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
+                    *zz = -xb - y[i] + ak * lam[i] + bk * lp[i] - bnu * xk1[i];
+                }
+            });
         }
-        op.apply(&lam, &mut y);
-        if fused {
-            lambdas[k * n..(k + 1) * n].copy_from_slice(&lam);
-        } else if !theta_grad.is_empty() {
-            op.vjp_params(xk, &lam, theta_grad);
-        }
-        // ζ = −x̄_k − y + a_k λ + b_k λ₊ − b_k ν x_{k+1}   (last step: b_k x_{k+1} = r, λ₊ = 0)
-        let ak = a[k];
-        match cot.basis {
-            Some(qb) => zeta
-                .iter_mut()
-                .zip(&qb[k * n..(k + 1) * n])
-                .for_each(|(z, v)| *z = -*v),
-            None => zeta.iter_mut().for_each(|z| *z = T::ZERO),
-        }
-        zeta.iter_mut()
-            .zip(&y)
-            .zip(&lam)
-            .for_each(|((z, yv), l)| *z += ak * *l - *yv);
-        if last {
-            reduce::axpy(-nu, r, &mut zeta);
-        } else {
-            let bk = b[k];
-            reduce::axpy(bk, &lam_next, &mut zeta);
-            reduce::axpy(-bk * nu, x(k + 1), &mut zeta);
+        if !fused && !theta_grad.is_empty() {
+            op.vjp_params(xk, &lambdas[slot(k) * n..(slot(k) + 1) * n], theta_grad);
         }
         if reduce::first_non_finite(&zeta).is_some() {
             return Err(AdjointError::NonFinite { step: k });
         }
-        std::mem::swap(&mut lam_next, &mut lam);
     }
     if fused {
         op.vjp_params_block(&q[..n * kk], &lambdas, kk, theta_grad);
     }
+    drop(lambdas);
     // v̄ = ((x_0ᵀ ζ) x_0 − ζ) / ‖v‖ − c̄ c² x_0   with ‖v‖ = 1/c
     let c = dec.inv_norm();
     let x0 = x(0);
@@ -233,4 +253,16 @@ where
         .map(|(z, xv)| coeff_x0 * *xv - *z * c)
         .collect();
     Ok(vbar)
+}
+
+/// Column `a` mutably and column `b` shared of a column-major `n`-row buffer (`a != b`).
+fn two_cols<T>(buf: &mut [T], n: usize, a: usize, b: usize) -> (&mut [T], &[T]) {
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = buf.split_at_mut(b * n);
+        (&mut lo[a * n..(a + 1) * n], &hi[..n])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a * n);
+        (&mut hi[..n], &lo[b * n..(b + 1) * n])
+    }
 }

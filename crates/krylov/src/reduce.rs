@@ -94,3 +94,42 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
 pub fn first_non_finite<T: Scalar>(x: &[T]) -> Option<usize> {
     x.iter().position(|v| !v.is_finite())
 }
+
+/// Runs `f(offset, chunk)` over fixed chunks of `out` (in parallel for long vectors). Each entry
+/// is written by exactly one call, so the result does not depend on the thread count.
+pub fn for_each_chunk<T: Scalar, F>(out: &mut [T], f: F)
+where
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
+    const C: usize = vector::CHUNK;
+    if out.len() >= vector::PAR_THRESHOLD {
+        out.par_chunks_mut(C)
+            .enumerate()
+            .for_each(|(i, c)| f(i * C, c));
+    } else {
+        out.chunks_mut(C).enumerate().for_each(|(i, c)| f(i * C, c));
+    }
+}
+
+/// `Σ_chunks f(range)` for `M` simultaneous sums over `0..n`, deterministic: fixed chunks,
+/// chunk results added in order.
+pub fn sum_chunks<T: Scalar, const M: usize, F>(n: usize, f: F) -> [T; M]
+where
+    F: Fn(std::ops::Range<usize>) -> [T; M] + Sync + Send,
+{
+    const C: usize = vector::CHUNK;
+    let nchunks = n.div_ceil(C);
+    let part = |i: usize| f(i * C..((i + 1) * C).min(n));
+    let parts: Vec<[T; M]> = if n >= vector::PAR_THRESHOLD {
+        (0..nchunks).into_par_iter().map(part).collect()
+    } else {
+        (0..nchunks).map(part).collect()
+    };
+    let mut acc = [T::ZERO; M];
+    for p in parts {
+        for (a, v) in acc.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    acc
+}

@@ -72,11 +72,19 @@ pub fn dotp(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Central difference of `f` at `x` along `d` with step `h`.
-pub fn central(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f64 {
+fn central1(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f64 {
     let xp: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + h * b).collect();
     let xm: Vec<f64> = x.iter().zip(d).map(|(a, b)| a - h * b).collect();
     (f(&xp) - f(&xm)) / (2.0 * h)
+}
+
+/// Central difference of `f` at `x` along `d` with step `h`, Richardson-extrapolated
+/// (`(4·D(h/2) − D(h))/3`): truncation error O(h⁴) instead of O(h²), rounding error
+/// O(eps·|f|/h).
+pub fn central(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f64 {
+    let d1 = central1(f, x, d, h);
+    let d2 = central1(f, x, d, h / 2.0);
+    (4.0 * d2 - d1) / 3.0
 }
 
 /// Relative error `|a − b| / max(|a|, |b|, floor)`.
