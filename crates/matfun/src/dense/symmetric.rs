@@ -1,0 +1,498 @@
+//! Functions of symmetric matrices through the eigendecomposition, and the Daleckii–Krein
+//! reverse rule.
+
+use std::marker::PhantomData;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
+use faer::{Mat, MatRef, Par};
+use gradmat_operators::Scalar;
+
+use super::function::MatrixFunction;
+use super::{
+    check_finite, check_len, check_scalar, check_square, from_mat, from_vec_check, matmul_seq,
+    to_mat,
+};
+use crate::MatfunError;
+
+/// The symmetry check of the symmetric path accepts `max |A[i,j] − A[j,i]| ≤ c·K·ε_T·max|A|`
+/// with this `c` (`ε_T` the machine epsilon of the input type): loose enough for a product
+/// `QᵀAQ` formed in floating point, tight enough to reject a general matrix.
+pub const SYMMETRY_TOLERANCE_FACTOR: f64 = 100.0;
+
+/// The eigendecomposition `A = S diag(θ) Sᵀ` of a small symmetric matrix, eigenvalues in
+/// ascending order, computed in `f64` by faer's self-adjoint eigensolver (`Par::Seq`).
+#[derive(Debug, Clone)]
+pub struct SymmetricEigen {
+    n: usize,
+    values: Vec<f64>,
+    vectors: Mat<f64>,
+}
+
+impl SymmetricEigen {
+    /// Decomposes the symmetric `n×n` column-major matrix `a`.
+    ///
+    /// The matrix must be finite and symmetric within the tolerance of
+    /// [`SYMMETRY_TOLERANCE_FACTOR`]; the decomposition is of its symmetric part
+    /// `(A + Aᵀ)/2`.
+    ///
+    /// # Errors
+    /// [`MatfunError::EmptyMatrix`], [`MatfunError::DimensionMismatch`],
+    /// [`MatfunError::NonFiniteInput`], [`MatfunError::NotSymmetric`],
+    /// [`MatfunError::EigensolverFailed`].
+    pub fn new<T: Scalar>(n: usize, a: &[T]) -> Result<Self, MatfunError> {
+        check_square("symmetric matrix", n, a)?;
+        check_finite("symmetric matrix", n, a)?;
+        check_symmetric(n, a)?;
+        let m = to_mat(n, n, a);
+        let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+        Self::decompose(sym.as_ref())
+    }
+
+    /// Decomposes the symmetric tridiagonal matrix with diagonal `diag` (length `K`) and
+    /// off-diagonal `offdiag` (length `K − 1`, `T[k+1,k] = T[k,k+1] = offdiag[k]`).
+    ///
+    /// # Errors
+    /// [`MatfunError::EmptyMatrix`], [`MatfunError::DimensionMismatch`],
+    /// [`MatfunError::NonFiniteInput`], [`MatfunError::EigensolverFailed`].
+    pub fn from_tridiagonal<T: Scalar>(diag: &[T], offdiag: &[T]) -> Result<Self, MatfunError> {
+        let n = diag.len();
+        if n == 0 {
+            return Err(MatfunError::EmptyMatrix {
+                what: "tridiagonal diagonal",
+            });
+        }
+        check_len("tridiagonal off-diagonal", n - 1, offdiag.len())?;
+        check_finite("tridiagonal diagonal", n, diag)?;
+        check_finite("tridiagonal off-diagonal", n - 1, offdiag)?;
+        let t = tridiagonal_dense(diag, offdiag);
+        Self::decompose(t.as_ref())
+    }
+
+    fn decompose(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
+        let n = a.nrows();
+        let par = Par::Seq;
+        let mut u = Mat::<f64>::zeros(n, n);
+        let mut s = faer::diag::Diag::<f64>::zeros(n);
+        let req =
+            self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+        let mut buf = MemBuffer::new(req);
+        self_adjoint_evd(
+            a,
+            s.as_mut(),
+            Some(u.as_mut()),
+            par,
+            MemStack::new(&mut buf),
+            Default::default(),
+        )
+        .map_err(|_| MatfunError::EigensolverFailed)?;
+        let vals: Vec<f64> = (0..n).map(|i| s.column_vector()[i]).collect();
+        if vals.iter().any(|x| !x.is_finite())
+            || (0..n).any(|j| (0..n).any(|i| !u[(i, j)].is_finite()))
+        {
+            return Err(MatfunError::EigensolverFailed);
+        }
+        // faer returns ascending eigenvalues; enforce it so that reported indices are ascending.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&i, &j| vals[i].total_cmp(&vals[j]));
+        let values = order.iter().map(|&i| vals[i]).collect();
+        let vectors = Mat::from_fn(n, n, |i, j| u[(i, order[j])]);
+        Ok(Self { n, values, vectors })
+    }
+
+    /// The dimension `K`.
+    pub fn dim(&self) -> usize {
+        self.n
+    }
+
+    /// The eigenvalues `θ`, ascending.
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The orthogonal eigenvector matrix `S` (column `i` belongs to `θᵢ`).
+    pub fn vectors(&self) -> MatRef<'_, f64> {
+        self.vectors.as_ref()
+    }
+
+    /// `S · diag(d) · Sᵀ`.
+    fn reconstruct(&self, d: &[f64]) -> Mat<f64> {
+        let n = self.n;
+        let s = &self.vectors;
+        let sd = Mat::from_fn(n, n, |i, j| s[(i, j)] * d[j]);
+        let mut out = matmul_seq(sd.as_ref(), s.transpose());
+        symmetrize(&mut out);
+        out
+    }
+}
+
+/// Dense symmetric tridiagonal matrix in `f64`.
+fn tridiagonal_dense<T: Scalar>(diag: &[T], offdiag: &[T]) -> Mat<f64> {
+    let n = diag.len();
+    Mat::from_fn(n, n, |i, j| {
+        if i == j {
+            diag[i].to_f64()
+        } else if i == j + 1 {
+            offdiag[j].to_f64()
+        } else if j == i + 1 {
+            offdiag[i].to_f64()
+        } else {
+            0.0
+        }
+    })
+}
+
+/// Rejects matrices that are not symmetric within the tolerance.
+fn check_symmetric<T: Scalar>(n: usize, a: &[T]) -> Result<(), MatfunError> {
+    let scale = a.iter().fold(0.0_f64, |m, x| m.max(x.to_f64().abs()));
+    let tolerance = SYMMETRY_TOLERANCE_FACTOR * n as f64 * T::EPS.to_f64() * scale;
+    let mut worst = (0.0_f64, 0, 0);
+    for j in 0..n {
+        for i in j + 1..n {
+            let d = (a[i + j * n].to_f64() - a[j + i * n].to_f64()).abs();
+            if d > worst.0 {
+                worst = (d, i, j);
+            }
+        }
+    }
+    if worst.0 > tolerance {
+        return Err(MatfunError::NotSymmetric {
+            max_asymmetry: worst.0,
+            row: worst.1,
+            col: worst.2,
+            tolerance,
+        });
+    }
+    Ok(())
+}
+
+/// `A ← (A + Aᵀ)/2`.
+fn symmetrize(a: &mut Mat<f64>) {
+    let n = a.nrows();
+    for j in 0..n {
+        for i in j + 1..n {
+            let m = 0.5 * (a[(i, j)] + a[(j, i)]);
+            a[(i, j)] = m;
+            a[(j, i)] = m;
+        }
+    }
+}
+
+/// `f(T)` of a small symmetric `T` via `T = S diag(θ) Sᵀ`, with the Daleckii–Krein reverse
+/// rule.
+///
+/// Built once per `T` (one eigendecomposition, `O(K³)`); the forward quantities
+/// ([`value`](Self::value), [`apply_e0`](Self::apply_e0),
+/// [`quadratic_form`](Self::quadratic_form), [`apply`](Self::apply)) and the pullbacks reuse it.
+/// The output type is `T`; the work is done in `f64` (see the [module docs](super)).
+///
+/// # Reverse rule
+///
+/// For a cotangent `M̄` of `f(T)`, Daleckii–Krein gives
+/// `T̄ = S (F ∘ (Sᵀ sym(M̄) S)) Sᵀ` with `F_ij = f[θᵢ, θⱼ]` (the divided difference of
+/// [`MatrixFunction::divided_difference`], `f'(θᵢ)` on the diagonal and for equal eigenvalues)
+/// and `sym(M̄) = (M̄ + M̄ᵀ)/2`. `T̄` is symmetric, the gradient with respect to symmetric
+/// perturbations (see the module docs for the tridiagonal mapping). The rule is exact for
+/// repeated eigenvalues (the divided difference tends to `f'`), so clustered spectra need no
+/// special care.
+///
+/// # Example
+///
+/// ```
+/// use gradmat_matfun::dense::{MatrixFunction, SymmetricMatrixFunction};
+///
+/// // Lanczos-style tridiagonal: diagonal a, off-diagonal b.
+/// let (a, b) = ([4.0_f64, 3.0, 5.0], [1.0_f64, 0.5]);
+/// let f = SymmetricMatrixFunction::from_tridiagonal(MatrixFunction::InvSqrt, &a, &b)?;
+/// let y = f.apply_e0(); // T^{-1/2} e₀
+/// let rho = f.quadratic_form(); // e₀ᵀ T^{-1/2} e₀
+/// assert!((y[0] - rho).abs() < 1e-15);
+/// # Ok::<(), gradmat_matfun::MatfunError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SymmetricMatrixFunction<T> {
+    eig: SymmetricEigen,
+    function: MatrixFunction,
+    fvals: Vec<f64>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Scalar> SymmetricMatrixFunction<T> {
+    /// `f(A)` for the symmetric `n×n` column-major matrix `a` (symmetric within the tolerance
+    /// of [`SYMMETRY_TOLERANCE_FACTOR`]; its symmetric part is used).
+    ///
+    /// # Errors
+    /// The errors of [`SymmetricEigen::new`]; [`MatfunError::NonFiniteParameter`] for a
+    /// non-finite `t` or `p`; [`MatfunError::EigenvalueOutsideDomain`] when an eigenvalue is
+    /// outside the domain of `f` (see [`MatrixFunction`]); [`MatfunError::NonFiniteValue`] when
+    /// `f(θᵢ)` is not finite in `T` (overflow, or a custom `f` returning NaN).
+    pub fn new(function: MatrixFunction, n: usize, a: &[T]) -> Result<Self, MatfunError> {
+        check_function(&function)?;
+        Self::from_eigen(function, SymmetricEigen::new(n, a)?)
+    }
+
+    /// `f(T)` for the symmetric tridiagonal `T` with diagonal `diag` and off-diagonal `offdiag`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), with the checks of [`SymmetricEigen::from_tridiagonal`].
+    pub fn from_tridiagonal(
+        function: MatrixFunction,
+        diag: &[T],
+        offdiag: &[T],
+    ) -> Result<Self, MatfunError> {
+        check_function(&function)?;
+        Self::from_eigen(function, SymmetricEigen::from_tridiagonal(diag, offdiag)?)
+    }
+
+    /// `f(T)` from an existing eigendecomposition (to apply several functions to one `T`).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new) after the decomposition.
+    pub fn from_eigen(function: MatrixFunction, eig: SymmetricEigen) -> Result<Self, MatfunError> {
+        check_function(&function)?;
+        let dom = function.value_domain();
+        let mut fvals = Vec::with_capacity(eig.n);
+        for (index, &theta) in eig.values.iter().enumerate() {
+            if !dom.contains(theta) {
+                return Err(MatfunError::EigenvalueOutsideDomain {
+                    function: function.name(),
+                    index,
+                    eigenvalue: theta,
+                    domain: dom.describe(),
+                });
+            }
+            let v = function.eval(theta);
+            // |f(T)_ij| ≤ max |f(θ)| (rows of S have unit norm), so this also keeps every
+            // forward output finite in T.
+            if !v.is_finite() || !T::from_f64(v).is_finite() {
+                return Err(MatfunError::NonFiniteValue {
+                    function: function.name(),
+                    index,
+                    eigenvalue: theta,
+                });
+            }
+            fvals.push(v);
+        }
+        Ok(Self {
+            eig,
+            function,
+            fvals,
+            _t: PhantomData,
+        })
+    }
+
+    /// The eigendecomposition of `T`.
+    pub fn eigen(&self) -> &SymmetricEigen {
+        &self.eig
+    }
+
+    /// The function `f`.
+    pub fn function(&self) -> &MatrixFunction {
+        &self.function
+    }
+
+    /// The dimension `K`.
+    pub fn dim(&self) -> usize {
+        self.eig.n
+    }
+
+    /// `f(θᵢ)` for the ascending eigenvalues `θᵢ`.
+    pub fn function_values(&self) -> &[f64] {
+        &self.fvals
+    }
+
+    /// `f(T)` as a dense symmetric `K×K` column-major matrix.
+    pub fn value(&self) -> Vec<T> {
+        let m = self.eig.reconstruct(&self.fvals);
+        let mut out = Vec::with_capacity(self.eig.n * self.eig.n);
+        for j in 0..self.eig.n {
+            for i in 0..self.eig.n {
+                out.push(T::from_f64(m[(i, j)]));
+            }
+        }
+        out
+    }
+
+    /// `e₀ᵀ f(T) e₀ = Σᵢ S₀ᵢ² f(θᵢ)`.
+    pub fn quadratic_form(&self) -> T {
+        let s = &self.eig.vectors;
+        let q: f64 = (0..self.eig.n)
+            .map(|i| s[(0, i)] * s[(0, i)] * self.fvals[i])
+            .sum();
+        T::from_f64(q)
+    }
+
+    /// `f(T) e₀ = S (f(θ) ∘ Sᵀe₀)`.
+    pub fn apply_e0(&self) -> Vec<T> {
+        let n = self.eig.n;
+        let s = &self.eig.vectors;
+        (0..n)
+            .map(|r| {
+                let y: f64 = (0..n).map(|i| s[(r, i)] * self.fvals[i] * s[(0, i)]).sum();
+                T::from_f64(y)
+            })
+            .collect()
+    }
+
+    /// `f(T) v` for a vector `v` of length `K`.
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`], [`MatfunError::NonFiniteInput`],
+    /// [`MatfunError::NonFiniteResult`] (overflow when rounding to `T`).
+    pub fn apply(&self, v: &[T]) -> Result<Vec<T>, MatfunError> {
+        let n = self.eig.n;
+        check_len("vector v", n, v.len())?;
+        check_finite("vector v", n, v)?;
+        let s = &self.eig.vectors;
+        let c: Vec<f64> = (0..n)
+            .map(|i| self.fvals[i] * (0..n).map(|r| s[(r, i)] * v[r].to_f64()).sum::<f64>())
+            .collect();
+        let y = (0..n)
+            .map(|r| T::from_f64((0..n).map(|i| s[(r, i)] * c[i]).sum::<f64>()))
+            .collect();
+        from_vec_check("f(T) v", y)
+    }
+
+    /// The matrix `F` of divided differences, `F_ij = f[θᵢ, θⱼ]`, `F_ii = f'(θᵢ)`, `K×K`
+    /// symmetric.
+    ///
+    /// # Errors
+    /// [`MatfunError::NotDifferentiable`] when `f'` is infinite at an eigenvalue (e.g. `√x` at
+    /// 0); [`MatfunError::NonFiniteValue`] when an entry is not finite (overflow, or a custom
+    /// derivative returning NaN).
+    pub fn divided_differences(&self) -> Result<Mat<f64>, MatfunError> {
+        let n = self.eig.n;
+        let th = &self.eig.values;
+        let f = &self.function;
+        let dom = f.derivative_domain();
+        for (index, &theta) in th.iter().enumerate() {
+            if !dom.contains(theta) {
+                return Err(MatfunError::NotDifferentiable {
+                    function: f.name(),
+                    index,
+                    eigenvalue: theta,
+                    domain: dom.describe(),
+                });
+            }
+        }
+        let mut fm = Mat::<f64>::zeros(n, n);
+        for j in 0..n {
+            for i in j..n {
+                let v = f.divided_difference(th[i], th[j]);
+                if !v.is_finite() {
+                    return Err(MatfunError::NonFiniteValue {
+                        function: f.name(),
+                        index: i,
+                        eigenvalue: th[i],
+                    });
+                }
+                fm[(i, j)] = v;
+                fm[(j, i)] = v;
+            }
+        }
+        Ok(fm)
+    }
+
+    /// `S (F ∘ X) Sᵀ` for a symmetric `X` given in the eigenbasis.
+    fn pullback_eigenbasis(&self, mut x: Mat<f64>) -> Result<Vec<T>, MatfunError> {
+        let fm = self.divided_differences()?;
+        let n = self.eig.n;
+        for j in 0..n {
+            for i in 0..n {
+                x[(i, j)] *= fm[(i, j)];
+            }
+        }
+        let s = self.eig.vectors.as_ref();
+        let sx = matmul_seq(s, x.as_ref());
+        let mut out = matmul_seq(sx.as_ref(), s.transpose());
+        symmetrize(&mut out);
+        from_mat("Daleckii-Krein pullback", &out)
+    }
+
+    /// Reverse rule for `f(T)`: given the cotangent `M̄` (`K×K`, column-major) of
+    /// [`value`](Self::value), returns the symmetric `T̄ = S (F ∘ (Sᵀ sym(M̄) S)) Sᵀ`.
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`], [`MatfunError::NonFiniteInput`], the errors of
+    /// [`divided_differences`](Self::divided_differences), [`MatfunError::NonFiniteResult`].
+    pub fn pullback(&self, mbar: &[T]) -> Result<Vec<T>, MatfunError> {
+        let n = self.eig.n;
+        check_len("cotangent M̄", n * n, mbar.len())?;
+        check_finite("cotangent M̄", n, mbar)?;
+        let m = to_mat(n, n, mbar);
+        let msym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+        let s = self.eig.vectors.as_ref();
+        let x = matmul_seq(matmul_seq(s.transpose(), msym.as_ref()).as_ref(), s);
+        self.pullback_eigenbasis(x)
+    }
+
+    /// Reverse rule for `ρ = e₀ᵀ f(T) e₀` ([`quadratic_form`](Self::quadratic_form)): with
+    /// `M̄ = ρ̄ e₀e₀ᵀ` and `s = Sᵀe₀`, `T̄ = ρ̄ S (F ∘ s sᵀ) Sᵀ` (no `Sᵀ M̄ S` product).
+    ///
+    /// # Errors
+    /// [`MatfunError::NonFiniteParameter`] for a non-finite `rho_bar`, the errors of
+    /// [`divided_differences`](Self::divided_differences), [`MatfunError::NonFiniteResult`].
+    pub fn pullback_quadratic_form(&self, rho_bar: T) -> Result<Vec<T>, MatfunError> {
+        let rb = check_scalar("cotangent ρ̄", rho_bar)?;
+        let n = self.eig.n;
+        let s = &self.eig.vectors;
+        let x = Mat::from_fn(n, n, |i, j| rb * s[(0, i)] * s[(0, j)]);
+        self.pullback_eigenbasis(x)
+    }
+
+    /// Reverse rule for `y = f(T) e₀` ([`apply_e0`](Self::apply_e0)): with `M̄ = w̄ e₀ᵀ`,
+    /// `u = Sᵀw̄`, `s = Sᵀe₀`, `T̄ = S (F ∘ (u sᵀ + s uᵀ)/2) Sᵀ`.
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`], [`MatfunError::NonFiniteInput`], the errors of
+    /// [`divided_differences`](Self::divided_differences), [`MatfunError::NonFiniteResult`].
+    pub fn pullback_apply_e0(&self, wbar: &[T]) -> Result<Vec<T>, MatfunError> {
+        let n = self.eig.n;
+        check_len("cotangent w̄", n, wbar.len())?;
+        check_finite("cotangent w̄", n, wbar)?;
+        let s = &self.eig.vectors;
+        let u: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|r| s[(r, i)] * wbar[r].to_f64()).sum())
+            .collect();
+        let x = Mat::from_fn(n, n, |i, j| 0.5 * (u[i] * s[(0, j)] + s[(0, i)] * u[j]));
+        self.pullback_eigenbasis(x)
+    }
+}
+
+/// Rejects non-finite fixed parameters of `f`.
+fn check_function(f: &MatrixFunction) -> Result<(), MatfunError> {
+    match f.non_finite_parameter() {
+        Some((what, value)) => Err(MatfunError::NonFiniteParameter { what, value }),
+        None => Ok(()),
+    }
+}
+
+/// Maps a symmetric cotangent `T̄` (`K×K`, column-major) of a tridiagonal matrix to the
+/// cotangents of its diagonal and off-diagonal: `ā_k = T̄[k,k]`,
+/// `b̄_k = T̄[k+1,k] + T̄[k,k+1]` (both triangles, as `b_k` appears twice in `T`).
+///
+/// # Errors
+/// [`MatfunError::EmptyMatrix`], [`MatfunError::DimensionMismatch`].
+///
+/// # Example
+///
+/// ```
+/// use gradmat_matfun::dense::tridiagonal_cotangent;
+///
+/// let tbar = [1.0_f64, 0.5, 0.5, 2.0];
+/// let (abar, bbar) = tridiagonal_cotangent(2, &tbar)?;
+/// assert_eq!(abar, vec![1.0, 2.0]);
+/// assert_eq!(bbar, vec![1.0]);
+/// # Ok::<(), gradmat_matfun::MatfunError>(())
+/// ```
+pub fn tridiagonal_cotangent<T: Scalar>(
+    n: usize,
+    tbar: &[T],
+) -> Result<(Vec<T>, Vec<T>), MatfunError> {
+    check_square("cotangent T̄", n, tbar)?;
+    let abar = (0..n).map(|k| tbar[k + k * n]).collect();
+    let bbar = (0..n - 1)
+        .map(|k| tbar[(k + 1) + k * n] + tbar[k + (k + 1) * n])
+        .collect();
+    Ok((abar, bbar))
+}
