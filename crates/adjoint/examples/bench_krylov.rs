@@ -10,7 +10,7 @@
 //! Peak memory of one gradient: `/usr/bin/time -v target/release/examples/bench_krylov --grid 1000 --ks 100 --variants lanczos --reps 1`
 
 use gradmat_adjoint::{
-    arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent,
+    arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent, ParamAccumulation,
 };
 use gradmat_krylov::arnoldi::{arnoldi, ArnoldiParams, Reorthogonalize};
 use gradmat_krylov::lanczos::{lanczos, LanczosParams};
@@ -66,6 +66,11 @@ fn main() {
         .split(',')
         .map(String::from)
         .collect();
+    let acc = match arg(&args, "--accumulation", "fused").as_str() {
+        "online" => ParamAccumulation::Online,
+        _ => ParamAccumulation::Fused,
+    };
+    let adj = AdjointParams::default().accumulation(acc);
     let a = laplacian(g);
     let n = g * g;
     let v: Vec<f64> = (0..n)
@@ -112,7 +117,7 @@ fn main() {
                                 diagonal: Some(&abar),
                                 ..Default::default()
                             },
-                            &AdjointParams::default(),
+                            &adj,
                             &mut grad,
                         )
                         .unwrap();
@@ -142,7 +147,7 @@ fn main() {
                                 hessenberg: Some(&hbar),
                                 ..Default::default()
                             },
-                            &AdjointParams::default(),
+                            &adj,
                             &mut grad,
                         )
                         .unwrap();

@@ -156,6 +156,10 @@ where
     let zero = vec![T::ZERO; n];
     let rbar = cot.residual.unwrap_or(&zero);
 
+    // The inner products each step needs (λ₊ᵀx_k, x_{k+1}ᵀζ, x_kᵀζ) are accumulated in the
+    // pass that produces ζ at the step before, so every step makes three passes over memory
+    // (λ, the matvec, ζ) plus the parameter VJP.
+    let mut dots = [T::ZERO; 3];
     for k in (0..kk).rev() {
         let xk = x(k);
         let last = k + 1 == kk;
@@ -166,29 +170,12 @@ where
             let (c, p) = two_cols(&mut lambdas, n, slot(k), slot(k + 1));
             (c, Some(p))
         };
-        // λ = −ξ + μ x_{k+1} + ν x_k with ξ = ζ/b_k (or −r̄ at the last step).
-        if last {
-            // ξ = −r̄, μ = 0, ν = ā + x_kᵀξ.
+        // λ = −ξ + μ x_{k+1} + ν x_k with ξ = ζ/b_k (or −r̄ at the last step, where μ = 0).
+        let (inv, mu, nu) = if last {
             let [d] = reduce::sum_chunks::<T, 1, _>(n, |rg| {
                 [rg.clone().fold(T::ZERO, |s, i| s - xk[i] * rbar[i])]
             });
-            let nu = abar(k) + d;
-            reduce::for_each_chunk(cur, |o, c| {
-                for (j, l) in c.iter_mut().enumerate() {
-                    *l = rbar[o + j] + nu * xk[o + j];
-                }
-            });
-            op.apply(cur, &mut y);
-            // ζ = −x̄_k − y + a_k λ − ν r
-            let ak = a[k];
-            let lam = &*cur;
-            reduce::for_each_chunk(&mut zeta, |o, c| {
-                for (j, z) in c.iter_mut().enumerate() {
-                    let i = o + j;
-                    let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
-                    *z = -xb - y[i] + ak * lam[i] - nu * r[i];
-                }
-            });
+            (T::ZERO, T::ZERO, abar(k) + d)
         } else {
             let bk = b[k];
             if bk == T::ZERO || !(T::ONE / bk).is_finite() {
@@ -198,44 +185,53 @@ where
                 });
             }
             let inv = T::ONE / bk;
-            let xk1 = x(k + 1);
-            let lp = next.expect("λ₊ exists below the last step");
+            let [d_lx, d_x1z, d_xz] = dots;
+            (inv, bbar(k) - d_lx + inv * d_x1z, abar(k) + inv * d_xz)
+        };
+        {
             let z = &zeta;
-            let [d_lx, d_x1z, d_xz] = reduce::sum_chunks::<T, 3, _>(n, |rg| {
-                let (mut s0, mut s1, mut s2) = (T::ZERO, T::ZERO, T::ZERO);
-                for i in rg {
-                    s0 += lp[i] * xk[i];
-                    s1 += xk1[i] * z[i];
-                    s2 += xk[i] * z[i];
-                }
-                [s0, s1, s2]
-            });
-            let mu = bbar(k) - d_lx + inv * d_x1z;
-            let nu = abar(k) + inv * d_xz;
+            let xk1 = if last { xk } else { x(k + 1) };
             reduce::for_each_chunk(cur, |o, c| {
                 for (j, l) in c.iter_mut().enumerate() {
                     let i = o + j;
-                    *l = -inv * z[i] + mu * xk1[i] + nu * xk[i];
+                    *l = if last {
+                        rbar[i] + nu * xk[i]
+                    } else {
+                        -inv * z[i] + mu * xk1[i] + nu * xk[i]
+                    };
                 }
             });
-            op.apply(cur, &mut y);
-            // ζ = −x̄_k − y + a_k λ + b_k λ₊ − b_k ν x_{k+1}
-            let ak = a[k];
-            let lam = &*cur;
-            let bnu = bk * nu;
-            reduce::for_each_chunk(&mut zeta, |o, c| {
-                for (j, zz) in c.iter_mut().enumerate() {
-                    let i = o + j;
-                    let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
-                    *zz = -xb - y[i] + ak * lam[i] + bk * lp[i] - bnu * xk1[i];
-                }
-            });
+        }
+        op.apply(cur, &mut y);
+        // ζ = −x̄_k − y + a_k λ + b_k λ₊ − b_k ν x_{k+1}   (last step: − ν r instead)
+        let ak = a[k];
+        let lam = &*cur;
+        let (bk, lp, tail): (T, &[T], &[T]) = if last {
+            (T::ZERO, lam, r)
+        } else {
+            (b[k], next.expect("λ₊ exists below the last step"), x(k + 1))
+        };
+        let tail_coef = if last { nu } else { b[k] * nu };
+        let xprev = if k > 0 { x(k - 1) } else { xk };
+        dots = reduce::for_each_chunk_sum::<T, 3, _>(&mut zeta, |o, c| {
+            let (mut s0, mut s1, mut s2) = (T::ZERO, T::ZERO, T::ZERO);
+            for (j, zz) in c.iter_mut().enumerate() {
+                let i = o + j;
+                let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
+                let z = -xb - y[i] + ak * lam[i] + bk * lp[i] - tail_coef * tail[i];
+                *zz = z;
+                // For step k−1: λ_kᵀx_{k−1}, x_kᵀζ, x_{k−1}ᵀζ (at k = 0: x_0ᵀζ and ζᵀζ).
+                s0 += lam[i] * xprev[i];
+                s1 += xk[i] * z;
+                s2 += if k > 0 { xprev[i] * z } else { z * z };
+            }
+            [s0, s1, s2]
+        });
+        if !(dots[0].is_finite() && dots[1].is_finite() && dots[2].is_finite()) {
+            return Err(AdjointError::NonFinite { step: k });
         }
         if !fused && !theta_grad.is_empty() {
             op.vjp_params(xk, &lambdas[slot(k) * n..(slot(k) + 1) * n], theta_grad);
-        }
-        if reduce::first_non_finite(&zeta).is_some() {
-            return Err(AdjointError::NonFinite { step: k });
         }
     }
     if fused {
@@ -245,7 +241,7 @@ where
     // v̄ = ((x_0ᵀ ζ) x_0 − ζ) / ‖v‖ − c̄ c² x_0   with ‖v‖ = 1/c
     let c = dec.inv_norm();
     let x0 = x(0);
-    let p = reduce::dot(x0, &zeta);
+    let p = dots[1]; // x_0ᵀζ from the last pass
     let coeff_x0 = p * c - cot.inv_norm * c * c;
     let vbar: Vec<T> = zeta
         .iter()

@@ -133,3 +133,31 @@ where
     }
     acc
 }
+
+/// Like [`for_each_chunk`], and also returns `Σ_chunks f(offset, chunk)` for `M` simultaneous
+/// sums, added in chunk order (deterministic for any thread count): an elementwise update and
+/// the inner products of its result in one pass over memory.
+pub fn for_each_chunk_sum<T: Scalar, const M: usize, F>(out: &mut [T], f: F) -> [T; M]
+where
+    F: Fn(usize, &mut [T]) -> [T; M] + Sync + Send,
+{
+    const C: usize = vector::CHUNK;
+    let parts: Vec<[T; M]> = if out.len() >= vector::PAR_THRESHOLD {
+        out.par_chunks_mut(C)
+            .enumerate()
+            .map(|(i, c)| f(i * C, c))
+            .collect()
+    } else {
+        out.chunks_mut(C)
+            .enumerate()
+            .map(|(i, c)| f(i * C, c))
+            .collect()
+    };
+    let mut acc = [T::ZERO; M];
+    for p in parts {
+        for (a, v) in acc.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    acc
+}

@@ -78,13 +78,29 @@ fn central1(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f
     (f(&xp) - f(&xm)) / (2.0 * h)
 }
 
-/// Central difference of `f` at `x` along `d` with step `h`, Richardson-extrapolated
-/// (`(4·D(h/2) − D(h))/3`): truncation error O(h⁴) instead of O(h²), rounding error
-/// O(eps·|f|/h).
-pub fn central(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f64 {
-    let d1 = central1(f, x, d, h);
-    let d2 = central1(f, x, d, h / 2.0);
-    (4.0 * d2 - d1) / 3.0
+/// Directional derivative of `f` at `x` along `d` by Richardson-extrapolated central
+/// differences (`(4·D(h/2) − D(h))/3`, truncation O(h⁴), rounding O(eps·|f|/h)) on a ladder of
+/// steps `h_max·10^{-i}`, i = 0..5, returning the estimate where two successive steps agree best
+/// (the plateau between truncation and rounding error). The choice never looks at the adjoint
+/// value under test. Krylov outputs can be steep (plain Lanczos/Arnoldi after loss of
+/// orthogonality), so one fixed step is not reliable.
+pub fn central(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h_max: f64) -> f64 {
+    let est: Vec<f64> = (0..6)
+        .map(|i| {
+            let h = h_max * 10f64.powi(-i);
+            let d1 = central1(f, x, d, h);
+            let d2 = central1(f, x, d, h / 2.0);
+            (4.0 * d2 - d1) / 3.0
+        })
+        .collect();
+    let mut best = (f64::INFINITY, est[0]);
+    for w in est.windows(2) {
+        let gap = (w[0] - w[1]).abs();
+        if gap < best.0 {
+            best = (gap, w[1]);
+        }
+    }
+    best.1
 }
 
 /// Relative error `|a − b| / max(|a|, |b|, floor)`.
