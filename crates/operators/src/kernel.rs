@@ -572,6 +572,7 @@ impl<T: Scalar> Operator<T> for KernelMatrix<T> {
         let nt = self.num_tiles();
         let parts: Vec<Vec<T>> = (0..nt)
             .into_par_iter()
+            .with_max_len(1)
             .map(|it| {
                 let (i0, ni) = self.tile_range(it);
                 let mut buf = vec![T::ZERO; ni * self.tile];
@@ -675,6 +676,7 @@ impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
         let s = self.scale;
         let parts: Vec<Vec<T>> = (0..nt)
             .into_par_iter()
+            .with_max_len(1)
             .map(|it| {
                 let (i0, ni) = self.tile_range(it);
                 let mut r2 = vec![T::ZERO; ni * tile];
