@@ -1011,6 +1011,11 @@ fn errors_domains() {
         expm_pullback(2, &diag(&[1.0, 1000.0]), &[1.0; 4]),
         Err(MatfunError::NonFiniteResult { .. })
     ));
+    // Finite entries whose 1-norm overflows.
+    assert!(matches!(
+        expm(2, &[1e308, 1e308, 0.0, 0.0]),
+        Err(MatfunError::NonFiniteResult { .. })
+    ));
     // Messages name the function, the index and the eigenvalue.
     let msg = F::new(MatrixFunction::Log, 3, &neg)
         .unwrap_err()

@@ -131,6 +131,12 @@ fn pade_solve(u: Mat<f64>, v: Mat<f64>) -> Result<Mat<f64>, MatfunError> {
 pub(crate) fn expm_f64(a: MatRef<'_, f64>) -> Result<Mat<f64>, MatfunError> {
     let n = a.nrows();
     let nrm = norm1(a);
+    if !nrm.is_finite() {
+        // Finite entries whose column sums overflow: no scaling brings A into range.
+        return Err(MatfunError::NonFiniteResult {
+            what: "exp: the 1-norm of the argument overflows",
+        });
+    }
     let ident = Mat::<f64>::identity(n, n);
     let a2 = matmul_seq(a, a);
     if nrm <= THETA9 {
@@ -244,7 +250,13 @@ fn matrix_arg<T: Scalar>(what: &'static str, n: usize, a: &[T]) -> Result<Mat<f6
 }
 
 /// `exp(A)` of a general square `n×n` column-major matrix by scaling and squaring with Padé
-/// approximants (Higham 2005; see the [module docs](self)); computed in `f64`.
+/// approximants, computed in `f64`.
+///
+/// Higham (2005), *The scaling and squaring method for the matrix exponential revisited*,
+/// Algorithm 2.3: the smallest degree `m ∈ {3,5,7,9}` with `‖A‖₁ ≤ θ_m`, otherwise
+/// `A ← A/2ˢ`, `s = ⌈log₂(‖A‖₁/θ₁₃)⌉`, degree 13 and `s` squarings. The Padé quotient
+/// `(V − U)⁻¹(V + U)` (`U`, `V` the odd and even parts) is one LU solve with partial pivoting;
+/// faer runs the products and the LU with `Par::Seq`.
 ///
 /// # Errors
 /// [`MatfunError::EmptyMatrix`], [`MatfunError::DimensionMismatch`],

@@ -17,7 +17,7 @@
 //!
 //! # Precision
 //!
-//! The routines are generic over [`Scalar`](gradmat_operators::Scalar) (`f32`, `f64`). The
+//! The routines are generic over [`Scalar`] (`f32`, `f64`). The
 //! matrices are small, so the work is done in `f64` throughout: inputs are widened, results
 //! rounded to `T` once at the end (an `f32` caller gets `f32`-rounded `f64` results; an overflow
 //! in that rounding is reported as [`MatfunError::NonFiniteResult`]). Input checks (symmetry
