@@ -202,7 +202,12 @@ where
                 }
             });
         }
-        op.apply(cur, &mut y);
+        if fused || theta_grad.is_empty() {
+            op.apply(cur, &mut y);
+        } else {
+            // y = Aλ and θ̄ += ∇θ⟨x_k, Aλ⟩ in one pass where the operator fuses them.
+            op.apply_and_vjp_params(cur, &mut y, xk, theta_grad);
+        }
         // ζ = −x̄_k − y + a_k λ + b_k λ₊ − b_k ν x_{k+1}   (last step: − ν r instead)
         let ak = a[k];
         let lam = &*cur;
@@ -229,9 +234,6 @@ where
         });
         if !(dots[0].is_finite() && dots[1].is_finite() && dots[2].is_finite()) {
             return Err(AdjointError::NonFinite { step: k });
-        }
-        if !fused && !theta_grad.is_empty() {
-            op.vjp_params(xk, &lambdas[slot(k) * n..(slot(k) + 1) * n], theta_grad);
         }
     }
     if fused {

@@ -1,6 +1,8 @@
 //! Vector kernels that every Krylov step pays for, against a plain streaming copy:
 //! `cargo bench -p gradmat-operators --bench operators`.
 
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use gradmat_operators::vector::{axpy, dot};
 use std::hint::black_box;

@@ -140,6 +140,18 @@ impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
         self.a.vjp_params_block(u, x, k, ga);
         self.b.vjp_params_block(u, x, k, gb);
     }
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        check_len(
+            "Sum::apply_and_vjp_params grad",
+            grad.len(),
+            self.num_params(),
+        );
+        let (ga, gb) = grad.split_at_mut(self.a.num_params());
+        self.a.apply_and_vjp_params(x, y, u, ga);
+        let mut t = vec![T::ZERO; y.len()];
+        self.b.apply_and_vjp_params(x, &mut t, u, gb);
+        y.iter_mut().zip(&t).for_each(|(a, b)| *a += *b);
+    }
 }
 
 impl<T: Scalar, A: SetParams<T>, B: SetParams<T>> SetParams<T> for Sum<A, B> {

@@ -459,6 +459,29 @@ impl<T: Scalar> CsrMatrix<T> {
             .for_each(|(piece, w)| f(w[0], w[1], piece));
     }
 
+    /// Like [`for_row_chunks`](Self::for_row_chunks) for two outputs: `y` split by rows and
+    /// `g` split at `goff(r)`.
+    fn for_row_chunks2<U: Send, V: Send>(
+        &self,
+        y: &mut [U],
+        g: &mut [V],
+        goff: impl Fn(usize) -> usize,
+        f: impl Fn(usize, usize, &mut [U], &mut [V]) + Sync,
+    ) {
+        let m = self.nrows;
+        if self.work() < PAR_THRESHOLD || rayon::current_num_threads() <= 1 {
+            f(0, m, y, g);
+            return;
+        }
+        let bounds = row_partition(&self.row_ptr);
+        let ys = split_at_offsets(y, bounds[1..].iter().copied());
+        let gs = split_at_offsets(g, bounds[1..].iter().map(|&r| goff(r)));
+        ys.into_par_iter()
+            .zip(gs)
+            .zip(bounds.par_windows(2))
+            .for_each(|((yp, gp), w)| f(w[0], w[1], yp, gp));
+    }
+
     /// `Y = A X` for one group of `B` columns (`x`: `n·B`, `y`: `m·B`, column-major).
     fn spmm_group<const B: usize>(&self, x: &[T], y: &mut [T]) {
         let (m, n) = (self.nrows, self.ncols);
@@ -640,6 +663,37 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
             self.values.len(),
         );
         self.vjp_block_impl(u, x, k, grad);
+    }
+    /// `y = A x` and `grad[p] += u[i]·x[j]` in one row-parallel pass over the pattern.
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        check_len("CsrMatrix::apply_and_vjp_params x", x.len(), self.ncols);
+        check_len("CsrMatrix::apply_and_vjp_params y", y.len(), self.nrows);
+        check_len("CsrMatrix::apply_and_vjp_params u", u.len(), self.nrows);
+        check_len(
+            "CsrMatrix::apply_and_vjp_params grad",
+            grad.len(),
+            self.values.len(),
+        );
+        let (rp, ci, vals) = (&self.row_ptr[..], &self.col_idx[..], &self.values[..]);
+        self.for_row_chunks2(
+            y,
+            grad,
+            |r| rp[r],
+            |r0, r1, yc, gc| {
+                let base = rp[r0];
+                for i in r0..r1 {
+                    let ui = u[i];
+                    let mut acc = T::ZERO;
+                    for p in rp[i]..rp[i + 1] {
+                        let xj = x[ci[p]];
+                        acc += vals[p] * xj;
+                        gc[p - base] += ui * xj;
+                    }
+                    yc[i - r0] = acc;
+                }
+            },
+        );
     }
 }
 
@@ -1019,6 +1073,50 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
                         }
                         g[p - base] += acc;
                     }
+                }
+            },
+        );
+    }
+    /// `y = A x` and the parameter VJP in one row-parallel pass over the expanded matrix: row
+    /// `i` handles its lower-triangle parameters (`u_i x_j + u_j x_i`, diagonal `u_i x_i`),
+    /// which no other row touches.
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        let n = self.dim();
+        check_len("SymCsrMatrix::apply_and_vjp_params x", x.len(), n);
+        check_len("SymCsrMatrix::apply_and_vjp_params y", y.len(), n);
+        check_len("SymCsrMatrix::apply_and_vjp_params u", u.len(), n);
+        check_len(
+            "SymCsrMatrix::apply_and_vjp_params grad",
+            grad.len(),
+            self.nnz(),
+        );
+        let (rp, ci, vals) = (
+            &self.full.row_ptr[..],
+            &self.full.col_idx[..],
+            &self.full.values[..],
+        );
+        let (lrp, map) = (&self.lower.row_ptr[..], &self.full_to_param[..]);
+        self.full.for_row_chunks2(
+            y,
+            grad,
+            |r| lrp[r],
+            |r0, r1, yc, gc| {
+                let base = lrp[r0];
+                for i in r0..r1 {
+                    let (ui, xi) = (u[i], x[i]);
+                    let mut acc = T::ZERO;
+                    for p in rp[i]..rp[i + 1] {
+                        let j = ci[p];
+                        let xj = x[j];
+                        acc += vals[p] * xj;
+                        if j < i {
+                            gc[map[p] - base] += ui * xj + u[j] * xi;
+                        } else if j == i {
+                            gc[map[p] - base] += ui * xi;
+                        }
+                    }
+                    yc[i - r0] = acc;
                 }
             },
         );

@@ -189,6 +189,36 @@ pub fn check_vjp_block_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
     )
 }
 
+/// `apply_and_vjp_params` equals `apply` followed by `vjp_params` (and accumulates).
+pub fn check_apply_and_vjp_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
+    op: &A,
+    seed: u64,
+    tol: f64,
+) -> Result<f64, String> {
+    let (m, n, p) = (op.nrows(), op.ncols(), op.num_params());
+    let x = random_vector::<T>(n, seed);
+    let u = random_vector::<T>(m, seed.wrapping_add(1));
+    let start = random_vector::<T>(p, seed.wrapping_add(2));
+    let (mut y1, mut y2) = (vec![T::ZERO; m], vec![T::ZERO; m]);
+    let (mut g1, mut g2) = (start.clone(), start.clone());
+    op.apply_and_vjp_params(&x, &mut y1, &u, &mut g1);
+    op.apply(&x, &mut y2);
+    op.vjp_params(&u, &x, &mut g2);
+    let ey = max_col_rel(&to64(&y1), &to64(&y2), m.max(1));
+    let d1: Vec<f64> = g1
+        .iter()
+        .zip(&start)
+        .map(|(a, s)| a.to_f64() - s.to_f64())
+        .collect();
+    let d2: Vec<f64> = g2
+        .iter()
+        .zip(&start)
+        .map(|(a, s)| a.to_f64() - s.to_f64())
+        .collect();
+    let eg = max_col_rel(&d1, &d2, p.max(1));
+    verdict("check_apply_and_vjp_consistency", ey.max(eg), tol)
+}
+
 /// `vjp_params` against central finite differences of `θ ↦ ⟨u, A(θ) x⟩`.
 ///
 /// Checks the directional derivative along a few random directions (and along every coordinate

@@ -88,6 +88,14 @@ pub trait ParamVjp<T: Scalar>: Operator<T> {
             self.vjp_params(&u[c * m..(c + 1) * m], &x[c * n..(c + 1) * n], grad);
         }
     }
+    /// Writes `y = A x` and **accumulates** `grad += ∇θ ⟨u, A(θ) x⟩` in one call. The default
+    /// applies and then calls [`vjp_params`](ParamVjp::vjp_params); operators override it to do
+    /// both in one pass over their data (the Lanczos adjoint needs exactly this pair at every
+    /// backward step).
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.apply(x, y);
+        self.vjp_params(u, x, grad);
+    }
     /// The current parameters as a new vector.
     fn params_vec(&self) -> Vec<T> {
         let mut out = vec![T::ZERO; self.num_params()];
@@ -167,6 +175,10 @@ macro_rules! forward_impls {
             #[inline]
             fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
                 (**self).vjp_params_block(u, x, k, grad)
+            }
+            #[inline]
+            fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+                (**self).apply_and_vjp_params(x, y, u, grad)
             }
         }
     )*};

@@ -109,6 +109,10 @@ fn run_kit_general<T: Scalar>(a: &CsrMatrix<T>, seed: u64) {
         testing::check_vjp_block_consistency(a, k, seed, VJP_C * k as f64 * T::EPS.to_f64())
             .unwrap();
     }
+    // Fused apply + VJP: same products per entry, same order ⇒ exact up to the increment
+    // cancellation allowance used for the block VJP.
+    testing::check_apply_and_vjp_consistency(a, seed, VJP_C * T::EPS.to_f64()).unwrap();
+    testing::check_apply_and_vjp_consistency(a, seed, VJP_C * T::EPS.to_f64()).unwrap();
     let (h, fdtol) = fd_params::<T>();
     testing::check_vjp_params_fd(a, seed, h, fdtol).unwrap();
 }
@@ -124,6 +128,7 @@ fn run_kit_sym<T: Scalar>(a: &SymCsrMatrix<T>, seed: u64) {
         testing::check_vjp_block_consistency(a, k, seed, VJP_C * k as f64 * T::EPS.to_f64())
             .unwrap();
     }
+    testing::check_apply_and_vjp_consistency(a, seed, VJP_C * T::EPS.to_f64()).unwrap();
     let (h, fdtol) = fd_params::<T>();
     testing::check_vjp_params_fd(a, seed, h, fdtol).unwrap();
 }
@@ -275,6 +280,9 @@ macro_rules! scalar_tests {
                 let s = SymCsrMatrix::<T>::from_full_csr(&a).unwrap();
                 testing::check_self_adjoint(&s, 7, prod_tol::<T>(5)).unwrap();
                 testing::check_vjp_block_consistency(&s, 6, 6, 96.0 * T::EPS.to_f64()).unwrap();
+                // Large enough for the row-parallel fused path.
+                testing::check_apply_and_vjp_consistency(&a, 9, 48.0 * T::EPS.to_f64()).unwrap();
+                testing::check_apply_and_vjp_consistency(&s, 9, 96.0 * T::EPS.to_f64()).unwrap();
                 let (h, fdtol) = fd_params::<T>();
                 testing::check_vjp_params_fd(&s, 8, h, fdtol).unwrap();
                 let mut ys = vec![T::ZERO; n];
