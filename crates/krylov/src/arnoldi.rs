@@ -243,11 +243,11 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     let len0 = validate_start(op, v, kmax)?;
     let n = v.len();
     let tol = default_breakdown_tol::<T>(n, params.breakdown_tol);
-    out.q.clear();
+    // Every column is written before it is read: only grow the buffer (no zero-fill pass over
+    // N·K entries on reuse).
     out.q.resize(n * kmax, T::ZERO);
     out.h.clear();
     out.h.resize(kmax * kmax, T::ZERO);
-    out.r.clear();
     out.r.resize(n, T::ZERO);
     out.n = n;
     out.c = T::ONE / len0;

@@ -201,11 +201,11 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     let tol = default_breakdown_tol::<T>(n, params.breakdown_tol);
     out.n = n;
     out.c = T::ONE / len0;
-    out.q.clear();
+    // Every column is written before it is read: only grow the buffer (no zero-fill pass over
+    // N·K entries on reuse).
     out.q.resize(n * kmax, T::ZERO);
     out.a.clear();
     out.b.clear();
-    out.r.clear();
     out.r.resize(n, T::ZERO);
     out.info = KrylovInfo {
         num_matvecs: 0,
