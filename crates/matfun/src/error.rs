@@ -110,4 +110,52 @@ pub enum MatfunError {
     /// The denominator `q_m(A)` of the Padé approximant of `exp` is numerically singular.
     #[error("the Padé denominator of exp is singular")]
     SingularPadeDenominator,
+    /// The Krylov decomposition (Lanczos / Arnoldi) failed: wrong start-vector length, zero or
+    /// non-finite start vector, non-square operator, or a non-finite value from the operator.
+    #[error("Krylov decomposition: {0}")]
+    Krylov(#[from] gradmat_krylov::KrylovError),
+    /// The adjoint (backward) pass of the Krylov decomposition failed.
+    #[error("adjoint pass: {0}")]
+    Adjoint(#[from] gradmat_adjoint::AdjointError),
+    /// An invalid argument of the Krylov-level routines (zero probes, zero depth, a gradient
+    /// buffer of the wrong length, …), with a description.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// The function is not available for the requested Krylov method (Arnoldi supports `exp`
+    /// and `exp(t·)` only: the other functions need a symmetric Krylov matrix).
+    #[error("{function} is not supported by the {method} path (use {hint})")]
+    UnsupportedFunction {
+        /// Name of the function.
+        function: &'static str,
+        /// The Krylov method.
+        method: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
+    /// A Ritz value (eigenvalue of the Lanczos matrix `T = QᵀAQ`) is outside the domain of the
+    /// function. Ritz values of a self-adjoint operator lie in `[λ_min(A), λ_max(A)]`, so this
+    /// means the operator's spectrum leaves the domain; for `log`, `1/√x` and `√x`: the
+    /// operator is **not positive definite** (or not positive semidefinite), up to rounding of
+    /// eigenvalues at the edge of the domain.
+    #[error(
+        "{function}: Ritz value {ritz_value:e} of the Krylov matrix is outside the domain \
+         {domain}; Ritz values lie within the operator's spectrum, so the operator's spectrum \
+         leaves the domain (for log / inverse sqrt: the operator is not positive definite)"
+    )]
+    RitzValueOutsideDomain {
+        /// Name of the function.
+        function: &'static str,
+        /// The offending Ritz value.
+        ritz_value: f64,
+        /// The domain of the function, e.g. `"x > 0"`.
+        domain: &'static str,
+    },
+    /// An error while processing one probe vector of a stochastic estimator.
+    #[error("probe {probe}: {source}")]
+    Probe {
+        /// Index of the probe (0-based, in the estimator's probe order).
+        probe: usize,
+        /// What went wrong.
+        source: Box<MatfunError>,
+    },
 }

@@ -21,4 +21,13 @@
 
 pub mod dense;
 mod error;
+pub mod estimators;
+pub mod krylov;
 pub use error::MatfunError;
+pub use estimators::{
+    diagonal_estimate, logdet, logdet_with_grad, trace_fn, trace_fn_with_grad, Estimate, Probe,
+    SlqParams,
+};
+pub use krylov::{
+    apply_arnoldi, apply_lanczos, quadform_arnoldi, quadform_lanczos, KrylovParams, Method,
+};

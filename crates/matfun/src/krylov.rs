@@ -1,0 +1,823 @@
+//! Krylov approximations of `f(A)v` and `vᵀf(A)v` for large operators, with exact reverse-mode
+//! gradients through the adjoints of Lanczos and Arnoldi.
+//!
+//! * **Lanczos** (self-adjoint `A`): `A Q = Q T + r e_{K-1}ᵀ`, `Q e₀ = v/‖v‖`, and
+//!   `f(A)v ≈ ‖v‖ Q f(T) e₀`, `vᵀf(A)v ≈ ‖v‖² e₀ᵀ f(T) e₀` (Gauss quadrature), for every
+//!   [`MatrixFunction`] (log, exp, `exp(t·)`, sqrt, inverse sqrt, inverse, powers, custom).
+//! * **Arnoldi** (general `A`): `A Q = Q H + r e_{K-1}ᵀ` and `f(A)v ≈ ‖v‖ Q f(H) e₀` for
+//!   `f = exp` and `f = exp(t·)` (Padé `expm` of the small Hessenberg matrix). Other functions
+//!   of a non-symmetric `H` are rejected with [`MatfunError::UnsupportedFunction`].
+//!
+//! The forward functions return an object that keeps the decomposition ([`QuadForm`],
+//! [`MatFunVec`]); its `gradient`/`vjp` method is the backward pass. It builds the cotangents
+//! of the decomposition's outputs from the dense reverse rules of [`crate::dense`] and hands
+//! them to [`gradmat_adjoint::lanczos_vjp`] / [`gradmat_adjoint::arnoldi_vjp`], which return the
+//! start vector's cotangent `v̄` and **accumulate** the parameter gradient `θ̄` through
+//! [`ParamVjp`]. For `exp(t·)` the cotangent `t̄` of the time is returned as well.
+//!
+//! # The cotangents (with `c = 1/‖v‖`)
+//!
+//! * `ρ = vᵀf(A)v ≈ φ/c²` with `φ = e₀ᵀ f(T) e₀`: `φ̄ = ρ̄/c²`, `T̄` from the Daleckii–Krein rule
+//!   ([`SymmetricMatrixFunction::pullback_quadratic_form`]) mapped to `(ā, b̄)` by
+//!   [`tridiagonal_cotangent`], and `c̄ = ∂ρ/∂c · ρ̄ = −2ρρ̄/c`. (Arnoldi: `H̄` from
+//!   [`expm_scaled_e0_pullback`] with `w̄ = φ̄ e₀`.)
+//! * `w = f(A)v ≈ Q y / c` with `y = f(T) e₀`: for a cotangent `w̄`, `Q̄ = w̄ yᵀ / c`,
+//!   `ȳ = Qᵀ w̄ / c`, `T̄` (or `H̄`, `t̄`) from the pullback of `y` with `ȳ`, and
+//!   `c̄ = −⟨w̄, w⟩/c = −ȳᵀy/c`.
+//!
+//! At full depth (`K = N`, or an invariant subspace met earlier) the approximations are exact,
+//! and so are their gradients: the gradient of the Krylov approximation is the gradient of
+//! `f(A)` itself. Below full depth the gradient is the exact gradient *of the approximation*.
+//!
+//! # Example
+//!
+//! ```
+//! use gradmat_matfun::dense::{MatrixFunction, SymmetricMatrixFunction};
+//! use gradmat_matfun::krylov::{quadform_lanczos, KrylovParams};
+//! use gradmat_operators::dense::SymmetricDense;
+//! use gradmat_operators::ParamVjp;
+//!
+//! // vᵀ log(A) v for a 3×3 SPD matrix at full depth (exact), and its gradient.
+//! let dense = vec![4.0_f64, 1.0, 0.0, 1.0, 3.0, 0.5, 0.0, 0.5, 2.0];
+//! let a = SymmetricDense::from_col_major(3, dense.clone())?;
+//! let v = [1.0, -1.0, 0.5];
+//! let qf = quadform_lanczos(&a, &v, &MatrixFunction::Log, &KrylovParams::new(3))?;
+//! let log_a = SymmetricMatrixFunction::new(MatrixFunction::Log, 3, &dense)?;
+//! let exact: f64 = log_a.apply(&v)?.iter().zip(&v).map(|(x, y)| x * y).sum();
+//! assert!((qf.value() - exact).abs() < 1e-13);
+//! let mut theta_bar = vec![0.0; a.num_params()];
+//! let grad = qf.gradient(&a, &mut theta_bar)?; // θ̄ accumulated, v̄ returned
+//! // v̄ = 2 log(A) v for symmetric A.
+//! for (g, x) in grad.v.iter().zip(log_a.apply(&v)?) {
+//!     assert!((g - 2.0 * x).abs() < 1e-12);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::dense::{
+    expm_scaled_e0, expm_scaled_e0_pullback, tridiagonal_cotangent, MatrixFunction,
+    SymmetricMatrixFunction,
+};
+use crate::MatfunError;
+use gradmat_adjoint::{
+    arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent, ParamAccumulation,
+};
+use gradmat_krylov::arnoldi::{arnoldi, Arnoldi, ArnoldiParams, Reorthogonalize};
+use gradmat_krylov::lanczos::{lanczos_into, Lanczos, LanczosParams};
+use gradmat_krylov::reduce;
+use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint};
+
+/// Which Krylov method produced a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Lanczos tridiagonalisation (self-adjoint operators, every [`MatrixFunction`]).
+    Lanczos,
+    /// Arnoldi (general operators; `exp` and `exp(t·)`).
+    Arnoldi,
+}
+
+/// Parameters of the Krylov matrix functions.
+///
+/// ```
+/// use gradmat_matfun::krylov::KrylovParams;
+/// use gradmat_krylov::arnoldi::Reorthogonalize;
+/// let p = KrylovParams::new(30).reorthogonalize(Reorthogonalize::None);
+/// assert_eq!(p.num_matvecs, 30);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct KrylovParams {
+    /// Krylov depth `K` (matrix–vector products of the forward pass). Depths larger than the
+    /// dimension `N` are clamped to `N` (where the approximation is exact); 0 is an error.
+    pub num_matvecs: usize,
+    /// Reorthogonalisation of the forward pass. Default [`Reorthogonalize::Full`]: accurate
+    /// quadrature and exact-to-rounding gradients (the projected adjoint), at `O(N K²)` extra
+    /// work. [`Reorthogonalize::None`] is the plain three-term Lanczos (cheaper, `O(N)` memory
+    /// per step in the forward pass; loses orthogonality as Ritz values converge).
+    pub reorthogonalize: Reorthogonalize,
+    /// Re-projection in the Arnoldi adjoint (`None`: on exactly when the forward pass
+    /// reorthogonalised); see [`AdjointParams::project`].
+    pub project: Option<bool>,
+    /// How parameter gradients are accumulated in the backward pass.
+    pub accumulation: ParamAccumulation,
+    /// Relative breakdown threshold of the Krylov iteration (`None`: the Krylov crate's
+    /// default `100·√N·eps`).
+    pub breakdown_tol: Option<f64>,
+}
+
+impl KrylovParams {
+    /// Depth `k`, full reorthogonalisation, default adjoint options.
+    pub fn new(k: usize) -> Self {
+        Self {
+            num_matvecs: k,
+            reorthogonalize: Reorthogonalize::Full,
+            project: None,
+            accumulation: ParamAccumulation::Fused,
+            breakdown_tol: None,
+        }
+    }
+    /// Sets the reorthogonalisation.
+    pub fn reorthogonalize(mut self, r: Reorthogonalize) -> Self {
+        self.reorthogonalize = r;
+        self
+    }
+    /// Forces the adjoint re-projection on or off.
+    pub fn project(mut self, on: bool) -> Self {
+        self.project = Some(on);
+        self
+    }
+    /// Sets the parameter-gradient accumulation.
+    pub fn accumulation(mut self, acc: ParamAccumulation) -> Self {
+        self.accumulation = acc;
+        self
+    }
+    /// Sets the relative breakdown threshold.
+    pub fn breakdown_tol(mut self, tol: f64) -> Self {
+        self.breakdown_tol = Some(tol);
+        self
+    }
+
+    pub(crate) fn adjoint_params(&self) -> AdjointParams {
+        let p = AdjointParams::default().accumulation(self.accumulation);
+        match self.project {
+            Some(on) => p.project(on),
+            None => p,
+        }
+    }
+
+    /// The depth to run on an `n`-dimensional operator.
+    pub(crate) fn depth_for(&self, n: usize) -> Result<usize, MatfunError> {
+        if self.num_matvecs == 0 {
+            return Err(MatfunError::InvalidParameter(
+                "the Krylov depth (num_matvecs) must be at least 1".into(),
+            ));
+        }
+        if n == 0 {
+            return Err(MatfunError::EmptyMatrix { what: "operator" });
+        }
+        Ok(self.num_matvecs.min(n))
+    }
+
+    pub(crate) fn lanczos_params(&self, k: usize) -> LanczosParams {
+        let p = LanczosParams::new(k).reorthogonalize(self.reorthogonalize);
+        match self.breakdown_tol {
+            Some(t) => p.breakdown_tol(t),
+            None => p,
+        }
+    }
+
+    fn arnoldi_params(&self, k: usize) -> ArnoldiParams {
+        let p = ArnoldiParams::new(k).reorthogonalize(self.reorthogonalize);
+        match self.breakdown_tol {
+            Some(t) => p.breakdown_tol(t),
+            None => p,
+        }
+    }
+}
+
+impl Default for KrylovParams {
+    fn default() -> Self {
+        Self::new(10)
+    }
+}
+
+/// The result of a backward pass: the cotangent of the start vector and, for `exp(t·)`, of the
+/// time. The parameter gradient `θ̄` is accumulated into the caller's buffer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Gradient<T> {
+    /// `v̄ = ∂ρ/∂v · ρ̄` (length `N`).
+    pub v: Vec<T>,
+    /// `t̄` for [`MatrixFunction::ScaledExp`] (`f(x) = exp(t x)`) and [`MatrixFunction::Exp`]
+    /// (`t = 1`); `None` for other functions.
+    pub time: Option<T>,
+}
+
+/// The time `t` of an exponential, if `f` is one.
+fn exp_time(f: &MatrixFunction) -> Option<f64> {
+    match *f {
+        MatrixFunction::Exp => Some(1.0),
+        MatrixFunction::ScaledExp(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn arnoldi_time(f: &MatrixFunction) -> Result<f64, MatfunError> {
+    exp_time(f).ok_or(MatfunError::UnsupportedFunction {
+        function: f.name(),
+        method: "Arnoldi",
+        hint: "the Lanczos path for self-adjoint operators",
+    })
+}
+
+/// Maps a domain error of the small eigenproblem to the Krylov-level message.
+pub(crate) fn ritz_error(e: MatfunError) -> MatfunError {
+    match e {
+        MatfunError::EigenvalueOutsideDomain {
+            function,
+            eigenvalue,
+            domain,
+            ..
+        } => MatfunError::RitzValueOutsideDomain {
+            function,
+            ritz_value: eigenvalue,
+            domain,
+        },
+        other => other,
+    }
+}
+
+fn check_theta_grad<T: Scalar, A: ParamVjp<T> + ?Sized>(
+    op: &A,
+    theta_grad: &[T],
+) -> Result<(), MatfunError> {
+    if theta_grad.len() != op.num_params() {
+        return Err(MatfunError::DimensionMismatch {
+            what: "parameter gradient",
+            expected: op.num_params(),
+            got: theta_grad.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_cotangent_scalar<T: Scalar>(what: &'static str, x: T) -> Result<(), MatfunError> {
+    if x.is_finite() {
+        Ok(())
+    } else {
+        Err(MatfunError::NonFiniteParameter {
+            what,
+            value: x.to_f64(),
+        })
+    }
+}
+
+fn finite_out<T: Scalar>(what: &'static str, x: T) -> Result<T, MatfunError> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(MatfunError::NonFiniteResult { what })
+    }
+}
+
+/// `Σᵢ aᵢ θᵢ e^{tθᵢ} bᵢ` — `∂/∂t` of `aᵀ exp(tΘ) b` in the eigenbasis.
+fn dexp_dt(sf: &SymmetricMatrixFunction<impl Scalar>, a: &[f64], b: &[f64]) -> f64 {
+    let th = sf.eigen().values();
+    let fv = sf.function_values();
+    (0..th.len()).map(|i| a[i] * th[i] * fv[i] * b[i]).sum()
+}
+
+/// First row of the eigenvector matrix, `s = Sᵀe₀`.
+fn first_row(sf: &SymmetricMatrixFunction<impl Scalar>) -> Vec<f64> {
+    let s = sf.eigen().vectors();
+    (0..s.ncols()).map(|i| s[(0, i)]).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quadratic forms
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum QuadInner<T: Scalar> {
+    Lanczos {
+        dec: Box<Lanczos<T>>,
+        fun: SymmetricMatrixFunction<T>,
+    },
+    Arnoldi {
+        dec: Arnoldi<T>,
+        t: f64,
+    },
+}
+
+/// `ρ = vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(H) e₀`, keeping the decomposition for the backward pass.
+/// Built by [`quadform_lanczos`] or [`quadform_arnoldi`].
+#[derive(Debug, Clone)]
+pub struct QuadForm<T: Scalar> {
+    inner: QuadInner<T>,
+    value: T,
+    params: KrylovParams,
+}
+
+impl<T: Scalar> QuadForm<T> {
+    /// The approximation of `vᵀ f(A) v`.
+    pub fn value(&self) -> T {
+        self.value
+    }
+    /// The Krylov depth reached (smaller than requested after a breakdown, where the
+    /// quadrature is exact).
+    pub fn depth(&self) -> usize {
+        match &self.inner {
+            QuadInner::Lanczos { dec, .. } => dec.depth(),
+            QuadInner::Arnoldi { dec, .. } => dec.depth(),
+        }
+    }
+    /// Matrix–vector products of the forward pass.
+    pub fn num_matvecs(&self) -> usize {
+        match &self.inner {
+            QuadInner::Lanczos { dec, .. } => dec.info().num_matvecs,
+            QuadInner::Arnoldi { dec, .. } => dec.info().num_matvecs,
+        }
+    }
+    /// The method used.
+    pub fn method(&self) -> Method {
+        match &self.inner {
+            QuadInner::Lanczos { .. } => Method::Lanczos,
+            QuadInner::Arnoldi { .. } => Method::Arnoldi,
+        }
+    }
+    /// The Ritz values (eigenvalues of `T`, ascending) on the Lanczos path; `None` for Arnoldi.
+    pub fn ritz_values(&self) -> Option<&[f64]> {
+        match &self.inner {
+            QuadInner::Lanczos { fun, .. } => Some(fun.eigen().values()),
+            QuadInner::Arnoldi { .. } => None,
+        }
+    }
+
+    /// The backward pass of the Lanczos path with `ρ̄ = 1`: returns `v̄ = ∇_v ρ` (and `t̄` for
+    /// exponentials) and **accumulates** `θ̄ += ∇_θ ρ` into `theta_grad` (length
+    /// `op.num_params()`). `op` must be the operator of the forward pass (same parameters).
+    ///
+    /// # Errors
+    /// See [`vjp`](Self::vjp).
+    pub fn gradient<A>(&self, op: &A, theta_grad: &mut [T]) -> Result<Gradient<T>, MatfunError>
+    where
+        A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+    {
+        self.vjp(op, T::ONE, theta_grad)
+    }
+
+    /// The backward pass of the Arnoldi path with `ρ̄ = 1` (applies `Aᵀ`); see
+    /// [`vjp_general`](Self::vjp_general).
+    ///
+    /// # Errors
+    /// See [`vjp_general`](Self::vjp_general).
+    pub fn gradient_general<A>(
+        &self,
+        op: &A,
+        theta_grad: &mut [T],
+    ) -> Result<Gradient<T>, MatfunError>
+    where
+        A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
+    {
+        self.vjp_general(op, T::ONE, theta_grad)
+    }
+
+    /// The backward pass for a cotangent `ρ̄` of the value. Self-adjoint operators need no
+    /// `Aᵀ` of their own; for the Arnoldi path use [`vjp_general`](Self::vjp_general).
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`] for a wrong `theta_grad` length,
+    /// [`MatfunError::NonFiniteParameter`] for a non-finite `ρ̄`,
+    /// [`MatfunError::InvalidParameter`] if the result came from Arnoldi,
+    /// the errors of the dense reverse rules, and [`MatfunError::Adjoint`].
+    pub fn vjp<A>(
+        &self,
+        op: &A,
+        rho_bar: T,
+        theta_grad: &mut [T],
+    ) -> Result<Gradient<T>, MatfunError>
+    where
+        A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+    {
+        match &self.inner {
+            QuadInner::Lanczos { dec, fun } => {
+                check_theta_grad(op, theta_grad)?;
+                check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+                let c = dec.inv_norm();
+                let k = dec.depth();
+                let phi_bar = rho_bar / (c * c);
+                let tbar = fun.pullback_quadratic_form(phi_bar)?;
+                let (abar, bbar) = tridiagonal_cotangent(k, &tbar)?;
+                let cbar = -T::from_f64(2.0) * rho_bar * self.value / c;
+                let cot = LanczosCotangent {
+                    diagonal: Some(&abar),
+                    off_diagonal: Some(&bbar),
+                    inv_norm: cbar,
+                    ..Default::default()
+                };
+                let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+                let time = match exp_time(fun.function()) {
+                    Some(_) => {
+                        let s = first_row(fun);
+                        let dphi = dexp_dt(fun, &s, &s);
+                        Some(finite_out("t̄", T::from_f64(phi_bar.to_f64() * dphi))?)
+                    }
+                    None => None,
+                };
+                Ok(Gradient { v, time })
+            }
+            QuadInner::Arnoldi { .. } => Err(MatfunError::InvalidParameter(
+                "this quadratic form came from Arnoldi: use vjp_general (needs Aᵀ)".into(),
+            )),
+        }
+    }
+
+    /// The backward pass for a cotangent `ρ̄` on either path (the Arnoldi adjoint applies
+    /// `Aᵀ`, hence the [`AdjointOperator`] bound; a result from Lanczos needs a self-adjoint
+    /// operator — use [`vjp`](Self::vjp)).
+    ///
+    /// # Errors
+    /// As [`vjp`](Self::vjp); [`MatfunError::InvalidParameter`] if the result came from
+    /// Lanczos.
+    pub fn vjp_general<A>(
+        &self,
+        op: &A,
+        rho_bar: T,
+        theta_grad: &mut [T],
+    ) -> Result<Gradient<T>, MatfunError>
+    where
+        A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
+    {
+        match &self.inner {
+            QuadInner::Arnoldi { dec, t } => {
+                check_theta_grad(op, theta_grad)?;
+                check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+                let c = dec.inv_norm();
+                let k = dec.depth();
+                let phi_bar = rho_bar / (c * c);
+                let mut wbar = vec![T::ZERO; k];
+                wbar[0] = phi_bar;
+                let pb = expm_scaled_e0_pullback(k, dec.hessenberg(), T::from_f64(*t), &wbar)?;
+                let cbar = -T::from_f64(2.0) * rho_bar * self.value / c;
+                let cot = ArnoldiCotangent {
+                    hessenberg: Some(&pb.h),
+                    inv_norm: cbar,
+                    ..Default::default()
+                };
+                let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+                Ok(Gradient {
+                    v,
+                    time: Some(pb.t),
+                })
+            }
+            QuadInner::Lanczos { .. } => Err(MatfunError::InvalidParameter(
+                "this quadratic form came from Lanczos: use vjp / gradient".into(),
+            )),
+        }
+    }
+}
+
+/// `vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(T) e₀` by Lanczos on the self-adjoint `op` (Gauss quadrature with
+/// `K` nodes: exact for polynomials of degree `2K − 1`; exact at full depth or after breakdown).
+///
+/// # Errors
+/// [`MatfunError::InvalidParameter`] for depth 0, [`MatfunError::EmptyMatrix`],
+/// [`MatfunError::Krylov`] (wrong length, zero / non-finite `v`, non-finite operator output),
+/// [`MatfunError::RitzValueOutsideDomain`] (e.g. a Ritz value `≤ 0` for `log`: `A` is not
+/// positive definite), [`MatfunError::NonFiniteValue`] / [`MatfunError::NonFiniteResult`] on
+/// overflow.
+pub fn quadform_lanczos<T, A>(
+    op: &A,
+    v: &[T],
+    f: &MatrixFunction,
+    params: &KrylovParams,
+) -> Result<QuadForm<T>, MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ?Sized,
+{
+    let mut dec = Lanczos::empty();
+    lanczos_forward(op, v, params, &mut dec)?;
+    let fun = tridiagonal_function(&dec, f)?;
+    let value = quad_value(&dec, &fun)?;
+    Ok(QuadForm {
+        inner: QuadInner::Lanczos {
+            dec: Box::new(dec),
+            fun,
+        },
+        value,
+        params: params.clone(),
+    })
+}
+
+/// Runs the Lanczos forward pass into `dec`.
+fn lanczos_forward<T, A>(
+    op: &A,
+    v: &[T],
+    params: &KrylovParams,
+    dec: &mut Lanczos<T>,
+) -> Result<(), MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ?Sized,
+{
+    let k = params.depth_for(op.ncols())?;
+    lanczos_into(op, v, &params.lanczos_params(k), dec)?;
+    Ok(())
+}
+
+fn tridiagonal_function<T: Scalar>(
+    dec: &Lanczos<T>,
+    f: &MatrixFunction,
+) -> Result<SymmetricMatrixFunction<T>, MatfunError> {
+    SymmetricMatrixFunction::from_tridiagonal(f.clone(), dec.diagonal(), dec.off_diagonal())
+        .map_err(ritz_error)
+}
+
+fn quad_value<T: Scalar>(
+    dec: &Lanczos<T>,
+    fun: &SymmetricMatrixFunction<T>,
+) -> Result<T, MatfunError> {
+    let c = dec.inv_norm();
+    finite_out("vᵀf(A)v", fun.quadratic_form() / (c * c))
+}
+
+/// `vᵀ exp(tA) v ≈ ‖v‖² e₀ᵀ exp(tH) e₀` by Arnoldi on the general `op`; `f` must be
+/// [`MatrixFunction::Exp`] or [`MatrixFunction::ScaledExp`].
+///
+/// # Errors
+/// [`MatfunError::UnsupportedFunction`] for other functions, and as [`quadform_lanczos`]
+/// (the errors of [`crate::dense::expm_scaled`] for the small exponential).
+pub fn quadform_arnoldi<T, A>(
+    op: &A,
+    v: &[T],
+    f: &MatrixFunction,
+    params: &KrylovParams,
+) -> Result<QuadForm<T>, MatfunError>
+where
+    T: Scalar,
+    A: Operator<T> + ?Sized,
+{
+    let t = arnoldi_time(f)?;
+    if !t.is_finite() {
+        return Err(MatfunError::NonFiniteParameter {
+            what: "scaled exp: t",
+            value: t,
+        });
+    }
+    let k = params.depth_for(op.ncols())?;
+    let dec = arnoldi(op, v, &params.arnoldi_params(k))?;
+    let kk = dec.depth();
+    let y = expm_scaled_e0(kk, dec.hessenberg(), T::from_f64(t))?;
+    let c = dec.inv_norm();
+    let phi = y[0];
+    let value = finite_out("vᵀexp(tA)v", phi / (c * c))?;
+    Ok(QuadForm {
+        inner: QuadInner::Arnoldi { dec, t },
+        value,
+        params: params.clone(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// f(A) v
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum VecInner<T: Scalar> {
+    Lanczos {
+        dec: Box<Lanczos<T>>,
+        fun: SymmetricMatrixFunction<T>,
+    },
+    Arnoldi {
+        dec: Arnoldi<T>,
+        t: f64,
+    },
+}
+
+/// `w = f(A) v ≈ ‖v‖ Q f(H) e₀`, keeping the decomposition for the backward pass. Built by
+/// [`apply_lanczos`] or [`apply_arnoldi`].
+#[derive(Debug, Clone)]
+pub struct MatFunVec<T: Scalar> {
+    inner: VecInner<T>,
+    /// `y = f(H) e₀` (length `K`).
+    y: Vec<T>,
+    value: Vec<T>,
+    params: KrylovParams,
+}
+
+impl<T: Scalar> MatFunVec<T> {
+    /// The approximation of `f(A) v` (length `N`).
+    pub fn value(&self) -> &[T] {
+        &self.value
+    }
+    /// Moves the value out.
+    pub fn into_value(self) -> Vec<T> {
+        self.value
+    }
+    /// The Krylov depth reached.
+    pub fn depth(&self) -> usize {
+        self.y.len()
+    }
+    /// Matrix–vector products of the forward pass.
+    pub fn num_matvecs(&self) -> usize {
+        match &self.inner {
+            VecInner::Lanczos { dec, .. } => dec.info().num_matvecs,
+            VecInner::Arnoldi { dec, .. } => dec.info().num_matvecs,
+        }
+    }
+    /// The method used.
+    pub fn method(&self) -> Method {
+        match &self.inner {
+            VecInner::Lanczos { .. } => Method::Lanczos,
+            VecInner::Arnoldi { .. } => Method::Arnoldi,
+        }
+    }
+
+    /// Common pieces of the backward pass: `ȳ = Qᵀw̄/c`, `Q̄ = w̄ yᵀ/c`, `c̄ = −ȳᵀy/c`.
+    fn basis_cotangents(
+        &self,
+        q: &[T],
+        c: T,
+        wbar: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, T), MatfunError> {
+        let n = self.value.len();
+        let k = self.y.len();
+        if wbar.len() != n {
+            return Err(MatfunError::DimensionMismatch {
+                what: "cotangent w̄",
+                expected: n,
+                got: wbar.len(),
+            });
+        }
+        if let Some(p) = reduce::first_non_finite(wbar) {
+            return Err(MatfunError::NonFiniteInput {
+                what: "cotangent w̄",
+                row: p,
+                col: 0,
+            });
+        }
+        let inv_c = T::ONE / c;
+        let mut ybar = vec![T::ZERO; k];
+        reduce::basis_t_vec(q, n, k, wbar, &mut ybar);
+        ybar.iter_mut().for_each(|x| *x *= inv_c);
+        let mut qbar = vec![T::ZERO; n * k];
+        for (j, yj) in self.y.iter().enumerate() {
+            let s = *yj * inv_c;
+            for (o, w) in qbar[j * n..(j + 1) * n].iter_mut().zip(wbar) {
+                *o = s * *w;
+            }
+        }
+        let yy: T = ybar.iter().zip(&self.y).map(|(a, b)| *a * *b).sum();
+        Ok((ybar, qbar, -yy * inv_c))
+    }
+
+    /// The backward pass of the Lanczos path for a cotangent `w̄` of the value: returns `v̄`
+    /// (and `t̄` for exponentials) and **accumulates** `θ̄` into `theta_grad`.
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`] / [`MatfunError::NonFiniteInput`] for `w̄` or
+    /// `theta_grad`, [`MatfunError::InvalidParameter`] if the result came from Arnoldi (use
+    /// [`gradient_general`](Self::gradient_general)), the errors of the dense reverse rules,
+    /// [`MatfunError::Adjoint`].
+    pub fn gradient<A>(
+        &self,
+        op: &A,
+        wbar: &[T],
+        theta_grad: &mut [T],
+    ) -> Result<Gradient<T>, MatfunError>
+    where
+        A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+    {
+        match &self.inner {
+            VecInner::Lanczos { dec, fun } => {
+                check_theta_grad(op, theta_grad)?;
+                let (ybar, qbar, cbar) =
+                    self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
+                let tbar = fun.pullback_apply_e0(&ybar)?;
+                let (abar, bbar) = tridiagonal_cotangent(dec.depth(), &tbar)?;
+                let cot = LanczosCotangent {
+                    basis: Some(&qbar),
+                    diagonal: Some(&abar),
+                    off_diagonal: Some(&bbar),
+                    inv_norm: cbar,
+                    ..Default::default()
+                };
+                let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+                let time = match exp_time(fun.function()) {
+                    Some(_) => {
+                        let s = first_row(fun);
+                        let sv = fun.eigen().vectors();
+                        let k = s.len();
+                        let u: Vec<f64> = (0..k)
+                            .map(|i| (0..k).map(|r| sv[(r, i)] * ybar[r].to_f64()).sum())
+                            .collect();
+                        Some(finite_out("t̄", T::from_f64(dexp_dt(fun, &u, &s)))?)
+                    }
+                    None => None,
+                };
+                Ok(Gradient { v, time })
+            }
+            VecInner::Arnoldi { .. } => Err(MatfunError::InvalidParameter(
+                "this f(A)v came from Arnoldi: use gradient_general (needs Aᵀ)".into(),
+            )),
+        }
+    }
+
+    /// The backward pass of the Arnoldi path (applies `Aᵀ`): returns `v̄` and `t̄`, and
+    /// **accumulates** `θ̄` into `theta_grad`.
+    ///
+    /// # Errors
+    /// As [`gradient`](Self::gradient); [`MatfunError::InvalidParameter`] if the result came
+    /// from Lanczos.
+    pub fn gradient_general<A>(
+        &self,
+        op: &A,
+        wbar: &[T],
+        theta_grad: &mut [T],
+    ) -> Result<Gradient<T>, MatfunError>
+    where
+        A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
+    {
+        match &self.inner {
+            VecInner::Arnoldi { dec, t } => {
+                check_theta_grad(op, theta_grad)?;
+                let (ybar, qbar, cbar) =
+                    self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
+                let pb =
+                    expm_scaled_e0_pullback(dec.depth(), dec.hessenberg(), T::from_f64(*t), &ybar)?;
+                let cot = ArnoldiCotangent {
+                    basis: Some(&qbar),
+                    hessenberg: Some(&pb.h),
+                    inv_norm: cbar,
+                    ..Default::default()
+                };
+                let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+                Ok(Gradient {
+                    v,
+                    time: Some(pb.t),
+                })
+            }
+            VecInner::Lanczos { .. } => Err(MatfunError::InvalidParameter(
+                "this f(A)v came from Lanczos: use gradient".into(),
+            )),
+        }
+    }
+}
+
+/// `w = Q y / c`.
+fn combine<T: Scalar>(q: &[T], n: usize, y: &[T], c: T) -> Result<Vec<T>, MatfunError> {
+    let mut w = vec![T::ZERO; n];
+    let inv_c = T::ONE / c;
+    let coef: Vec<T> = y.iter().map(|x| *x * inv_c).collect();
+    reduce::basis_vec_acc(T::ONE, q, n, y.len(), &coef, &mut w);
+    if reduce::first_non_finite(&w).is_some() {
+        return Err(MatfunError::NonFiniteResult { what: "f(A)v" });
+    }
+    Ok(w)
+}
+
+/// `f(A) v ≈ ‖v‖ Q f(T) e₀` by Lanczos on the self-adjoint `op`, for every [`MatrixFunction`]
+/// (including `exp(tA)v` through [`MatrixFunction::ScaledExp`], whose gradient reports `t̄`).
+///
+/// # Errors
+/// As [`quadform_lanczos`].
+pub fn apply_lanczos<T, A>(
+    op: &A,
+    v: &[T],
+    f: &MatrixFunction,
+    params: &KrylovParams,
+) -> Result<MatFunVec<T>, MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ?Sized,
+{
+    let mut dec = Lanczos::empty();
+    lanczos_forward(op, v, params, &mut dec)?;
+    let fun = tridiagonal_function(&dec, f)?;
+    let y = fun.apply_e0();
+    let value = combine(dec.basis(), dec.dim(), &y, dec.inv_norm())?;
+    Ok(MatFunVec {
+        inner: VecInner::Lanczos {
+            dec: Box::new(dec),
+            fun,
+        },
+        y,
+        value,
+        params: params.clone(),
+    })
+}
+
+/// `exp(tA) v ≈ ‖v‖ Q exp(tH) e₀` by Arnoldi on the general `op`; `f` must be
+/// [`MatrixFunction::Exp`] or [`MatrixFunction::ScaledExp`] (the gradient reports `t̄`).
+///
+/// # Errors
+/// [`MatfunError::UnsupportedFunction`] for other functions, and as [`quadform_arnoldi`].
+pub fn apply_arnoldi<T, A>(
+    op: &A,
+    v: &[T],
+    f: &MatrixFunction,
+    params: &KrylovParams,
+) -> Result<MatFunVec<T>, MatfunError>
+where
+    T: Scalar,
+    A: Operator<T> + ?Sized,
+{
+    let t = arnoldi_time(f)?;
+    if !t.is_finite() {
+        return Err(MatfunError::NonFiniteParameter {
+            what: "scaled exp: t",
+            value: t,
+        });
+    }
+    let k = params.depth_for(op.ncols())?;
+    let dec = arnoldi(op, v, &params.arnoldi_params(k))?;
+    let y = expm_scaled_e0(dec.depth(), dec.hessenberg(), T::from_f64(t))?;
+    let value = combine(dec.basis(), dec.dim(), &y, dec.inv_norm())?;
+    Ok(MatFunVec {
+        inner: VecInner::Arnoldi { dec, t },
+        y,
+        value,
+        params: params.clone(),
+    })
+}
