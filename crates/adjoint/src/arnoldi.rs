@@ -103,8 +103,9 @@ where
         cot.inv_norm,
         &|x, y| op.apply_transpose(x, y),
         &|u, x, m, g| op.vjp_params_block(u, x, m, g),
+        None,
         project,
-        params.accumulation,
+        params.accumulation.resolve(op),
         theta_grad,
     )
 }
@@ -128,6 +129,8 @@ pub(crate) struct ArnoldiParts<'a, T> {
 
 type ApplyFn<'a, T> = dyn Fn(&[T], &mut [T]) + 'a;
 type VjpFn<'a, T> = dyn Fn(&[T], &[T], usize, &mut [T]) + 'a;
+/// `(λ, u, q, θ̄) ↦ u = Aᵀλ, θ̄ += ∇θ⟨λ, A q⟩` in one call, where the operator fuses them.
+pub(crate) type FusedFn<'a, T> = dyn Fn(&[T], &mut [T], &[T], &mut [T]) + 'a;
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn arnoldi_vjp_core<T: Scalar>(
@@ -138,6 +141,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     cbar: T,
     apply_t: &ApplyFn<'_, T>,
     pvjp: &VjpFn<'_, T>,
+    fused_step: Option<&FusedFn<'_, T>>,
     project: bool,
     acc: ParamAccumulation,
     theta_grad: &mut [T],
@@ -203,10 +207,17 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
             }
             reduce::basis_vec_acc(T::ONE, q, n, jn, &coef, &mut lambda);
         }
-        apply_t(&lambda, &mut u);
         let qk = &q[k * n..(k + 1) * n];
-        if acc == ParamAccumulation::Online {
-            pvjp(&lambda, qk, 1, theta_grad);
+        match (
+            acc == ParamAccumulation::Online && !theta_grad.is_empty(),
+            fused_step,
+        ) {
+            (true, Some(step)) => step(&lambda, &mut u, qk, theta_grad),
+            (true, None) => {
+                apply_t(&lambda, &mut u);
+                pvjp(&lambda, qk, 1, theta_grad);
+            }
+            (false, _) => apply_t(&lambda, &mut u),
         }
         reduce::basis_t_vec(q, n, k + 1, &u, &mut tmp_k);
         for j in 0..=k {

@@ -120,12 +120,14 @@ where
             cot.inv_norm,
             &|x, y| op.apply(x, y),
             &|u, x, m, g| op.vjp_params_block(u, x, m, g),
+            // A(θ) is symmetric for every θ, so ∇θ⟨λ, A q_k⟩ = ∇θ⟨q_k, A λ⟩: fuse it with Aλ.
+            Some(&|l, u, qk, g| op.apply_and_vjp_params(l, u, qk, g)),
             project,
-            params.accumulation,
+            params.accumulation.resolve(op),
             theta_grad,
         );
     }
-    lanczos_vjp_three_term(op, dec, cot, params.accumulation, theta_grad)
+    lanczos_vjp_three_term(op, dec, cot, params.accumulation.resolve(op), theta_grad)
 }
 
 fn lanczos_vjp_three_term<T, A>(

@@ -132,3 +132,73 @@ fn minimal_downstream_operator_gets_exact_gradients() {
     let an = dotp(&grad, &dd);
     assert!(rel_err(fd, an, 1e-3) < 1e-6, "{fd} vs {an}");
 }
+
+/// `ParamAccumulation::Auto` follows the operator's preference, and the lanczos adjoint gives
+/// the same gradient (to rounding) in every mode.
+#[test]
+fn accumulation_modes_agree_and_auto_resolves() {
+    use gradmat_adjoint::ParamAccumulation;
+    use gradmat_operators::csr::SymCsrMatrix;
+    let n = 50;
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        r.push(i);
+        c.push(i);
+        v.push(4.0 + (i as f64).cos());
+        if i > 0 {
+            r.push(i);
+            c.push(i - 1);
+            v.push(-1.0);
+        }
+    }
+    let a = SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap();
+    assert_eq!(
+        ParamAccumulation::Auto.resolve(&a),
+        ParamAccumulation::Online
+    );
+    let dense = SymmetricDense::from_col_major(n, a.to_dense().into_vec()).unwrap();
+    assert_eq!(
+        ParamAccumulation::Auto.resolve(&dense),
+        ParamAccumulation::Fused
+    );
+    let x = random_vector::<f64>(n, 1);
+    let k = 15;
+    let cot = LanczosCot::random(n, k, 5);
+    for reorth in [
+        gradmat_krylov::arnoldi::Reorthogonalize::None,
+        gradmat_krylov::arnoldi::Reorthogonalize::Full,
+    ] {
+        let dec = lanczos(&a, &x, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
+        let grads: Vec<Vec<f64>> = [
+            ParamAccumulation::Auto,
+            ParamAccumulation::Online,
+            ParamAccumulation::Fused,
+        ]
+        .iter()
+        .map(|acc| {
+            let mut g = vec![0.0; a.num_params()];
+            lanczos_vjp(
+                &a,
+                &dec,
+                &LanczosCotangent {
+                    basis: Some(&cot.q),
+                    diagonal: Some(&cot.a),
+                    off_diagonal: Some(&cot.b),
+                    residual: Some(&cot.r),
+                    inv_norm: cot.c,
+                },
+                &AdjointParams::default().accumulation(*acc),
+                &mut g,
+            )
+            .unwrap();
+            g
+        })
+        .collect();
+        let scale = grads[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for g in &grads[1..] {
+            for (p, q) in g.iter().zip(&grads[0]) {
+                assert!((p - q).abs() <= 1e-12 * scale, "{reorth:?}: {p} vs {q}");
+            }
+        }
+    }
+}

@@ -355,3 +355,38 @@ fn buffers_are_reused() {
         assert_eq!(arn, arnoldi(&a, &v, &ArnoldiParams::new(10)).unwrap());
     }
 }
+
+/// Same input ⇒ bit-identical decompositions on 1 and 2 threads (above the parallel thresholds).
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let n = 200_000;
+    let d: Vec<f64> = (0..n).map(|i| 2.0 + (i as f64 * 1e-3).sin()).collect();
+    let a = gradmat_operators::algebra::Diagonal::new(d).unwrap();
+    let v = random_vector::<f64>(n, 1);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let l = lanczos(&a, &v, &LanczosParams::new(12)).unwrap();
+            let f = lanczos(
+                &a,
+                &v,
+                &LanczosParams::new(12).reorthogonalize(Reorthogonalize::Full),
+            )
+            .unwrap();
+            (l, f)
+        })
+    };
+    let (l1, f1) = run(1);
+    let (l2, f2) = run(2);
+    let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(l1.basis()), bits(l2.basis()));
+    assert_eq!(bits(l1.diagonal()), bits(l2.diagonal()));
+    assert_eq!(
+        bits(f1.tridiagonal_dense().as_slice()),
+        bits(f2.tridiagonal_dense().as_slice())
+    );
+    assert_eq!(bits(f1.residual()), bits(f2.residual()));
+}

@@ -454,6 +454,9 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad)
     }
+    fn prefers_block_vjp(&self) -> bool {
+        self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
+    }
     /// `⟨u, A B x⟩`: `θ_A` gets `∇⟨u, A (Bx)⟩`, `θ_B` gets `∇⟨Aᵀu, B x⟩`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         check_len(
@@ -533,6 +536,9 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>> ParamVjp<T> for Transposed<
     }
     fn params(&self, out: &mut [T]) {
         self.0.params(out)
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.0.prefers_block_vjp()
     }
     /// `⟨u, Aᵀx⟩ = ⟨x, A u⟩`.
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {

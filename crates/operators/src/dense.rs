@@ -136,6 +136,10 @@ impl<T: Scalar> AdjointOperator<T> for DenseMatrix<T> {
 }
 
 impl<T: Scalar> ParamVjp<T> for DenseMatrix<T> {
+    /// `true`: the block VJP is one GEMM instead of `K` rank-one updates.
+    fn prefers_block_vjp(&self) -> bool {
+        true
+    }
     fn num_params(&self) -> usize {
         self.data.len()
     }
@@ -257,6 +261,10 @@ impl<T: Scalar> AdjointOperator<T> for SymmetricDense<T> {
 impl<T: Scalar> SelfAdjoint<T> for SymmetricDense<T> {}
 
 impl<T: Scalar> ParamVjp<T> for SymmetricDense<T> {
+    /// `true`: the block VJP is one GEMM instead of `K` rank-one updates.
+    fn prefers_block_vjp(&self) -> bool {
+        true
+    }
     fn num_params(&self) -> usize {
         let n = self.dim();
         n * (n + 1) / 2

@@ -620,6 +620,11 @@ impl<T: Scalar> AdjointOperator<T> for KernelMatrix<T> {
 impl<T: Scalar> SelfAdjoint<T> for KernelMatrix<T> {}
 
 impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
+    /// `true`: the fused block VJP evaluates each derivative tile once for all column pairs
+    /// (measured 14–15× cheaper per pair than single VJPs for 16 pairs).
+    fn prefers_block_vjp(&self) -> bool {
+        true
+    }
     /// `d + 1`.
     fn num_params(&self) -> usize {
         self.d + 1

@@ -96,6 +96,15 @@ pub trait ParamVjp<T: Scalar>: Operator<T> {
         self.apply(x, y);
         self.vjp_params(u, x, grad);
     }
+    /// Whether one call of [`vjp_params_block`](ParamVjp::vjp_params_block) over `K` column
+    /// pairs is much cheaper than `K` calls of [`vjp_params`](ParamVjp::vjp_params) (as for
+    /// kernel matrices, whose derivative tiles are then evaluated once). Adjoints in `Auto` mode
+    /// store the adjoint vectors and make one fused call when this is `true`, and otherwise
+    /// accumulate per step with [`apply_and_vjp_params`](ParamVjp::apply_and_vjp_params).
+    /// Default `false`.
+    fn prefers_block_vjp(&self) -> bool {
+        false
+    }
     /// The current parameters as a new vector.
     fn params_vec(&self) -> Vec<T> {
         let mut out = vec![T::ZERO; self.num_params()];
@@ -179,6 +188,10 @@ macro_rules! forward_impls {
             #[inline]
             fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
                 (**self).apply_and_vjp_params(x, y, u, grad)
+            }
+            #[inline]
+            fn prefers_block_vjp(&self) -> bool {
+                (**self).prefers_block_vjp()
             }
         }
     )*};
