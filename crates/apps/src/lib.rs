@@ -5,4 +5,7 @@
 //! network, plus the `gradmat` command-line tool. This is the only crate that does I/O beyond
 //! parsing helpers and prints.
 //!
-//! *Status: the pipelines land with their issues; this crate is a placeholder today.*
+//! *Status:* the [`cli`] module (the `gradmat quadform` and `gradmat logdet` subcommands) is
+//! implemented; the pipelines land with their issues.
+
+pub mod cli;

@@ -1,0 +1,94 @@
+//! `gradmat logdet`: stochastic Lanczos quadrature for `log det(A + σI)`, with the gradient in
+//! the entries of `A`.
+
+use super::compute::{describe, logdet_slq, probes, LogDet, Probe};
+use super::io::{self, json_number};
+use super::ops::{require_square, CheckedSymmetricCsr};
+use super::{check_depth, json_object, LogdetArgs, ProbeKind};
+use anyhow::{anyhow, bail, Result};
+use gradmat_operators::algebra::Shifted;
+use gradmat_operators::matrix_market::Symmetry;
+use gradmat_operators::{ParamVjp, SelfAdjoint};
+
+/// Runs `logdet` and returns the JSON line (the gradient file written when asked).
+pub fn run(a: &LogdetArgs) -> Result<String> {
+    let file = io::read_matrix(&a.matrix)?;
+    require_square(&a.matrix, file.nrows(), file.ncols())?;
+    let n = file.nrows();
+    check_depth(a.depth, n, &a.matrix)?;
+    if a.probes == 0 {
+        bail!("--probes 0 is out of range: at least one probe is needed");
+    }
+    if !a.shift.is_finite() {
+        bail!("--shift {} is not a finite number", a.shift);
+    }
+    if let Some(dir) = &a.grad_dir {
+        io::create_dir(dir)?;
+    }
+    let kind = match a.probe {
+        ProbeKind::Rademacher => Probe::Rademacher,
+        ProbeKind::Gaussian => Probe::Gaussian,
+    };
+    let z = probes(n, a.probes, kind, a.seed);
+    let grad = a.grad_dir.is_some();
+    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
+        anyhow!("{}: {e}", a.matrix.display())
+    };
+    let (res, map) = match file.header().symmetry {
+        Symmetry::Symmetric => {
+            let op = file.to_sym_csr().map_err(mm)?;
+            let map = op.triplet_to_stored().to_vec();
+            (estimate(op, a, &z, grad)?, map)
+        }
+        Symmetry::General => {
+            let csr = file.to_csr().map_err(mm)?;
+            let map = csr.triplet_to_stored().to_vec();
+            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
+                anyhow!(
+                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
+                     logdet needs a symmetric positive-definite matrix",
+                    a.matrix.display(),
+                    s.i + 1,
+                    s.j + 1,
+                    s.aij,
+                    s.j + 1,
+                    s.i + 1,
+                    s.aji
+                )
+            })?;
+            (estimate(op, a, &z, grad)?, map)
+        }
+    };
+    if let Some(dir) = &a.grad_dir {
+        io::write_matrix_gradient(dir, &file, &map, res.grad_params.as_deref().unwrap_or(&[]))?;
+    }
+    let opt = |x: Option<f64>| -> Result<String> {
+        match x {
+            Some(s) => json_number(s),
+            None => Ok("null".into()),
+        }
+    };
+    Ok(json_object(&[
+        ("value", json_number(res.value)?),
+        ("std_error", opt(res.std_error)?),
+        ("depth", res.depth.to_string()),
+        ("matvecs", res.matvecs.to_string()),
+        ("seconds_forward", json_number(res.seconds_forward)?),
+        ("seconds_gradient", opt(res.seconds_gradient)?),
+    ]))
+}
+
+/// SLQ on `A + σI`; the returned gradient is the `A` part only (σ's own entry dropped).
+fn estimate<A>(op: A, a: &LogdetArgs, z: &[Vec<f64>], grad: bool) -> Result<LogDet>
+where
+    A: SelfAdjoint<f64> + ParamVjp<f64>,
+{
+    let np = op.num_params();
+    let shifted = Shifted::new(op, a.shift).map_err(|e| anyhow!("{}: {e}", a.matrix.display()))?;
+    let mut res =
+        logdet_slq(&shifted, z, a.depth, grad).map_err(|e| describe(&a.matrix, None, e))?;
+    if let Some(g) = res.grad_params.as_mut() {
+        g.truncate(np);
+    }
+    Ok(res)
+}

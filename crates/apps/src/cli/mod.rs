@@ -1,0 +1,258 @@
+//! The `gradmat` command line: argument parsing, the two subcommands and their output.
+//!
+//! [`main_with_args`] is the whole program: it parses the arguments, runs one subcommand and
+//! returns the exit status after printing one JSON object to stdout (status 0) or one line
+//! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
+
+pub mod compute;
+pub mod io;
+pub mod logdet;
+pub mod ops;
+pub mod quadform;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// Exit status for every error (bad input, usage errors, failed computations).
+pub const EXIT_ERROR: i32 = 2;
+
+/// Exact gradients of functions of large sparse matrices via Lanczos/Arnoldi adjoints.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gradmat",
+    version,
+    about = "Exact gradients of functions of large sparse matrices (Lanczos/Arnoldi adjoints)",
+    long_about = None,
+    after_help = "Output: one JSON object on stdout. Errors: one line on stderr, exit status 2."
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Quadratic form vᵀf(A)v by a Krylov method, with gradients in A's entries and v.
+    Quadform(QuadformArgs),
+    /// Stochastic Lanczos quadrature estimate of log det(A + σI), with gradients in A's entries.
+    Logdet(LogdetArgs),
+}
+
+/// The matrix function of `quadform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Function {
+    /// Natural logarithm (needs a positive spectrum).
+    Log,
+    /// Exponential.
+    Exp,
+    /// Square root (needs a positive spectrum).
+    Sqrt,
+    /// Inverse square root (needs a positive spectrum).
+    InvSqrt,
+    /// Inverse.
+    Inv,
+}
+
+/// The Krylov method of `quadform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Lanczos (symmetric matrices only).
+    Lanczos,
+    /// Arnoldi (any square matrix for exp; other functions need a symmetric matrix).
+    Arnoldi,
+}
+
+/// Reorthogonalisation of the Krylov basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Reorth {
+    /// Plain recursion.
+    None,
+    /// Full reorthogonalisation against the whole basis at every step.
+    Full,
+}
+
+/// Probe distribution of `logdet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeKind {
+    /// Independent ±1 entries.
+    Rademacher,
+    /// Independent standard normal entries.
+    Gaussian,
+}
+
+/// Arguments of `gradmat quadform`.
+#[derive(Debug, clap::Args)]
+pub struct QuadformArgs {
+    /// Matrix Market file (coordinate or array; real, integer or pattern; general or symmetric;
+    /// optionally gzipped).
+    #[arg(long, value_name = "A.mtx[.gz]")]
+    pub matrix: PathBuf,
+    /// Vector file: one number per line; blank lines and lines starting with '#' are ignored.
+    #[arg(long, value_name = "v.txt")]
+    pub vector: PathBuf,
+    /// The function f.
+    #[arg(long, value_enum)]
+    pub function: Function,
+    /// Krylov method.
+    #[arg(long, value_enum)]
+    pub method: Method,
+    /// Krylov depth K (number of matrix-vector products), 1 ≤ K ≤ N.
+    #[arg(long, value_name = "K")]
+    pub depth: usize,
+    /// Reorthogonalisation of the Krylov basis [default: full].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "none|full",
+        default_value = "full",
+        hide_default_value = true
+    )]
+    pub reorthogonalize: Reorth,
+    /// Turn off the re-projection step of the Arnoldi adjoint (on by default when the forward
+    /// pass reorthogonalises).
+    #[arg(long)]
+    pub no_projection: bool,
+    /// Write DIR/d_matrix.mtx (∂value/∂ each stored entry, same header and entry order as the
+    /// input) and DIR/d_vector.txt (∂value/∂v, one value per line in %.17e form); DIR is created
+    /// if missing.
+    #[arg(long, value_name = "DIR")]
+    pub grad_dir: Option<PathBuf>,
+}
+
+/// Arguments of `gradmat logdet`.
+#[derive(Debug, clap::Args)]
+pub struct LogdetArgs {
+    /// Symmetric positive-definite matrix in Matrix Market form (a `general` file must be
+    /// symmetric; optionally gzipped).
+    #[arg(long, value_name = "A.mtx[.gz]")]
+    pub matrix: PathBuf,
+    /// Number of probe vectors L ≥ 1 (std_error is null for L = 1).
+    #[arg(long, value_name = "L")]
+    pub probes: usize,
+    /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N.
+    #[arg(long, value_name = "K")]
+    pub depth: usize,
+    /// Seed of the probe generator.
+    #[arg(long, value_name = "S")]
+    pub seed: u64,
+    /// Probe distribution [default: rademacher].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "rademacher|gaussian",
+        default_value = "rademacher",
+        hide_default_value = true
+    )]
+    pub probe: ProbeKind,
+    /// Estimate log det(A + σI) instead.
+    #[arg(
+        long,
+        value_name = "SIGMA",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub shift: f64,
+    /// Write DIR/d_matrix.mtx: ∂value/∂ each stored entry of A (same header and entry order as
+    /// the input); DIR is created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub grad_dir: Option<PathBuf>,
+}
+
+/// One line: newlines and tabs of `s` replaced by spaces.
+pub fn one_line(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    t.trim().to_string()
+}
+
+/// Runs the command on `args` (including the program name) and returns the exit status.
+pub fn main_with_args<I, S>(args: I) -> i32
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    // Normal help/version output, exit status 0.
+                    let _ = e.print();
+                    0
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                | ErrorKind::MissingSubcommand => {
+                    eprintln!(
+                        "gradmat: a subcommand is required: quadform or logdet (see gradmat --help)"
+                    );
+                    EXIT_ERROR
+                }
+                _ => {
+                    // clap's message is a first paragraph (e.g. "error: the following
+                    // required arguments were not provided:" and the indented arguments),
+                    // then tips and the usage: keep the first paragraph, joined into one line.
+                    let text = e.render().to_string();
+                    let para: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .skip_while(|l| l.is_empty())
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    let first = para.join(" ");
+                    let first = first.strip_prefix("error: ").unwrap_or(&first);
+                    let first = if first.is_empty() {
+                        "invalid arguments"
+                    } else {
+                        first
+                    };
+                    eprintln!("gradmat: {} (see gradmat --help)", one_line(first));
+                    EXIT_ERROR
+                }
+            };
+        }
+    };
+    let result = match &cli.command {
+        Command::Quadform(a) => quadform::run(a),
+        Command::Logdet(a) => logdet::run(a),
+    };
+    match result {
+        Ok(json) => {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{json}").and_then(|()| out.flush()).is_err() {
+                eprintln!("gradmat: cannot write to standard output");
+                return EXIT_ERROR;
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("gradmat: {}", one_line(&format!("{e:#}")));
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Builds the output JSON object from `(key, value)` pairs whose values are already JSON.
+pub fn json_object(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// Checks `1 ≤ k ≤ n` for `--depth`.
+pub fn check_depth(k: usize, n: usize, matrix: &std::path::Path) -> anyhow::Result<()> {
+    if k == 0 || k > n {
+        anyhow::bail!(
+            "--depth {k} is out of range: it must be between 1 and the dimension {n} of {}",
+            matrix.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `gradmat quadform`: `vᵀf(A)v` by Lanczos or Arnoldi, with gradients.
+
+use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadForm};
+use super::io::{self, json_number};
+use super::ops::{require_square, CheckedSymmetricCsr};
+use super::{check_depth, json_object, Function, Method, QuadformArgs, Reorth};
+use anyhow::{anyhow, bail, Result};
+use gradmat_adjoint::AdjointParams;
+use gradmat_krylov::arnoldi::Reorthogonalize;
+use gradmat_matfun::dense::MatrixFunction;
+use gradmat_operators::matrix_market::Symmetry;
+
+impl Function {
+    /// The matfun function.
+    pub fn matrix_function(self) -> MatrixFunction {
+        match self {
+            Function::Log => MatrixFunction::Log,
+            Function::Exp => MatrixFunction::Exp,
+            Function::Sqrt => MatrixFunction::Sqrt,
+            Function::InvSqrt => MatrixFunction::InvSqrt,
+            Function::Inv => MatrixFunction::Inv,
+        }
+    }
+}
+
+impl Reorth {
+    /// The krylov setting.
+    pub fn krylov(self) -> Reorthogonalize {
+        match self {
+            Reorth::None => Reorthogonalize::None,
+            Reorth::Full => Reorthogonalize::Full,
+        }
+    }
+}
+
+/// Runs `quadform` and returns the JSON line (gradient files written when asked).
+pub fn run(a: &QuadformArgs) -> Result<String> {
+    let file = io::read_matrix(&a.matrix)?;
+    require_square(&a.matrix, file.nrows(), file.ncols())?;
+    let n = file.nrows();
+    let v = io::read_vector(&a.vector)?;
+    if v.len() != n {
+        bail!(
+            "{}: the vector has {} entries but the matrix {} is {n}×{n}",
+            a.vector.display(),
+            v.len(),
+            a.matrix.display()
+        );
+    }
+    check_depth(a.depth, n, &a.matrix)?;
+    if let Some(dir) = &a.grad_dir {
+        io::create_dir(dir)?;
+    }
+    let f = a.function.matrix_function();
+    let reorth = a.reorthogonalize.krylov();
+    let mut adjoint = AdjointParams::default();
+    if a.no_projection {
+        adjoint = adjoint.project(false);
+    }
+    let grad = a.grad_dir.is_some();
+    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
+        anyhow!("{}: {e}", a.matrix.display())
+    };
+    let desc = |e| describe(&a.matrix, Some(&a.vector), e);
+    let (res, map): (QuadForm, Vec<usize>) = match (file.header().symmetry, a.method) {
+        (Symmetry::Symmetric, method) => {
+            let op = file.to_sym_csr().map_err(mm)?;
+            let r = match method {
+                Method::Lanczos => quadform_lanczos(&op, &v, &f, a.depth, reorth, &adjoint, grad),
+                Method::Arnoldi => quadform_arnoldi(&op, &v, &f, a.depth, reorth, &adjoint, grad),
+            }
+            .map_err(desc)?;
+            (r, op.triplet_to_stored().to_vec())
+        }
+        (Symmetry::General, Method::Lanczos) => {
+            let csr = file.to_csr().map_err(mm)?;
+            let map = csr.triplet_to_stored().to_vec();
+            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
+                anyhow!(
+                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
+                     --method lanczos needs a symmetric matrix (use --method arnoldi)",
+                    a.matrix.display(),
+                    s.i + 1,
+                    s.j + 1,
+                    s.aij,
+                    s.j + 1,
+                    s.i + 1,
+                    s.aji
+                )
+            })?;
+            let r = quadform_lanczos(&op, &v, &f, a.depth, reorth, &adjoint, grad).map_err(desc)?;
+            (r, map)
+        }
+        (Symmetry::General, Method::Arnoldi) => {
+            let op = file.to_csr().map_err(mm)?;
+            let r = quadform_arnoldi(&op, &v, &f, a.depth, reorth, &adjoint, grad).map_err(desc)?;
+            (r, op.triplet_to_stored().to_vec())
+        }
+    };
+    if let Some(dir) = &a.grad_dir {
+        let gp = res.grad_params.as_deref().unwrap_or(&[]);
+        io::write_matrix_gradient(dir, &file, &map, gp)?;
+        io::write_vector_gradient(dir, res.grad_vector.as_deref().unwrap_or(&[]))?;
+    }
+    Ok(json_object(&[
+        ("value", json_number(res.value)?),
+        ("depth", res.depth.to_string()),
+        ("matvecs", res.matvecs.to_string()),
+        ("seconds_forward", json_number(res.seconds_forward)?),
+        (
+            "seconds_gradient",
+            match res.seconds_gradient {
+                Some(s) => json_number(s)?,
+                None => "null".into(),
+            },
+        ),
+    ]))
+}
