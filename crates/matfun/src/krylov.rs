@@ -25,9 +25,18 @@
 //!   `ȳ = Qᵀ w̄ / c`, `T̄` (or `H̄`, `t̄`) from the pullback of `y` with `ȳ`, and
 //!   `c̄ = −⟨w̄, w⟩/c = −ȳᵀy/c`.
 //!
-//! At full depth (`K = N`, or an invariant subspace met earlier) the approximations are exact,
-//! and so are their gradients: the gradient of the Krylov approximation is the gradient of
-//! `f(A)` itself. Below full depth the gradient is the exact gradient *of the approximation*.
+//! The gradient is always the exact gradient *of the approximation* that was computed. At full
+//! depth `K = N` the approximations are exact for every nearby `A` too, so their gradients are
+//! the gradients of `f(A)v` and `vᵀf(A)v` themselves.
+//!
+//! **Breakdown.** When Lanczos/Arnoldi meets an invariant subspace at depth `m < K` the values
+//! are exact. The gradient of the quadratic form is exact as well (Gauss quadrature with `m`
+//! nodes matches `f` and `f'` at the Ritz values; `v` has no component outside the invariant
+//! subspace). The gradient of `f(A)v` is that of the degree-`(m−1)` interpolant `p(A)v`: for a
+//! cotangent `w̄` with components outside the invariant subspace it involves `p[λ, θᵢ]` for
+//! eigenvalues `λ` of `A` that the Krylov space never saw, where `f[λ, θᵢ]` is needed, and so
+//! differs from `∇ f(A)v` (no Krylov method can see those eigenvalues from `v` alone). The
+//! tests check it against the dense reference only at full depth without breakdown.
 //!
 //! # Example
 //!
