@@ -7,6 +7,7 @@
 //! ratios backward/forward and (forward+backward)/forward.
 //!
 //! Run: `cargo run --release -p gradmat-adjoint --example bench_krylov -- --grid 1000 --ks 10,25,50,100`
+//! The same on a committed real matrix: `… --example bench_krylov -- --matrix data/matrices/4elt_laplacian.mtx.gz --shift 0.1 --ks 10,25,50,100`
 //! Peak memory of one gradient: `/usr/bin/time -v target/release/examples/bench_krylov --grid 1000 --ks 100 --variants lanczos --reps 1`
 
 use gradmat_adjoint::{
@@ -15,7 +16,7 @@ use gradmat_adjoint::{
 use gradmat_krylov::arnoldi::{arnoldi, ArnoldiParams, Reorthogonalize};
 use gradmat_krylov::lanczos::{lanczos, LanczosParams};
 use gradmat_operators::csr::SymCsrMatrix;
-use gradmat_operators::{Operator, ParamVjp};
+use gradmat_operators::ParamVjp;
 use std::time::Instant;
 
 fn laplacian(g: usize) -> SymCsrMatrix<f64> {
@@ -66,25 +67,59 @@ fn main() {
         .split(',')
         .map(String::from)
         .collect();
-    let acc = match arg(&args, "--accumulation", "fused").as_str() {
+    let acc = match arg(&args, "--accumulation", "auto").as_str() {
         "online" => ParamAccumulation::Online,
-        _ => ParamAccumulation::Fused,
+        "fused" => ParamAccumulation::Fused,
+        _ => ParamAccumulation::Auto,
     };
     let adj = AdjointParams::default().accumulation(acc);
-    let a = laplacian(g);
-    let n = g * g;
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--matrix")
+        .and_then(|i| args.get(i + 1))
+    {
+        let shift: f64 = arg(&args, "--shift", "0").parse().unwrap();
+        let m = gradmat_operators::matrix_market::read_matrix_market::<f64>(path)
+            .unwrap()
+            .to_sym_csr()
+            .unwrap();
+        let label = format!(
+            "{path} + {shift}·I, N = {}, nnz (full) = {}",
+            m.dim(),
+            m.full().nnz()
+        );
+        let a = gradmat_operators::algebra::Shifted::new(m, shift).unwrap();
+        run(&a, &label, &ks, &variants, reps, &adj);
+    } else {
+        let a = laplacian(g);
+        let label = format!(
+            "2-D Laplacian, N = {}, nnz (full) = {}",
+            g * g,
+            a.full().nnz()
+        );
+        run(&a, &label, &ks, &variants, reps, &adj);
+    }
+}
+
+fn run<A>(a: &A, label: &str, ks: &[usize], variants: &[String], reps: usize, adj: &AdjointParams)
+where
+    A: gradmat_operators::SelfAdjoint<f64>
+        + gradmat_operators::AdjointOperator<f64>
+        + ParamVjp<f64>,
+{
+    let n = a.nrows();
     let v: Vec<f64> = (0..n)
         .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)
         .collect();
     println!(
-        "2-D Laplacian, N = {n}, nnz (full) = {}, threads = {}",
-        a.full().nnz(),
-        rayon::current_num_threads()
+        "{label}, threads = {}, parameter VJP {:?}",
+        rayon::current_num_threads(),
+        adj.accumulation
     );
     println!("| variant | K | forward s | per matvec ms | outside matvecs | backward s | backward/forward | (fwd+bwd)/fwd |");
     println!("|---|---|---|---|---|---|---|---|");
-    for variant in &variants {
-        for &k in &ks {
+    for variant in variants {
+        for &k in ks {
             let (mut tf, mut tm, mut tb) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
                 // K matvecs alone.
@@ -105,8 +140,8 @@ fn main() {
                             Reorthogonalize::Full
                         };
                         let t0 = Instant::now();
-                        let dec = lanczos(&a, &v, &LanczosParams::new(k).reorthogonalize(reorth))
-                            .unwrap();
+                        let dec =
+                            lanczos(a, &v, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
                         let abar = vec![1.0; dec.depth()];
                         let t0 = Instant::now();
@@ -117,7 +152,7 @@ fn main() {
                                 diagonal: Some(&abar),
                                 ..Default::default()
                             },
-                            &adj,
+                            adj,
                             &mut grad,
                         )
                         .unwrap();
@@ -131,8 +166,8 @@ fn main() {
                             Reorthogonalize::Full
                         };
                         let t0 = Instant::now();
-                        let dec = arnoldi(&a, &v, &ArnoldiParams::new(k).reorthogonalize(reorth))
-                            .unwrap();
+                        let dec =
+                            arnoldi(a, &v, &ArnoldiParams::new(k).reorthogonalize(reorth)).unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
                         let kk = dec.depth();
                         let mut hbar = vec![0.0; kk * kk];
@@ -147,7 +182,7 @@ fn main() {
                                 hessenberg: Some(&hbar),
                                 ..Default::default()
                             },
-                            &adj,
+                            adj,
                             &mut grad,
                         )
                         .unwrap();

@@ -11,7 +11,7 @@
 //!   matrices), [`ggn`] (Gauss–Newton matrices of a model, with a multilayer perceptron).
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
 //! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip).
-//! * Conformance kit ([`testing`], feature `testing`): adjoint, self-adjointness, block and
+//! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
 //!   finite-difference checks and proptest strategies for any downstream operator.
 //!
 //! This crate knows nothing of Krylov methods.
