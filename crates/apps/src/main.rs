@@ -11,10 +11,13 @@
 //! * `quadform` computes `vᵀf(A)v ≈ ‖v‖² e₀ᵀ f(T) e₀` from a depth-`K` Lanczos (symmetric
 //!   matrices) or Arnoldi decomposition; reorthogonalisation is full unless
 //!   `--reorthogonalize none`; `--no-projection` turns off the re-projection of the Arnoldi
-//!   adjoint. With Arnoldi, `exp` works for any square matrix, the other functions need a
-//!   symmetric one.
-//! * `logdet` estimates `log det(A + σI)` by stochastic Lanczos quadrature with `L` seeded probe
-//!   vectors (Rademacher by default) and fully reorthogonalised Lanczos of depth `K`.
+//!   adjoint. With Arnoldi, `exp` works for any square matrix (the matfun Arnoldi path); the
+//!   other functions are applied to the symmetric part of the Hessenberg matrix and need a
+//!   symmetric `A`. Computed by `gradmat_matfun::krylov` (see `gradmat_apps::cli::compute`).
+//! * `logdet` estimates `log det(A + σI)` by stochastic Lanczos quadrature
+//!   (`gradmat_matfun::estimators`) with `L` probe vectors of matfun's seeded generator
+//!   (Rademacher by default) and fully reorthogonalised Lanczos of depth `K`. The matrix must be
+//!   symmetric (a `general` file is checked); `A + σI` must be positive definite.
 //!
 //! **Output:** one JSON object on stdout, `{"value": …, "depth": K_used, "matvecs": …,
 //! "seconds_forward": …, "seconds_gradient": …}` (`logdet` adds `"std_error"`, null for one

@@ -228,6 +228,20 @@ fn quadform_exp_of_nonsymmetric_matrix_by_arnoldi() {
         "{} vs {reference}",
         value(&j)
     );
+    // Options of the forward and backward passes leave the full-depth value unchanged.
+    let dir = scratch("noproj");
+    let mut args = quadform_args(&data("nonsym6.mtx"), &data("v6.txt"), "exp", "arnoldi", 6);
+    args.extend([
+        "--no-projection".into(),
+        "--reorthogonalize".into(),
+        "none".into(),
+        "--grad-dir".into(),
+        dir.display().to_string(),
+    ]);
+    let j = run_json(&args);
+    assert!(close(value(&j), reference, 1e-10));
+    assert!(j["seconds_gradient"].as_f64().unwrap() >= 0.0);
+    assert!(dir.join("d_matrix.mtx").exists() && dir.join("d_vector.txt").exists());
 }
 
 #[test]
@@ -607,6 +621,13 @@ fn logdet_gradient_matches_finite_differences() {
     args.extend(["--grad-dir".into(), gdir.display().to_string()]);
     let j = run_json(&args);
     assert!(j["seconds_gradient"].as_f64().unwrap() >= 0.0);
+    // The sequential gradient path gives the same estimate as the parallel estimator.
+    let plain = run_json(&base(&data("spd6_sym.mtx")));
+    assert_eq!(value(&plain).to_bits(), value(&j).to_bits());
+    assert_eq!(
+        plain["std_error"].as_f64().unwrap().to_bits(),
+        j["std_error"].as_f64().unwrap().to_bits()
+    );
     assert!(!gdir.join("d_vector.txt").exists());
     let g = read_grad_matrix(&gdir, &input);
     let entries = [0, 1, 3, 12];

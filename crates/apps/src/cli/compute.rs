@@ -1,25 +1,20 @@
-//! The numerical kernels behind the subcommands, written directly on
-//! `gradmat_krylov::{lanczos, arnoldi}`, `gradmat_adjoint::{lanczos_vjp, arnoldi_vjp}` and the
-//! dense matrix functions of `gradmat_matfun::dense`.
+//! The numerical kernels behind the subcommands, on the Krylov matrix-function API of
+//! `gradmat-matfun` (`krylov::quadform_lanczos`/`quadform_arnoldi` with their `gradient`
+//! backward passes, and the SLQ estimator with its probe generator).
 //!
-//! * Lanczos: `vᵀf(A)v ≈ ‖v‖² e₀ᵀ f(T) e₀` with the symmetric tridiagonal `T`; reverse rule
-//!   `T̄ = ‖v‖² ·` Daleckii–Krein pullback of `e₀e₀ᵀ`, mapped to `(ā, b̄)`, plus
-//!   `c̄ = −2 ρ/c` for `c = 1/‖v‖`, then the Lanczos adjoint.
-//! * Arnoldi: `‖v‖² e₀ᵀ f(H) e₀` with the Hessenberg `H`: `exp` by the Padé `expm` and its
-//!   Fréchet adjoint (any square matrix); the other functions through the symmetric path on
-//!   `(H + Hᵀ)/2`, which needs `H` symmetric to rounding (a symmetric `A`), then the Arnoldi
-//!   adjoint.
+//! One path is local: `--method arnoldi` with a function other than `exp`. The matfun Arnoldi
+//! path supports `exp` only (a general Hessenberg `H` has no symmetric eigendecomposition);
+//! here `f` is applied to `(H + Hᵀ)/2` through [`SymmetricMatrixFunction`] when `H` is symmetric
+//! to rounding (a symmetric `A`), and the gradient goes through `gradmat_adjoint::arnoldi_vjp`
+//! with `H̄ = T̄` (the symmetric Daleckii–Krein cotangent, restricted to the Hessenberg pattern
+//! by the adjoint). A non-symmetric `H` is reported as an error.
 
-use anyhow::anyhow;
-use gradmat_adjoint::{
-    arnoldi_vjp, lanczos_vjp, AdjointError, AdjointParams, ArnoldiCotangent, LanczosCotangent,
-};
+use gradmat_adjoint::{arnoldi_vjp, AdjointParams, ArnoldiCotangent};
 use gradmat_krylov::arnoldi::{arnoldi, ArnoldiParams, Reorthogonalize};
-use gradmat_krylov::lanczos::{lanczos, LanczosParams};
 use gradmat_krylov::KrylovError;
-use gradmat_matfun::dense::{
-    expm, expm_pullback, tridiagonal_cotangent, MatrixFunction, SymmetricMatrixFunction,
-};
+use gradmat_matfun::dense::{MatrixFunction, SymmetricMatrixFunction};
+use gradmat_matfun::estimators::{probe_vector, Probe, SlqParams};
+use gradmat_matfun::krylov::KrylovParams;
 use gradmat_matfun::MatfunError;
 use gradmat_operators::{AdjointOperator, ParamVjp, SelfAdjoint};
 use std::time::Instant;
@@ -43,42 +38,26 @@ pub struct QuadForm {
     pub grad_vector: Option<Vec<f64>>,
 }
 
-/// What went wrong in a computation, for the caller to phrase.
-#[derive(Debug)]
-pub enum ComputeError {
-    /// The Krylov iteration failed.
-    Krylov(KrylovError),
-    /// The small matrix function failed (domain, symmetry, overflow).
-    Matfun(MatfunError),
-    /// The adjoint pass failed.
-    Adjoint(AdjointError),
+/// Options of the Krylov runs of `quadform`.
+#[derive(Debug, Clone, Copy)]
+pub struct QuadOptions {
+    /// Depth `K` (checked `1 ≤ K ≤ N` by the caller).
+    pub depth: usize,
+    /// Reorthogonalisation of the forward pass.
+    pub reorth: Reorthogonalize,
+    /// `Some(false)` turns the Arnoldi adjoint's re-projection off.
+    pub project: Option<bool>,
+    /// Compute gradients.
+    pub grad: bool,
 }
 
-impl std::fmt::Display for ComputeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ComputeError::Krylov(e) => write!(f, "{e}"),
-            ComputeError::Matfun(e) => write!(f, "{e}"),
-            ComputeError::Adjoint(e) => write!(f, "backward pass: {e}"),
+impl QuadOptions {
+    fn krylov(&self) -> KrylovParams {
+        let p = KrylovParams::new(self.depth).reorthogonalize(self.reorth);
+        match self.project {
+            Some(on) => p.project(on),
+            None => p,
         }
-    }
-}
-
-impl std::error::Error for ComputeError {}
-
-impl From<KrylovError> for ComputeError {
-    fn from(e: KrylovError) -> Self {
-        ComputeError::Krylov(e)
-    }
-}
-impl From<MatfunError> for ComputeError {
-    fn from(e: MatfunError) -> Self {
-        ComputeError::Matfun(e)
-    }
-}
-impl From<AdjointError> for ComputeError {
-    fn from(e: AdjointError) -> Self {
-        ComputeError::Adjoint(e)
     }
 }
 
@@ -86,92 +65,115 @@ fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// `vᵀf(A)v` by Lanczos (depth `k`), with its gradients when `grad` is set.
+/// `vᵀf(A)v` by Lanczos, with its gradients when asked.
 pub fn quadform_lanczos<A>(
     op: &A,
     v: &[f64],
     f: &MatrixFunction,
-    k: usize,
-    reorth: Reorthogonalize,
-    adjoint: &AdjointParams,
-    grad: bool,
-) -> std::result::Result<QuadForm, ComputeError>
+    o: &QuadOptions,
+) -> Result<QuadForm, MatfunError>
 where
     A: SelfAdjoint<f64> + ParamVjp<f64> + ?Sized,
 {
     let t0 = Instant::now();
-    let dec = lanczos(op, v, &LanczosParams::new(k).reorthogonalize(reorth))?;
-    let fun = SymmetricMatrixFunction::<f64>::from_tridiagonal(
-        f.clone(),
-        dec.diagonal(),
-        dec.off_diagonal(),
-    )?;
-    let c = dec.inv_norm();
-    let scale = 1.0 / (c * c);
-    let q = fun.quadratic_form();
-    let value = scale * q;
+    let qf = gradmat_matfun::krylov::quadform_lanczos(op, v, f, &o.krylov())?;
     let seconds_forward = secs(t0);
     let mut out = QuadForm {
-        value,
-        depth: dec.depth(),
-        matvecs: dec.info().num_matvecs,
+        value: qf.value(),
+        depth: qf.depth(),
+        matvecs: qf.num_matvecs(),
         seconds_forward,
         seconds_gradient: None,
         grad_params: None,
         grad_vector: None,
     };
-    if grad {
+    if o.grad {
         let t1 = Instant::now();
-        let kk = dec.depth();
-        let tbar = fun.pullback_quadratic_form(scale)?;
-        let (abar, bbar) = tridiagonal_cotangent(kk, &tbar)?;
-        let cot = LanczosCotangent {
-            diagonal: Some(&abar),
-            off_diagonal: Some(&bbar),
-            inv_norm: -2.0 * value / c,
-            ..Default::default()
-        };
         let mut g = vec![0.0; op.num_params()];
-        let vbar = lanczos_vjp(op, &dec, &cot, adjoint, &mut g)?;
+        let gv = qf.gradient(op, &mut g)?;
         out.seconds_gradient = Some(secs(t1));
         out.grad_params = Some(g);
-        out.grad_vector = Some(vbar);
+        out.grad_vector = Some(gv.v);
     }
     Ok(out)
 }
 
-/// `vᵀf(A)v` by Arnoldi (depth `k`), with its gradients when `grad` is set.
+/// `vᵀf(A)v` by Arnoldi, with its gradients when asked: `exp` through the matfun Arnoldi path
+/// (any square `A`), the other functions through the local symmetric-`H` path (see the module
+/// documentation).
 pub fn quadform_arnoldi<A>(
     op: &A,
     v: &[f64],
     f: &MatrixFunction,
-    k: usize,
-    reorth: Reorthogonalize,
-    adjoint: &AdjointParams,
-    grad: bool,
-) -> std::result::Result<QuadForm, ComputeError>
+    o: &QuadOptions,
+) -> Result<QuadForm, MatfunError>
+where
+    A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
+{
+    if !matches!(f, MatrixFunction::Exp) {
+        return quadform_arnoldi_symmetric(op, v, f, o);
+    }
+    let t0 = Instant::now();
+    let qf = gradmat_matfun::krylov::quadform_arnoldi(op, v, f, &o.krylov())?;
+    let seconds_forward = secs(t0);
+    let mut out = QuadForm {
+        value: qf.value(),
+        depth: qf.depth(),
+        matvecs: qf.num_matvecs(),
+        seconds_forward,
+        seconds_gradient: None,
+        grad_params: None,
+        grad_vector: None,
+    };
+    if o.grad {
+        let t1 = Instant::now();
+        let mut g = vec![0.0; op.num_params()];
+        let gv = qf.gradient_general(op, &mut g)?;
+        out.seconds_gradient = Some(secs(t1));
+        out.grad_params = Some(g);
+        out.grad_vector = Some(gv.v);
+    }
+    Ok(out)
+}
+
+/// Arnoldi with `f` applied to the (symmetric to rounding) Hessenberg matrix.
+fn quadform_arnoldi_symmetric<A>(
+    op: &A,
+    v: &[f64],
+    f: &MatrixFunction,
+    o: &QuadOptions,
+) -> Result<QuadForm, MatfunError>
 where
     A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
 {
     let t0 = Instant::now();
-    let dec = arnoldi(op, v, &ArnoldiParams::new(k).reorthogonalize(reorth))?;
+    let dec = arnoldi(
+        op,
+        v,
+        &ArnoldiParams::new(o.depth).reorthogonalize(o.reorth),
+    )?;
     let kk = dec.depth();
-    let h = dec.hessenberg();
     let c = dec.inv_norm();
     let scale = 1.0 / (c * c);
-    enum Small {
-        Exp,
-        Sym(SymmetricMatrixFunction<f64>),
+    let fun = SymmetricMatrixFunction::<f64>::new(f.clone(), kk, dec.hessenberg()).map_err(
+        |e| match e {
+            MatfunError::EigenvalueOutsideDomain {
+                function,
+                eigenvalue,
+                domain,
+                ..
+            } => MatfunError::RitzValueOutsideDomain {
+                function,
+                ritz_value: eigenvalue,
+                domain,
+            },
+            other => other,
+        },
+    )?;
+    let value = scale * fun.quadratic_form();
+    if !value.is_finite() {
+        return Err(MatfunError::NonFiniteResult { what: "vᵀf(A)v" });
     }
-    let (small, q) = if matches!(f, MatrixFunction::Exp) {
-        let e = expm(kk, h)?;
-        (Small::Exp, e[0])
-    } else {
-        let fun = SymmetricMatrixFunction::<f64>::new(f.clone(), kk, h)?;
-        let q = fun.quadratic_form();
-        (Small::Sym(fun), q)
-    };
-    let value = scale * q;
     let mut out = QuadForm {
         value,
         depth: kk,
@@ -181,39 +183,27 @@ where
         grad_params: None,
         grad_vector: None,
     };
-    if grad {
+    if o.grad {
         let t1 = Instant::now();
-        let hbar = match &small {
-            Small::Exp => {
-                let mut mbar = vec![0.0; kk * kk];
-                mbar[0] = scale;
-                expm_pullback(kk, h, &mbar)?
-            }
-            // ρ depends on H through (H + Hᵀ)/2 and T̄ is symmetric, so H̄ = T̄ on the
-            // Hessenberg pattern (the adjoint ignores the rest).
-            Small::Sym(fun) => fun.pullback_quadratic_form(scale)?,
-        };
+        // ρ depends on H through (H + Hᵀ)/2 and T̄ is symmetric, so H̄ = T̄ on the Hessenberg
+        // pattern (the adjoint ignores the rest).
+        let hbar = fun.pullback_quadratic_form(scale)?;
         let cot = ArnoldiCotangent {
             hessenberg: Some(&hbar),
             inv_norm: -2.0 * value / c,
             ..Default::default()
         };
+        let mut adj = AdjointParams::default();
+        if let Some(on) = o.project {
+            adj = adj.project(on);
+        }
         let mut g = vec![0.0; op.num_params()];
-        let vbar = arnoldi_vjp(op, &dec, &cot, adjoint, &mut g)?;
+        let vbar = arnoldi_vjp(op, &dec, &cot, &adj, &mut g)?;
         out.seconds_gradient = Some(secs(t1));
         out.grad_params = Some(g);
         out.grad_vector = Some(vbar);
     }
     Ok(out)
-}
-
-/// Kind of probe vector of the stochastic estimator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
-    /// Independent ±1 entries.
-    Rademacher,
-    /// Independent standard normal entries.
-    Gaussian,
 }
 
 /// Result of the stochastic Lanczos quadrature estimate of `log det A`.
@@ -235,103 +225,110 @@ pub struct LogDet {
     pub grad_params: Option<Vec<f64>>,
 }
 
-/// Probe vectors from a seeded generator (`rand::rngs::StdRng`), one after the other.
-pub fn probes(n: usize, count: usize, kind: Probe, seed: u64) -> Vec<Vec<f64>> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| match kind {
-            Probe::Rademacher => (0..n)
-                .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                .collect(),
-            Probe::Gaussian => (0..n)
-                .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal))
-                .collect(),
-        })
-        .collect()
-}
-
-/// Stochastic Lanczos quadrature: `log det A ≈ (1/L) Σ_l z_lᵀ log(T_l) z_l` (fully
-/// reorthogonalised Lanczos of depth `k` per probe), with the gradient of the estimate over
-/// the operator's parameters (probes held fixed) when `grad` is set.
+/// Stochastic Lanczos quadrature (`gradmat_matfun::estimators`): `log det A ≈ (1/L) Σ_ℓ
+/// z_ℓᵀ log(T_ℓ) z_ℓ` with matfun's seeded probes and fully reorthogonalised Lanczos.
+///
+/// Without gradients this is `estimators::logdet` (probes in parallel). With gradients the
+/// probes run one after the other (same probes, same per-probe values, summed in probe order
+/// as the estimator does, so the value is the same) so that the forward and backward passes
+/// can be timed separately.
 pub fn logdet_slq<A>(
     op: &A,
-    probes: &[Vec<f64>],
-    k: usize,
+    probes: usize,
+    depth: usize,
+    seed: u64,
+    probe: Probe,
     grad: bool,
-) -> std::result::Result<LogDet, ComputeError>
+) -> Result<LogDet, MatfunError>
 where
     A: SelfAdjoint<f64> + ParamVjp<f64> + ?Sized,
 {
-    let l = probes.len();
-    let mut vals = Vec::with_capacity(l);
-    let (mut depth, mut matvecs) = (0, 0);
+    let params = SlqParams::new()
+        .num_probes(probes)
+        .num_matvecs(depth)
+        .seed(seed)
+        .probe(probe)
+        .reorthogonalize(Reorthogonalize::Full);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    if !grad {
+        let t0 = Instant::now();
+        let est = gradmat_matfun::estimators::logdet(op, &params)?;
+        return Ok(LogDet {
+            value: est.value,
+            std_error: finite(est.std_error),
+            depth: est.depth,
+            matvecs: est.num_matvecs,
+            seconds_forward: secs(t0),
+            seconds_gradient: None,
+            grad_params: None,
+        });
+    }
+    let n = op.ncols();
+    let kp = KrylovParams::new(depth).reorthogonalize(Reorthogonalize::Full);
+    let mut values = Vec::with_capacity(probes);
+    let mut acc = vec![0.0; op.num_params()];
+    let (mut depth_used, mut matvecs) = (0, 0);
     let (mut tf, mut tg) = (0.0, 0.0);
-    let mut g = if grad {
-        Some(vec![0.0; op.num_params()])
-    } else {
-        None
-    };
-    for z in probes {
-        let r = quadform_lanczos(
-            op,
-            z,
-            &MatrixFunction::Log,
-            k,
-            Reorthogonalize::Full,
-            &AdjointParams::default(),
-            grad,
-        )?;
-        vals.push(r.value);
-        depth = depth.max(r.depth);
-        matvecs += r.matvecs;
-        tf += r.seconds_forward;
-        if let (Some(acc), Some(gp)) = (g.as_mut(), r.grad_params.as_ref()) {
-            let t = Instant::now();
-            acc.iter_mut().zip(gp).for_each(|(a, b)| *a += b);
-            tg += r.seconds_gradient.unwrap_or(0.0) + secs(t);
-        }
+    for idx in 0..probes {
+        let wrap = |e: MatfunError| MatfunError::Probe {
+            probe: idx,
+            source: Box::new(e),
+        };
+        let t0 = Instant::now();
+        let z = probe_vector::<f64>(probe, seed, idx, n);
+        let qf = gradmat_matfun::krylov::quadform_lanczos(op, &z, &MatrixFunction::Log, &kp)
+            .map_err(wrap)?;
+        tf += secs(t0);
+        let t1 = Instant::now();
+        let mut g = vec![0.0; op.num_params()];
+        qf.gradient(op, &mut g).map_err(wrap)?;
+        acc.iter_mut().zip(&g).for_each(|(a, x)| *a += *x);
+        tg += secs(t1);
+        values.push(qf.value());
+        depth_used = depth_used.max(qf.depth());
+        matvecs += qf.num_matvecs();
     }
-    let lf = l as f64;
-    let mean = vals.iter().sum::<f64>() / lf;
-    let std_error = (l > 1).then(|| {
-        let var = vals.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (lf - 1.0);
-        (var / lf).sqrt()
+    let l = probes as f64;
+    let mean = values.iter().sum::<f64>() / l;
+    let std_error = (probes > 1).then(|| {
+        let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (l - 1.0);
+        (var / l).sqrt()
     });
-    if let Some(acc) = g.as_mut() {
-        acc.iter_mut().for_each(|a| *a /= lf);
-    }
+    let inv_l = 1.0 / l;
+    acc.iter_mut().for_each(|a| *a *= inv_l);
     Ok(LogDet {
         value: mean,
         std_error,
-        depth,
+        depth: depth_used,
         matvecs,
         seconds_forward: tf,
-        seconds_gradient: grad.then_some(tg),
-        grad_params: g,
+        seconds_gradient: Some(tg),
+        grad_params: Some(acc),
     })
 }
 
-/// A one-line `anyhow` error from a computation, with a hint for the common cases.
+/// A one-line `anyhow` error from a computation, naming the matrix (or the vector for a zero
+/// start vector).
 pub fn describe(
     matrix: &std::path::Path,
     vector: Option<&std::path::Path>,
-    e: ComputeError,
+    e: MatfunError,
 ) -> anyhow::Error {
     let m = matrix.display();
-    match &e {
-        ComputeError::Krylov(KrylovError::ZeroStartVector) => match vector {
-            Some(p) => anyhow!("{}: the vector is zero", p.display()),
-            None => anyhow!("{m}: a probe vector is zero"),
+    let (probe, inner) = match e {
+        MatfunError::Probe { probe, source } => (Some(probe), *source),
+        other => (None, other),
+    };
+    let at = probe.map_or(String::new(), |p| format!("probe {p}: "));
+    match &inner {
+        MatfunError::Krylov(KrylovError::ZeroStartVector) => match vector {
+            Some(p) => anyhow::anyhow!("{}: the vector is zero", p.display()),
+            None => anyhow::anyhow!("{m}: {at}the probe vector is zero"),
         },
-        ComputeError::Matfun(MatfunError::EigenvalueOutsideDomain { function, .. }) => anyhow!(
-            "{m}: {e} (an eigenvalue of the Krylov matrix is outside the domain of {function}: \
-             the matrix's spectrum is not where {function} is defined, e.g. not positive definite)"
+        MatfunError::NotSymmetric { .. } => anyhow::anyhow!(
+            "{m}: with --method arnoldi, functions other than exp need a symmetric matrix, \
+             but the Arnoldi {inner}"
         ),
-        ComputeError::Matfun(MatfunError::NotSymmetric { .. }) => anyhow!(
-            "{m}: this function needs a symmetric matrix with --method arnoldi (only exp works \
-             for non-symmetric matrices): the Arnoldi {e}"
-        ),
-        _ => anyhow!("{m}: {e}"),
+        _ => anyhow::anyhow!("{m}: {at}{inner}"),
     }
 }

@@ -1,11 +1,12 @@
 //! `gradmat logdet`: stochastic Lanczos quadrature for `log det(A + σI)`, with the gradient in
 //! the entries of `A`.
 
-use super::compute::{describe, logdet_slq, probes, LogDet, Probe};
+use super::compute::{describe, logdet_slq, LogDet};
 use super::io::{self, json_number};
 use super::ops::{require_square, CheckedSymmetricCsr};
 use super::{check_depth, json_object, LogdetArgs, ProbeKind};
 use anyhow::{anyhow, bail, Result};
+use gradmat_matfun::estimators::Probe;
 use gradmat_operators::algebra::Shifted;
 use gradmat_operators::matrix_market::Symmetry;
 use gradmat_operators::{ParamVjp, SelfAdjoint};
@@ -25,11 +26,6 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
     if let Some(dir) = &a.grad_dir {
         io::create_dir(dir)?;
     }
-    let kind = match a.probe {
-        ProbeKind::Rademacher => Probe::Rademacher,
-        ProbeKind::Gaussian => Probe::Gaussian,
-    };
-    let z = probes(n, a.probes, kind, a.seed);
     let grad = a.grad_dir.is_some();
     let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
         anyhow!("{}: {e}", a.matrix.display())
@@ -38,7 +34,7 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
         Symmetry::Symmetric => {
             let op = file.to_sym_csr().map_err(mm)?;
             let map = op.triplet_to_stored().to_vec();
-            (estimate(op, a, &z, grad)?, map)
+            (estimate(op, a, grad)?, map)
         }
         Symmetry::General => {
             let csr = file.to_csr().map_err(mm)?;
@@ -56,7 +52,7 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
                     s.aji
                 )
             })?;
-            (estimate(op, a, &z, grad)?, map)
+            (estimate(op, a, grad)?, map)
         }
     };
     if let Some(dir) = &a.grad_dir {
@@ -79,14 +75,18 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
 }
 
 /// SLQ on `A + σI`; the returned gradient is the `A` part only (σ's own entry dropped).
-fn estimate<A>(op: A, a: &LogdetArgs, z: &[Vec<f64>], grad: bool) -> Result<LogDet>
+fn estimate<A>(op: A, a: &LogdetArgs, grad: bool) -> Result<LogDet>
 where
     A: SelfAdjoint<f64> + ParamVjp<f64>,
 {
     let np = op.num_params();
     let shifted = Shifted::new(op, a.shift).map_err(|e| anyhow!("{}: {e}", a.matrix.display()))?;
-    let mut res =
-        logdet_slq(&shifted, z, a.depth, grad).map_err(|e| describe(&a.matrix, None, e))?;
+    let probe = match a.probe {
+        ProbeKind::Rademacher => Probe::Rademacher,
+        ProbeKind::Gaussian => Probe::Gaussian,
+    };
+    let mut res = logdet_slq(&shifted, a.probes, a.depth, a.seed, probe, grad)
+        .map_err(|e| describe(&a.matrix, None, e))?;
     if let Some(g) = res.grad_params.as_mut() {
         g.truncate(np);
     }

@@ -129,7 +129,8 @@ pub struct LogdetArgs {
     /// symmetric; optionally gzipped).
     #[arg(long, value_name = "A.mtx[.gz]")]
     pub matrix: PathBuf,
-    /// Number of probe vectors L ≥ 1 (std_error is null for L = 1).
+    /// Number of probe vectors L ≥ 1 (std_error is null for L = 1). Probes come from matfun's
+    /// seeded generator: probe ℓ depends only on (seed, ℓ, N).
     #[arg(long, value_name = "L")]
     pub probes: usize,
     /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N.

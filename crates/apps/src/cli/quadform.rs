@@ -1,11 +1,10 @@
 //! `gradmat quadform`: `vᵀf(A)v` by Lanczos or Arnoldi, with gradients.
 
-use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadForm};
+use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadForm, QuadOptions};
 use super::io::{self, json_number};
 use super::ops::{require_square, CheckedSymmetricCsr};
 use super::{check_depth, json_object, Function, Method, QuadformArgs, Reorth};
 use anyhow::{anyhow, bail, Result};
-use gradmat_adjoint::AdjointParams;
 use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_operators::matrix_market::Symmetry;
@@ -52,12 +51,13 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
         io::create_dir(dir)?;
     }
     let f = a.function.matrix_function();
-    let reorth = a.reorthogonalize.krylov();
-    let mut adjoint = AdjointParams::default();
-    if a.no_projection {
-        adjoint = adjoint.project(false);
-    }
     let grad = a.grad_dir.is_some();
+    let o = QuadOptions {
+        depth: a.depth,
+        reorth: a.reorthogonalize.krylov(),
+        project: a.no_projection.then_some(false),
+        grad,
+    };
     let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
         anyhow!("{}: {e}", a.matrix.display())
     };
@@ -66,8 +66,8 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
         (Symmetry::Symmetric, method) => {
             let op = file.to_sym_csr().map_err(mm)?;
             let r = match method {
-                Method::Lanczos => quadform_lanczos(&op, &v, &f, a.depth, reorth, &adjoint, grad),
-                Method::Arnoldi => quadform_arnoldi(&op, &v, &f, a.depth, reorth, &adjoint, grad),
+                Method::Lanczos => quadform_lanczos(&op, &v, &f, &o),
+                Method::Arnoldi => quadform_arnoldi(&op, &v, &f, &o),
             }
             .map_err(desc)?;
             (r, op.triplet_to_stored().to_vec())
@@ -88,12 +88,12 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
                     s.aji
                 )
             })?;
-            let r = quadform_lanczos(&op, &v, &f, a.depth, reorth, &adjoint, grad).map_err(desc)?;
+            let r = quadform_lanczos(&op, &v, &f, &o).map_err(desc)?;
             (r, map)
         }
         (Symmetry::General, Method::Arnoldi) => {
             let op = file.to_csr().map_err(mm)?;
-            let r = quadform_arnoldi(&op, &v, &f, a.depth, reorth, &adjoint, grad).map_err(desc)?;
+            let r = quadform_arnoldi(&op, &v, &f, &o).map_err(desc)?;
             (r, op.triplet_to_stored().to_vec())
         }
     };
