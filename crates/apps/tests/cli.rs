@@ -640,3 +640,38 @@ fn logdet_gradient_matches_finite_differences() {
         );
     }
 }
+
+#[test]
+fn pattern_and_array_files_round_trip_gradients() {
+    let dir = scratch("patarr");
+    for (file, vec, f, method, n) in [
+        ("pattern4.mtx", "v4.txt", "exp", "lanczos", 4),
+        ("array3.mtx", "v3.txt", "log", "arnoldi", 3),
+    ] {
+        let input = read_mm(&data(file));
+        let gdir = dir.join(file);
+        let mut args = quadform_args(&data(file), &data(vec), f, method, n);
+        args.extend(["--grad-dir".into(), gdir.display().to_string()]);
+        let j = run_json(&args);
+        let a = dense(&input);
+        let v = read_vec(&data(vec));
+        let reference = dense_quadform_sym(&a, &v, scalar_fn(f));
+        assert!(close(value(&j), reference, 1e-11), "{file}");
+        let g = read_grad_matrix(&gdir, &input);
+        let entries: Vec<usize> = (0..input.nnz()).collect();
+        let fd = fd_matrix_entries(
+            &input,
+            &entries,
+            &dir,
+            &|p| quadform_args(p, &data(vec), f, method, n),
+            1e-5,
+        );
+        for (&t, d) in entries.iter().zip(&fd) {
+            assert!(
+                (g.values()[t] - d).abs() < 1e-6 * d.abs().max(1.0),
+                "{file} entry {t}: {} vs FD {d}",
+                g.values()[t]
+            );
+        }
+    }
+}

@@ -111,8 +111,8 @@ pub struct QuadformArgs {
         hide_default_value = true
     )]
     pub reorthogonalize: Reorth,
-    /// Turn off the re-projection step of the Arnoldi adjoint (on by default when the forward
-    /// pass reorthogonalises).
+    /// Turn off the re-projection step of the Arnoldi adjoint (also used by Lanczos with full
+    /// reorthogonalisation); by default the adjoint library decides (currently: on).
     #[arg(long)]
     pub no_projection: bool,
     /// Write DIR/d_matrix.mtx (∂value/∂ each stored entry, same header and entry order as the
