@@ -194,13 +194,17 @@ where
             let z = &zeta;
             let xk1 = if last { xk } else { x(k + 1) };
             reduce::for_each_chunk(cur, |o, c| {
-                for (j, l) in c.iter_mut().enumerate() {
-                    let i = o + j;
-                    *l = if last {
-                        rbar[i] + nu * xk[i]
-                    } else {
-                        -inv * z[i] + mu * xk1[i] + nu * xk[i]
-                    };
+                let m = c.len();
+                let xk_c = &xk[o..o + m];
+                if last {
+                    for ((l, r), x) in c.iter_mut().zip(&rbar[o..o + m]).zip(xk_c) {
+                        *l = *r + nu * *x;
+                    }
+                } else {
+                    let it = c.iter_mut().zip(&z[o..o + m]).zip(&xk1[o..o + m]);
+                    for (((l, zz), a), b) in it.zip(xk_c) {
+                        *l = -inv * *zz + mu * *a + nu * *b;
+                    }
                 }
             });
         }
@@ -220,17 +224,27 @@ where
         };
         let tail_coef = if last { nu } else { b[k] * nu };
         let xprev = if k > 0 { x(k - 1) } else { xk };
+        let xbar_k: &[T] = cot.basis.map_or(&zero[..], |qb| &qb[k * n..(k + 1) * n]);
         dots = reduce::for_each_chunk_sum::<T, 3, _>(&mut zeta, |o, c| {
             let (mut s0, mut s1, mut s2) = (T::ZERO, T::ZERO, T::ZERO);
-            for (j, zz) in c.iter_mut().enumerate() {
-                let i = o + j;
-                let xb = cot.basis.map_or(T::ZERO, |qb| qb[k * n + i]);
-                let z = -xb - y[i] + ak * lam[i] + bk * lp[i] - tail_coef * tail[i];
+            let m = c.len();
+            let r = o..o + m;
+            let it = c
+                .iter_mut()
+                .zip(&xbar_k[r.clone()])
+                .zip(&y[r.clone()])
+                .zip(&lam[r.clone()])
+                .zip(&lp[r.clone()])
+                .zip(&tail[r.clone()])
+                .zip(&xprev[r.clone()])
+                .zip(&xk[r]);
+            for (((((((zz, xb), yv), l), lpv), tv), xp), xv) in it {
+                let z = -*xb - *yv + ak * *l + bk * *lpv - tail_coef * *tv;
                 *zz = z;
                 // For step k−1: λ_kᵀx_{k−1}, x_kᵀζ, x_{k−1}ᵀζ (at k = 0: x_0ᵀζ and ζᵀζ).
-                s0 += lam[i] * xprev[i];
-                s1 += xk[i] * z;
-                s2 += if k > 0 { xprev[i] * z } else { z * z };
+                s0 += *l * *xp;
+                s1 += *xv * z;
+                s2 += if k > 0 { *xp * z } else { z * z };
             }
             [s0, s1, s2]
         });
