@@ -9,10 +9,15 @@
 //!
 //! Timings are medians over `reps` runs.
 //!
-//! Run: `cargo run --release -p gradmat-matfun --example logdet -- [num_probes] [depth] [reps]`
+//! Run: `cargo run --release -p gradmat-matfun --example logdet -- [num_probes] [depth] [reps] [grid] [none|full]`
+//!
+//! With a `grid` argument G the matrix is the 2-D five-point Laplacian on a G×G grid (N = G²)
+//! plus 0.1·I instead of 4elt; the last argument chooses the reorthogonalisation (default full).
 
+use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_matfun::estimators::{logdet, logdet_with_grad, SlqParams};
 use gradmat_operators::algebra::Shifted;
+use gradmat_operators::csr::SymCsrMatrix;
 use gradmat_operators::matrix_market::read_matrix_market;
 use gradmat_operators::{Operator, ParamVjp};
 use std::time::Instant;
@@ -22,21 +27,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let probes: usize = args.get(1).map_or(Ok(32), |s| s.parse())?;
     let depth: usize = args.get(2).map_or(Ok(30), |s| s.parse())?;
     let reps: usize = args.get(3).map_or(Ok(3), |s| s.parse())?;
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../data/matrices/4elt_laplacian.mtx.gz"
-    );
-    let lap = read_matrix_market::<f64>(path)?.to_sym_csr()?;
+    let grid: Option<usize> = args.get(4).map(|s| s.parse()).transpose()?;
+    let reorth = match args.get(5).map(String::as_str) {
+        Some("none") => Reorthogonalize::None,
+        _ => Reorthogonalize::Full,
+    };
+    let (lap, name) = match grid {
+        Some(g) => (laplacian_2d(g)?, format!("2-D Laplacian {g}×{g}")),
+        None => {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../data/matrices/4elt_laplacian.mtx.gz"
+            );
+            (
+                read_matrix_market::<f64>(path)?.to_sym_csr()?,
+                "4elt Laplacian".to_string(),
+            )
+        }
+    };
     let sigma = 0.1;
     let op = Shifted::new(lap, sigma)?;
     let n = op.nrows();
     let params = SlqParams::new()
         .num_probes(probes)
         .num_matvecs(depth)
-        .seed(2024);
+        .seed(2024)
+        .reorthogonalize(reorth);
     println!(
-        "4elt Laplacian + {sigma}·I: N = {n}, parameters = {} (stored lower-triangle entries + σ), \
-         {probes} Rademacher probes, depth {depth}, full reorthogonalisation, {} threads",
+        "{name} + {sigma}·I: N = {n}, parameters = {} (stored lower-triangle entries + σ), \
+         {probes} Rademacher probes, depth {depth}, reorthogonalisation {reorth:?}, {} threads",
         op.num_params(),
         rayon::current_num_threads()
     );
@@ -104,6 +123,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t_one / t_grad
     );
     Ok(())
+}
+
+/// The five-point Laplacian on a `g×g` grid (Dirichlet), lower triangle.
+fn laplacian_2d(g: usize) -> Result<SymCsrMatrix<f64>, gradmat_operators::OperatorError> {
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for j in 0..g {
+        for i in 0..g {
+            let p = i + j * g;
+            r.push(p);
+            c.push(p);
+            v.push(4.0);
+            if i > 0 {
+                r.push(p);
+                c.push(p - 1);
+                v.push(-1.0);
+            }
+            if j > 0 {
+                r.push(p);
+                c.push(p - g);
+                v.push(-1.0);
+            }
+        }
+    }
+    SymCsrMatrix::from_triplets(g * g, &r, &c, &v)
 }
 
 /// Median wall time of `reps` runs of `f`.
