@@ -199,7 +199,7 @@ fn all_functions() -> Vec<(MatrixFunction, bool)> {
         (MatrixFunction::Log, false),
         (MatrixFunction::Sqrt, false),
         (MatrixFunction::InvSqrt, false),
-        (MatrixFunction::Inv, true),
+        (MatrixFunction::Inv, false),
         (MatrixFunction::PowI(3), true),
         (MatrixFunction::PowI(-2), true),
         (MatrixFunction::PowI(20), false),
@@ -956,13 +956,15 @@ fn errors_domains() {
     outside(MatrixFunction::InvSqrt, &zero, 0.0);
     outside(MatrixFunction::Sqrt, &neg, -2.0);
     outside(MatrixFunction::Inv, &zero, 0.0);
+    outside(MatrixFunction::Inv, &neg, -2.0);
     outside(MatrixFunction::PowI(-1), &zero, 0.0);
     outside(MatrixFunction::Pow(0.5), &neg, -2.0);
     outside(MatrixFunction::Pow(-0.5), &zero, 0.0);
-    // Indefinite is fine for exp, inverse, integer powers and custom functions.
+    // Indefinite is fine for exp, integer powers (PowI(-1) is the inverse on any non-zero
+    // spectrum) and custom functions.
     for f in [
         MatrixFunction::Exp,
-        MatrixFunction::Inv,
+        MatrixFunction::PowI(-1),
         MatrixFunction::PowI(3),
         MatrixFunction::PowI(-2),
         MatrixFunction::custom(f64::sin, f64::cos),

@@ -67,7 +67,7 @@ impl Domain {
 /// # Domains
 ///
 /// `exp`, `exp(t·)`, non-negative integer powers and custom functions accept every real
-/// eigenvalue. `log` and `1/√x` need `x > 0`; `1/x` and negative integer powers need `x ≠ 0`
+/// eigenvalue. `log`, `1/√x` and `1/x` need `x > 0`; negative integer powers need `x ≠ 0`
 /// (indefinite matrices are fine); `√x` and `xᵖ` with `p > 0` accept `x ≥ 0`, `xᵖ` with `p ≤ 0`
 /// needs `x > 0`. The *reverse rule* additionally needs a finite derivative: `√x` and `xᵖ` with
 /// `0 < p < 1` are not differentiable at 0, so their pullbacks report
@@ -98,7 +98,7 @@ pub enum MatrixFunction {
     Sqrt,
     /// `1/√x` (needs `x > 0`).
     InvSqrt,
-    /// `1/x` (needs `x ≠ 0`).
+    /// `1/x` (needs `x > 0`, like `log`; use `PowI(-1)` for a non-zero indefinite spectrum).
     Inv,
     /// Integer power `xⁿ` (negative `n` needs `x ≠ 0`).
     PowI(i32),
@@ -182,8 +182,11 @@ impl MatrixFunction {
                 Domain::All
             }
             MatrixFunction::PowI(n) if n >= 0 => Domain::All,
-            MatrixFunction::PowI(_) | MatrixFunction::Inv => Domain::NonZero,
-            MatrixFunction::Log | MatrixFunction::InvSqrt => Domain::Positive,
+            // Inverse, like log and inverse square root, requires a positive spectrum (the issue's
+            // contract: a Krylov inverse of an indefinite operator is fragile, Ritz values can
+            // sit near 0). `PowI(-1)` is the same function on any non-zero spectrum.
+            MatrixFunction::PowI(_) => Domain::NonZero,
+            MatrixFunction::Log | MatrixFunction::InvSqrt | MatrixFunction::Inv => Domain::Positive,
             MatrixFunction::Sqrt => Domain::NonNegative,
             MatrixFunction::Pow(p) if p > 0.0 => Domain::NonNegative,
             MatrixFunction::Pow(_) => Domain::Positive,
