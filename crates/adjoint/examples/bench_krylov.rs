@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo run --release -p gradmat-adjoint --example bench_krylov -- --grid 1000 --ks 10,25,50,100`
 //! The same on a committed real matrix: `… --example bench_krylov -- --matrix data/matrices/4elt_laplacian.mtx.gz --shift 0.1 --ks 10,25,50,100`
+//! `--forward-only` skips the backward pass (for the forward benchmark at large K).
 //! Peak memory of one gradient: `/usr/bin/time -v target/release/examples/bench_krylov --grid 1000 --ks 100 --variants lanczos --reps 1`
 
 use gradmat_adjoint::{
@@ -73,6 +74,7 @@ fn main() {
         _ => ParamAccumulation::Auto,
     };
     let adj = AdjointParams::default().accumulation(acc);
+    let forward_only = args.iter().any(|a| a == "--forward-only");
     if let Some(path) = args
         .iter()
         .position(|a| a == "--matrix")
@@ -89,7 +91,7 @@ fn main() {
             m.full().nnz()
         );
         let a = gradmat_operators::algebra::Shifted::new(m, shift).unwrap();
-        run(&a, &label, &ks, &variants, reps, &adj);
+        run(&a, &label, &ks, &variants, reps, &adj, forward_only);
     } else {
         let a = laplacian(g);
         let label = format!(
@@ -97,12 +99,19 @@ fn main() {
             g * g,
             a.full().nnz()
         );
-        run(&a, &label, &ks, &variants, reps, &adj);
+        run(&a, &label, &ks, &variants, reps, &adj, forward_only);
     }
 }
 
-fn run<A>(a: &A, label: &str, ks: &[usize], variants: &[String], reps: usize, adj: &AdjointParams)
-where
+fn run<A>(
+    a: &A,
+    label: &str,
+    ks: &[usize],
+    variants: &[String],
+    reps: usize,
+    adj: &AdjointParams,
+    forward_only: bool,
+) where
     A: gradmat_operators::SelfAdjoint<f64>
         + gradmat_operators::AdjointOperator<f64>
         + ParamVjp<f64>,
@@ -143,6 +152,10 @@ where
                         let dec =
                             lanczos(a, &v, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
+                        if forward_only {
+                            tb.push(0.0);
+                            continue;
+                        }
                         let abar = vec![1.0; dec.depth()];
                         let t0 = Instant::now();
                         let vbar = lanczos_vjp(
@@ -169,6 +182,10 @@ where
                         let dec =
                             arnoldi(a, &v, &ArnoldiParams::new(k).reorthogonalize(reorth)).unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
+                        if forward_only {
+                            tb.push(0.0);
+                            continue;
+                        }
                         let kk = dec.depth();
                         let mut hbar = vec![0.0; kk * kk];
                         for i in 0..kk {
