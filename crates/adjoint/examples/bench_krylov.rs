@@ -20,30 +20,6 @@ use gradmat_operators::csr::SymCsrMatrix;
 use gradmat_operators::ParamVjp;
 use std::time::Instant;
 
-fn laplacian(g: usize) -> SymCsrMatrix<f64> {
-    let n = g * g;
-    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
-    for j in 0..g {
-        for i in 0..g {
-            let p = i + j * g;
-            r.push(p);
-            c.push(p);
-            v.push(4.0);
-            if i > 0 {
-                r.push(p);
-                c.push(p - 1);
-                v.push(-1.0);
-            }
-            if j > 0 {
-                r.push(p);
-                c.push(p - g);
-                v.push(-1.0);
-            }
-        }
-    }
-    SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -93,7 +69,7 @@ fn main() {
         let a = gradmat_operators::algebra::Shifted::new(m, shift).unwrap();
         run(&a, &label, &ks, &variants, reps, &adj, forward_only);
     } else {
-        let a = laplacian(g);
+        let a = SymCsrMatrix::laplacian_2d(g).unwrap();
         let label = format!(
             "2-D Laplacian, N = {}, nnz (full) = {}",
             g * g,

@@ -31,30 +31,6 @@ use std::time::Instant;
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
-fn laplacian(g: usize) -> SymCsrMatrix<f64> {
-    let n = g * g;
-    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
-    for j in 0..g {
-        for i in 0..g {
-            let p = i + j * g;
-            r.push(p);
-            c.push(p);
-            v.push(4.0);
-            if i > 0 {
-                r.push(p);
-                c.push(p - 1);
-                v.push(-1.0);
-            }
-            if j > 0 {
-                r.push(p);
-                c.push(p - g);
-                v.push(-1.0);
-            }
-        }
-    }
-    SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -155,7 +131,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         std::fs::create_dir_all(dir)?;
     }
 
-    let a = laplacian(g);
+    let a = SymCsrMatrix::laplacian_2d(g)?;
     let n = g * g;
     let v: Vec<f64> = (0..n)
         .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)

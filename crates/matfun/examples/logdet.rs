@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Reorthogonalize::Full,
     };
     let (lap, name) = match grid {
-        Some(g) => (laplacian_2d(g)?, format!("2-D Laplacian {g}×{g}")),
+        Some(g) => (
+            SymCsrMatrix::laplacian_2d(g)?,
+            format!("2-D Laplacian {g}×{g}"),
+        ),
         None => {
             let path = concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -123,30 +126,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t_one / t_grad
     );
     Ok(())
-}
-
-/// The five-point Laplacian on a `g×g` grid (Dirichlet), lower triangle.
-fn laplacian_2d(g: usize) -> Result<SymCsrMatrix<f64>, gradmat_operators::OperatorError> {
-    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
-    for j in 0..g {
-        for i in 0..g {
-            let p = i + j * g;
-            r.push(p);
-            c.push(p);
-            v.push(4.0);
-            if i > 0 {
-                r.push(p);
-                c.push(p - 1);
-                v.push(-1.0);
-            }
-            if j > 0 {
-                r.push(p);
-                c.push(p - g);
-                v.push(-1.0);
-            }
-        }
-    }
-    SymCsrMatrix::from_triplets(g * g, &r, &c, &v)
 }
 
 /// Median wall time of `reps` runs of `f`.

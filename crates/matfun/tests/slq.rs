@@ -348,27 +348,7 @@ fn slq_full_depth_equals_dense_with_same_probes() {
 /// 2-D Laplacian + shift, large enough (N = 40,000) that the SpMV, the Krylov reductions and
 /// the parameter VJP take their parallel paths.
 fn laplacian(g: usize, shift: f64) -> Shifted<SymCsrMatrix<f64>, f64> {
-    let n = g * g;
-    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
-    for j in 0..g {
-        for i in 0..g {
-            let p = i + j * g;
-            r.push(p);
-            c.push(p);
-            v.push(4.0);
-            if i > 0 {
-                r.push(p);
-                c.push(p - 1);
-                v.push(-1.0);
-            }
-            if j > 0 {
-                r.push(p);
-                c.push(p - g);
-                v.push(-1.0);
-            }
-        }
-    }
-    Shifted::new(SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap(), shift).unwrap()
+    Shifted::new(SymCsrMatrix::laplacian_2d(g).unwrap(), shift).unwrap()
 }
 
 /// logdet and its gradient are bit-identical on a 1-thread and a 2-thread rayon pool (and the
