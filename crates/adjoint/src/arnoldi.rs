@@ -20,6 +20,7 @@ use crate::{check_len, AdjointError, AdjointParams, ParamAccumulation};
 use gradmat_krylov::arnoldi::Arnoldi;
 use gradmat_krylov::reduce;
 use gradmat_operators::{AdjointOperator, ParamVjp, Scalar};
+use rayon::prelude::*;
 
 /// Cotangents of the outputs of an Arnoldi decomposition. `None` means zero.
 #[derive(Debug, Clone, Copy)]
@@ -200,12 +201,16 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     let mut gam = vec![T::ZERO; kk * kk]; // Γ
     let mut big_lambda = vec![T::ZERO; n * kk]; // Λ
     let mut u = vec![T::ZERO; n];
-    let mut xi = vec![T::ZERO; n];
     let mut coef = vec![T::ZERO; kk];
+    let mut hrow = vec![T::ZERO; kk];
+    let mut pending: Option<Vec<T>> = None;
     for k in (0..kk).rev() {
         if project {
             let jn = (k + 2).min(kk);
-            reduce::basis_t_vec(q, n, jn, &lambda, &mut tmp_k);
+            match pending.take() {
+                Some(t) => tmp_k[..jn].copy_from_slice(&t[..jn]),
+                None => reduce::basis_t_vec(q, n, jn, &lambda, &mut tmp_k),
+            }
             for j in 0..jn {
                 coef[j] = hb(j, k) - tmp_k[j];
             }
@@ -228,20 +233,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
             let w = if j == k { half } else { T::ONE };
             gam[k + j * kk] = w * (g[k + j * kk] - tmp_k[j]);
         }
-        big_lambda[k * n..(k + 1) * n].copy_from_slice(&lambda);
-        // ξ = Q̄[:,k] + γ_k r + Q (Γ + Γᵀ)[k, :]
-        match qbar {
-            Some(qb) => xi.copy_from_slice(&qb[k * n..(k + 1) * n]),
-            None => xi.iter_mut().for_each(|x| *x = T::ZERO),
-        }
-        if gamma[k] != T::ZERO {
-            reduce::axpy(gamma[k], r, &mut xi);
-        }
-        for j in 0..kk {
-            coef[j] = gam[k + j * kk] + gam[j + k * kk];
-        }
-        reduce::basis_vec_acc(T::ONE, q, n, kk, &coef, &mut xi);
-        // λ = (ξ + u − H[k,k] λ − Σ_{j>k} H[k,j] Λ[:, j]) / β
+        // λ = (ξ + u − H[k,k] λ − Σ_{j>k} H[k,j] Λ[:, j]) / β,  ξ = Q̄[:,k] + γ_k r + Q (Γ + Γᵀ)[k, :]
         let beta = if k > 0 { hh(k, k - 1) } else { T::ONE };
         if beta == T::ZERO || !beta.is_finite() || !(T::ONE / beta).is_finite() {
             return Err(AdjointError::VanishingSubdiagonal {
@@ -249,34 +241,160 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
                 value: beta.to_f64(),
             });
         }
-        let hkk = hh(k, k);
-        for ((l, x), uu) in lambda.iter_mut().zip(&xi).zip(&u) {
-            *l = *x + *uu - hkk * *l;
+        for j in 0..kk {
+            coef[j] = gam[k + j * kk] + gam[j + k * kk];
         }
-        if k + 1 < kk {
-            for j in k + 1..kk {
-                coef[j - (k + 1)] = -hh(k, j);
-            }
-            reduce::basis_vec_acc(
-                T::ONE,
-                &big_lambda[(k + 1) * n..],
-                n,
-                kk - k - 1,
-                &coef[..kk - k - 1],
-                &mut lambda,
-            );
+        let nh = kk - k - 1;
+        for j in k + 1..kk {
+            hrow[j - (k + 1)] = -hh(k, j);
         }
-        let inv = T::ONE / beta;
-        if inv != T::ONE {
-            reduce::scale(inv, &mut lambda);
-        }
-        if reduce::first_non_finite(&lambda).is_some() {
+        // The next step's projection needs Q_Jᵀλ over J = 0..=min(k, K−1): accumulated in the
+        // same pass over rows that produces λ (one pass over Q, Λ and the vectors per step).
+        let jn_next = if project && k > 0 { (k + 1).min(kk) } else { 0 };
+        let (lam_lo, lam_hi) = big_lambda.split_at_mut((k + 1) * n);
+        let (t, finite) = fused_update(FusedUpdate {
+            n,
+            q,
+            coef: &coef[..kk],
+            qbar_k: qbar.map(|qb| &qb[k * n..(k + 1) * n]),
+            gamma_k: gamma[k],
+            r,
+            u: &u,
+            hkk: hh(k, k),
+            lam_next: &lam_hi[..nh * n],
+            hrow: &hrow[..nh],
+            inv_beta: T::ONE / beta,
+            jn_next,
+            lambda: &mut lambda,
+            lam_k: &mut lam_lo[k * n..],
+        });
+        if !finite {
             return Err(AdjointError::NonFinite { step: k });
         }
+        pending = (jn_next > 0).then_some(t);
     }
     if acc == ParamAccumulation::Fused && !theta_grad.is_empty() {
         pvjp(&big_lambda, &q[..n * kk], kk, theta_grad);
     }
     reduce::scale(d.c, &mut lambda);
     Ok(lambda)
+}
+
+/// Inputs of [`fused_update`].
+struct FusedUpdate<'a, T> {
+    n: usize,
+    q: &'a [T],
+    /// `(Γ + Γᵀ)[k, :]`, length K.
+    coef: &'a [T],
+    qbar_k: Option<&'a [T]>,
+    gamma_k: T,
+    r: &'a [T],
+    u: &'a [T],
+    hkk: T,
+    /// `Λ[:, k+1..K]`.
+    lam_next: &'a [T],
+    /// `−H[k, k+1..K]`.
+    hrow: &'a [T],
+    inv_beta: T,
+    /// Number of leading basis columns whose products with the new λ are wanted.
+    jn_next: usize,
+    lambda: &'a mut [T],
+    lam_k: &'a mut [T],
+}
+
+/// One pass over rows: stores the current λ in `Λ[:, k]`, overwrites λ with
+/// `(Q̄[:,k] + γ_k r + Q·coef + u − H[k,k] λ − Λ[:,k+1..]·hrow) / β`, and returns
+/// `Q[:, ..jn_next]ᵀ λ_new` (chunk partials added in order: deterministic for any thread count)
+/// and whether every new entry is finite.
+fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool) {
+    const ROWS: usize = 2048;
+    let FusedUpdate {
+        n,
+        q,
+        coef,
+        qbar_k,
+        gamma_k,
+        r,
+        u,
+        hkk,
+        lam_next,
+        hrow,
+        inv_beta,
+        jn_next,
+        lambda,
+        lam_k,
+    } = a;
+    let kk = coef.len();
+    let body = |(c, (lc, lk)): (usize, (&mut [T], &mut [T]))| -> (Vec<T>, bool) {
+        let r0 = c * ROWS;
+        let m = lc.len();
+        let rows = r0..r0 + m;
+        lk.copy_from_slice(lc);
+        match qbar_k {
+            Some(qb) => {
+                for (((l, qv), rv), uv) in lc
+                    .iter_mut()
+                    .zip(&qb[rows.clone()])
+                    .zip(&r[rows.clone()])
+                    .zip(&u[rows.clone()])
+                {
+                    *l = *qv + gamma_k * *rv + *uv - hkk * *l;
+                }
+            }
+            None => {
+                for ((l, rv), uv) in lc.iter_mut().zip(&r[rows.clone()]).zip(&u[rows.clone()]) {
+                    *l = gamma_k * *rv + *uv - hkk * *l;
+                }
+            }
+        }
+        for (j, &cj) in coef.iter().enumerate().take(kk) {
+            if cj != T::ZERO {
+                let col = &q[j * n + r0..j * n + r0 + m];
+                lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
+            }
+        }
+        for (j, &hj) in hrow.iter().enumerate() {
+            let col = &lam_next[j * n + r0..j * n + r0 + m];
+            lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
+        }
+        let mut finite = true;
+        for l in lc.iter_mut() {
+            *l *= inv_beta;
+            finite &= l.is_finite();
+        }
+        let t: Vec<T> = (0..jn_next)
+            .map(|j| {
+                let col = &q[j * n + r0..j * n + r0 + m];
+                col.iter()
+                    .zip(lc.iter())
+                    .fold(T::ZERO, |s, (x, l)| s + *x * *l)
+            })
+            .collect();
+        (t, finite)
+    };
+    let lam_k = &mut lam_k[..n];
+    let parts: Vec<(Vec<T>, bool)> = if n * (kk + hrow.len()) >= 131_072 {
+        lambda
+            .par_chunks_mut(ROWS)
+            .zip(lam_k.par_chunks_mut(ROWS))
+            .enumerate()
+            .map(body)
+            .collect()
+    } else {
+        lambda
+            .chunks_mut(ROWS)
+            .zip(lam_k.chunks_mut(ROWS))
+            .enumerate()
+            .map(body)
+            .collect()
+    };
+    let mut t = vec![T::ZERO; jn_next];
+    let mut finite = true;
+    for (p, f) in parts {
+        finite &= f;
+        for (a, b) in t.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    (t, finite)
 }
