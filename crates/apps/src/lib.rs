@@ -9,3 +9,4 @@
 //! implemented; the pipelines land with their issues.
 
 pub mod cli;
+pub mod report;
