@@ -419,7 +419,7 @@ mod tests {
             "t",
             "x",
             "y",
-            &[s.clone()],
+            std::slice::from_ref(&s),
             Scale::Linear,
             Scale::Log,
         )
