@@ -3,7 +3,7 @@
 
 use super::{GpArgs, GpKernel};
 use crate::gp::csv::{read_csv, read_csv_from, Table};
-use crate::gp::data::{prepare, resolve_target};
+use crate::gp::data::{prepare_with, resolve_target};
 use crate::gp::model::{Kernel, Stochastic};
 use crate::gp::train::{train, TrainConfig};
 use crate::report::{line_plot, scatter_plot, write_json, Progress, Scale, Series};
@@ -85,7 +85,14 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         None if name == "diamonds" => Some(DEFAULT_SUBSAMPLE),
         None => None,
     };
-    let data = prepare(&table, target, subsample, args.seed).context(args.data.clone())?;
+    let data = prepare_with(&table, target, subsample, args.seed, args.drop_constant)
+        .context(args.data.clone())?;
+    if !data.dropped.is_empty() && !args.quiet {
+        eprintln!(
+            "dropped constant input columns: {}",
+            data.dropped.join(", ")
+        );
+    }
     let kernel = match args.kernel {
         GpKernel::Matern12 => Kernel::Matern12,
         GpKernel::Matern32 => Kernel::Matern32,
@@ -140,6 +147,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         "dataset": name,
         "target": data.target_name,
         "inputs": data.input_names,
+        "dropped_constant_columns": data.dropped,
         "n": data.n_used,
         "n_file": data.n_file,
         "n_train": data.n_train(),

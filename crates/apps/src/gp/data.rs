@@ -75,6 +75,8 @@ pub struct GpData {
     pub y_mean: f64,
     /// Standard deviation of the training targets (original units).
     pub y_std: f64,
+    /// Input columns dropped as constant (with `drop_constant`).
+    pub dropped: Vec<String>,
 }
 
 impl GpData {
@@ -125,6 +127,22 @@ pub fn prepare(
     subsample: Option<usize>,
     seed: u64,
 ) -> Result<GpData, DataError> {
+    prepare_with(table, target, subsample, seed, false)
+}
+
+/// [`prepare`], optionally dropping input columns that are constant on the training split
+/// (instead of reporting them as an error); the dropped columns are listed in
+/// [`GpData::dropped`].
+///
+/// # Errors
+/// See [`DataError`].
+pub fn prepare_with(
+    table: &Table,
+    target: usize,
+    subsample: Option<usize>,
+    seed: u64,
+    drop_constant: bool,
+) -> Result<GpData, DataError> {
     if table.cols < 2 {
         return Err(DataError::NoInputs);
     }
@@ -144,21 +162,30 @@ pub fn prepare(
     let n_train = (n * 4).div_ceil(5);
     let (train, test) = idx.split_at(n_train);
     let cols = table.cols;
-    let inputs: Vec<usize> = (0..cols).filter(|&c| c != target).collect();
-    let d = inputs.len();
     let val = |r: usize, c: usize| table.values[r * cols + c];
-    let mut stats = Vec::with_capacity(d);
-    for &c in &inputs {
+    let mut inputs = Vec::new();
+    let mut dropped = Vec::new();
+    let mut stats = Vec::new();
+    for c in (0..cols).filter(|&c| c != target) {
         let (m, s) = mean_std(train.iter().map(|&r| val(r, c)));
         if s <= 1e-12 * m.abs().max(1.0) {
+            if drop_constant {
+                dropped.push(table.names[c].clone());
+                continue;
+            }
             return Err(DataError::ConstantColumn {
                 column: c + 1,
                 name: table.names[c].clone(),
                 value: m,
             });
         }
+        inputs.push(c);
         stats.push((m, s));
     }
+    if inputs.is_empty() {
+        return Err(DataError::NoInputs);
+    }
+    let d = inputs.len();
     let (y_mean, y_std) = mean_std(train.iter().map(|&r| val(r, target)));
     if y_std <= 1e-12 * y_mean.abs().max(1.0) {
         return Err(DataError::ConstantColumn {
@@ -194,6 +221,7 @@ pub fn prepare(
         y_test: ys(test),
         y_mean,
         y_std,
+        dropped,
     })
 }
 
