@@ -213,3 +213,31 @@ fn training_lowers_loss_and_beats_trivial_predictor() {
     .unwrap();
     assert!(out2.final_loss < out2.history[0].loss);
 }
+
+/// Same seed ⇒ bit-identical stochastic loss and gradient on 1- and 2-thread pools (the probes
+/// are seeded per index, lock-step rounds are fixed, and every reduction has a fixed order).
+#[test]
+fn stochastic_loss_bit_identical_across_thread_counts() {
+    let data = diamonds(600, 6);
+    let gp = Gp::new(Kernel::Matern32, &data);
+    let raw = trained_raw(data.d);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                gp.loss_stochastic(&raw, &Stochastic::default(), 11, &mut None)
+                    .unwrap()
+            })
+    };
+    let (a, b) = (run(1), run(2));
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert_eq!(a.std_error.to_bits(), b.std_error.to_bits());
+    assert!(a
+        .grad
+        .iter()
+        .zip(&b.grad)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(a.cg_iterations, b.cg_iterations);
+}
