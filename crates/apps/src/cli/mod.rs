@@ -8,6 +8,7 @@ pub mod compute;
 pub mod io;
 pub mod logdet;
 pub mod ops;
+pub mod pde;
 pub mod quadform;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +40,9 @@ pub enum Command {
     Quadform(QuadformArgs),
     /// Stochastic Lanczos quadrature estimate of log det(A + σI), with gradients in A's entries.
     Logdet(LogdetArgs),
+    /// Learn a wave equation's coefficient field through differentiable exp(A)v (Arnoldi
+    /// adjoint) or Runge–Kutta baselines; writes DIR/summary.json and PNG plots.
+    Pde(pde::PdeArgs),
 }
 
 /// The matrix function of `quadform`.
@@ -221,6 +225,7 @@ where
     let result = match &cli.command {
         Command::Quadform(a) => quadform::run(a),
         Command::Logdet(a) => logdet::run(a),
+        Command::Pde(a) => pde::run(a),
     };
     match result {
         Ok(json) => {
