@@ -31,7 +31,7 @@ pub struct PdeArgs {
     #[arg(long, value_name = "G", default_value_t = 32)]
     pub grid: usize,
     /// Training epochs (full-batch Adam steps).
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     pub epochs: usize,
     /// Solver.
     #[arg(long, value_enum, default_value = "arnoldi")]
@@ -61,7 +61,10 @@ pub struct PdeArgs {
 
 fn check(a: &PdeArgs) -> Result<()> {
     if !(4..=512).contains(&a.grid) {
-        bail!("--grid {} is out of range: it must be between 4 and 512", a.grid);
+        bail!(
+            "--grid {} is out of range: it must be between 4 and 512",
+            a.grid
+        );
     }
     if a.initial_conditions < 5 {
         bail!(

@@ -190,7 +190,10 @@ fn rel_sq(w: &[f64], y: &[f64], weight: f64) -> Result<(f64, Vec<f64>)> {
     let c = weight / ny;
     let d: Vec<f64> = w.iter().zip(y).map(|(a, b)| a - b).collect();
     let v = c * d.iter().map(|x| x * x).sum::<f64>();
-    anyhow::ensure!(v.is_finite(), "the loss is not finite (the solver diverged)");
+    anyhow::ensure!(
+        v.is_finite(),
+        "the loss is not finite (the solver diverged)"
+    );
     Ok((v, d.iter().map(|x| 2.0 * c * x).collect()))
 }
 
@@ -421,15 +424,16 @@ pub struct WorkPrecisionPoint {
     pub gradient_error: f64,
 }
 
+/// The curves of [`work_precision`]: one list of points per solver (labelled by its default
+/// configuration).
+pub type WorkPrecision = Vec<(Solver, Vec<WorkPrecisionPoint>)>;
+
 /// Forward and gradient errors of the three solvers at a range of budgets against the
 /// reference (Arnoldi of depth [`REFERENCE_DEPTH`] and its adjoint), for `ρ(ω) = ⟨u, w(1)⟩`
 /// with a fixed Gaussian `u`, at the true coefficient and the first initial condition. Also
 /// returns the cross-check of the reference gradient against a 256-step Tsit5 discrete
 /// adjoint (relative difference).
-pub fn work_precision(
-    data: &Dataset,
-    seed: u64,
-) -> Result<(Vec<(Solver, Vec<WorkPrecisionPoint>)>, f64)> {
+pub fn work_precision(data: &Dataset, seed: u64) -> Result<(WorkPrecision, f64)> {
     use rand::{Rng, SeedableRng};
     let op = WaveOperator::new(data.grid, data.omega.clone())?;
     let w0 = &data.inputs[0];
@@ -466,7 +470,10 @@ pub fn work_precision(
     let steps = [1usize, 2, 3, 4, 5];
     let mut solvers: Vec<(Solver, Vec<Solver>)> = vec![(
         Solver::Arnoldi { depth: 10 },
-        depths.iter().map(|&d| Solver::Arnoldi { depth: d }).collect(),
+        depths
+            .iter()
+            .map(|&d| Solver::Arnoldi { depth: d })
+            .collect(),
     )];
     solvers.push((
         Solver::Dopri5 { steps: 3 },
