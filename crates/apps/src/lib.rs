@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod gp;
+pub mod pde;
 pub mod report;

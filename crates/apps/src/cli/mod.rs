@@ -9,6 +9,7 @@ pub mod gp;
 pub mod io;
 pub mod logdet;
 pub mod ops;
+pub mod pde;
 pub mod quadform;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +43,9 @@ pub enum Command {
     Logdet(LogdetArgs),
     /// Gaussian-process hyperparameter fitting (CG + SLQ with exact gradients, or exact).
     Gp(GpArgs),
+    /// Learn a wave equation's coefficient field through differentiable exp(A)v (Arnoldi
+    /// adjoint) or Runge–Kutta baselines; writes DIR/summary.json and PNG plots.
+    Pde(pde::PdeArgs),
 }
 
 /// Kernel of `gradmat gp`.
@@ -265,7 +269,7 @@ where
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                 | ErrorKind::MissingSubcommand => {
                     eprintln!(
-                        "gradmat: a subcommand is required: quadform, logdet or gp (see gradmat --help)"
+                        "gradmat: a subcommand is required: quadform, logdet, gp or pde (see gradmat --help)"
                     );
                     EXIT_ERROR
                 }
@@ -297,6 +301,7 @@ where
         Command::Quadform(a) => quadform::run(a),
         Command::Logdet(a) => logdet::run(a),
         Command::Gp(a) => gp::run(a),
+        Command::Pde(a) => pde::run(a),
     };
     match result {
         Ok(json) => {
