@@ -8,5 +8,6 @@
 //! *Status:* the [`cli`] module (the `gradmat quadform` and `gradmat logdet` subcommands) is
 //! implemented; the pipelines land with their issues.
 
+pub mod bnn;
 pub mod cli;
 pub mod report;

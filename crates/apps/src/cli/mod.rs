@@ -4,6 +4,7 @@
 //! returns the exit status after printing one JSON object to stdout (status 0) or one line
 //! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
 
+pub mod bnn;
 pub mod compute;
 pub mod io;
 pub mod logdet;
@@ -39,6 +40,8 @@ pub enum Command {
     Quadform(QuadformArgs),
     /// Stochastic Lanczos quadrature estimate of log det(A + σI), with gradients in A's entries.
     Logdet(LogdetArgs),
+    /// Laplace calibration of an MNIST MLP: prior precision by SLQ log det with adjoint gradients.
+    Bnn(bnn::BnnArgs),
 }
 
 /// The matrix function of `quadform`.
@@ -221,6 +224,7 @@ where
     let result = match &cli.command {
         Command::Quadform(a) => quadform::run(a),
         Command::Logdet(a) => logdet::run(a),
+        Command::Bnn(a) => bnn::run(a),
     };
     match result {
         Ok(json) => {
