@@ -89,7 +89,13 @@ fn wrong_magic_and_trailing_bytes_are_rejected() {
 fn pairs_are_checked() {
     let dir = scratch("pair");
     let (img, lab) = (dir.join("i.idx"), dir.join("l.idx"));
-    write_idx(&img, &[3, 2, 2], &[0, 255, 51, 102, 0, 0, 0, 0, 1, 2, 3, 4], false).unwrap();
+    write_idx(
+        &img,
+        &[3, 2, 2],
+        &[0, 255, 51, 102, 0, 0, 0, 0, 1, 2, 3, 4],
+        false,
+    )
+    .unwrap();
     write_idx(&lab, &[3], &[1, 0, 9], true).unwrap();
     let d = load_pair(&img, &lab).unwrap();
     assert_eq!(d.dim, 4);
@@ -106,7 +112,14 @@ fn pairs_are_checked() {
     write_idx(&lab, &[3], &[1, 10, 2], false).unwrap();
     let e = load_pair(&img, &lab).unwrap_err();
     assert!(
-        matches!(e, IdxError::LabelOutOfRange { label: 10, index: 1, .. }),
+        matches!(
+            e,
+            IdxError::LabelOutOfRange {
+                label: 10,
+                index: 1,
+                ..
+            }
+        ),
         "{e}"
     );
     // Wrong dimensionality of the image file.
@@ -118,7 +131,13 @@ fn pairs_are_checked() {
 #[test]
 fn splits_are_found_with_or_without_gz() {
     let dir = scratch("split");
-    write_idx(&dir.join("train-images-idx3-ubyte.gz"), &[2, 1, 3], &bytes(6), true).unwrap();
+    write_idx(
+        &dir.join("train-images-idx3-ubyte.gz"),
+        &[2, 1, 3],
+        &bytes(6),
+        true,
+    )
+    .unwrap();
     write_idx(&dir.join("train-labels-idx1-ubyte"), &[2], &[3, 4], false).unwrap();
     let d = load_split(&dir, "train").unwrap();
     assert_eq!((d.len(), d.dim), (2, 3));

@@ -287,10 +287,7 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, IdxError> {
     if lab.dims.len() != 1 {
         return Err(IdxError::Shape {
             path: labels.to_path_buf(),
-            message: format!(
-                "a label file must have 1 dimension, found {:?}",
-                lab.dims
-            ),
+            message: format!("a label file must have 1 dimension, found {:?}", lab.dims),
         });
     }
     if img.dims[0] != lab.dims[0] {

@@ -231,8 +231,16 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
         test.dim,
         train.dim
     );
-    anyhow::ensure!(!train.is_empty(), "{}: the training set is empty", cfg.data.display());
-    anyhow::ensure!(!test.is_empty(), "{}: the test set is empty", cfg.data.display());
+    anyhow::ensure!(
+        !train.is_empty(),
+        "{}: the training set is empty",
+        cfg.data.display()
+    );
+    anyhow::ensure!(
+        !test.is_empty(),
+        "{}: the test set is empty",
+        cfg.data.display()
+    );
     if cfg.train_limit > 0 && cfg.train_limit < train.len() {
         train = train.head(cfg.train_limit);
     }
@@ -301,7 +309,11 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
         let k = log_alpha.len();
         let (mut am, mut av) = (vec![0.0; k], vec![0.0; k]);
         let mut trace = Vec::with_capacity(cfg.alpha_steps);
-        let bar = progress(cfg, &format!("{} α-step", spec.name), cfg.alpha_steps as u64);
+        let bar = progress(
+            cfg,
+            &format!("{} α-step", spec.name),
+            cfg.alpha_steps as u64,
+        );
         let t_opt = Instant::now();
         for step in 0..cfg.alpha_steps {
             let seed = cfg.seed.wrapping_add(1 + step as u64);
@@ -329,7 +341,11 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
             op.set_params(&alpha)?;
             bar.step(
                 step as u64 + 1,
-                &format!("objective/N {:.5}, α {:.4e}", ev.value / n_train as f64, alpha[0]),
+                &format!(
+                    "objective/N {:.5}, α {:.4e}",
+                    ev.value / n_train as f64,
+                    alpha[0]
+                ),
             );
         }
         bar.finish();
