@@ -113,14 +113,14 @@ impl LaplacePrecision {
             let batch = mlp.forward(&x[a * d..b * d], b - a)?;
             chunks.push(GaussNewton::new(batch, OutputLoss::SoftmaxCrossEntropy)?);
         }
+        let ng = groups.len();
         let mut op = Self {
             chunks,
             scale,
             groups,
-            alpha: vec![1.0; 0],
+            alpha: vec![1.0; ng],
             p,
         };
-        op.alpha = vec![1.0; op.groups.len()];
         op.set_params(&alpha)?;
         Ok(op)
     }
