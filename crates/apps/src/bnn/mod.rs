@@ -13,7 +13,7 @@
 //!    probes at every step;
 //! 4. sample weights from `N(θ*, (G + diag α)⁻¹)` (Lanczos inverse square root, or the diagonal)
 //!    and report accuracy, NLPD, joint log-likelihood, ECE on train and test, and the AUROC of
-//!    telling test digits from pixel-shuffled ones ([`predict`]);
+//!    telling test digits from pixel-shuffled ones ([`mod@predict`]);
 //! 5. write `summary.json`, `table.md` and `objective.png` to the output directory.
 
 pub mod idx;
