@@ -5,9 +5,11 @@
 //! network, plus the `gradmat` command-line tool. This is the only crate that does I/O beyond
 //! parsing helpers and prints.
 //!
-//! *Status:* the [`cli`] module (the `gradmat quadform` and `gradmat logdet` subcommands) is
-//! implemented; the pipelines land with their issues.
+//! Modules: [`cli`] (the `gradmat` subcommands `quadform`, `logdet`, `gp`, `pde`, `bnn`),
+//! [`gp`] (Gaussian-process fitting), [`pde`] (wave-equation coefficient learning), [`bnn`]
+//! (Laplace calibration of an MNIST classifier) and [`report`] (progress, plots, summaries).
 
+pub mod bnn;
 pub mod cli;
 pub mod gp;
 pub mod pde;

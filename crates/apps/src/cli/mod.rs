@@ -4,6 +4,7 @@
 //! returns the exit status after printing one JSON object to stdout (status 0) or one line
 //! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
 
+pub mod bnn;
 pub mod compute;
 pub mod gp;
 pub mod io;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Learn a wave equation's coefficient field through differentiable exp(A)v (Arnoldi
     /// adjoint) or Runge–Kutta baselines; writes DIR/summary.json and PNG plots.
     Pde(pde::PdeArgs),
+    /// Laplace calibration of an MNIST MLP: prior precision by SLQ log det with adjoint gradients.
+    Bnn(bnn::BnnArgs),
 }
 
 /// Kernel of `gradmat gp`.
@@ -269,7 +272,7 @@ where
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                 | ErrorKind::MissingSubcommand => {
                     eprintln!(
-                        "gradmat: a subcommand is required: quadform, logdet, gp or pde (see gradmat --help)"
+                        "gradmat: a subcommand is required: quadform, logdet, gp, pde or bnn (see gradmat --help)"
                     );
                     EXIT_ERROR
                 }
@@ -302,6 +305,7 @@ where
         Command::Logdet(a) => logdet::run(a),
         Command::Gp(a) => gp::run(a),
         Command::Pde(a) => pde::run(a),
+        Command::Bnn(a) => bnn::run(a),
     };
     match result {
         Ok(json) => {
