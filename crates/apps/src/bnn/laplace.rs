@@ -37,7 +37,7 @@ use std::ops::Range;
 /// (weights and bias of layer `l` together) in the MLP's parameter layout.
 pub fn param_groups(mlp: &Mlp<f64>, per_layer: bool) -> Vec<Range<usize>> {
     if !per_layer {
-        return vec![0..mlp.num_params()];
+        return std::iter::once(0..mlp.num_params()).collect();
     }
     let mut out = Vec::new();
     let mut start = 0;
