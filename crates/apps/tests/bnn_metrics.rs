@@ -45,7 +45,7 @@ fn diagonal_samples_have_the_diagonal_variance() {
     // Var(z/√(d+α)) = 1/(d+α). With 4000 samples the relative standard error of a sample
     // variance is √(2/4000) ≈ 0.022; 5 standard errors = 0.11.
     let d = [0.0, 3.0, 8.0];
-    let groups = vec![0..3];
+    let groups: Vec<std::ops::Range<usize>> = std::iter::once(0..3).collect();
     let s = diagonal_offsets(&d, &groups, &[1.0], 4000, 3);
     for i in 0..3 {
         let var: f64 = s.iter().map(|v| v[i] * v[i]).sum::<f64>() / s.len() as f64;
