@@ -61,7 +61,14 @@ fn quadform_args(i: &Paths) -> Vec<String> {
     a.push(p(&i.matrix));
     a.extend(s(&["--vector"]));
     a.push(p(&i.vector));
-    a.extend(s(&["--function", "log", "--method", "lanczos", "--depth", "3"]));
+    a.extend(s(&[
+        "--function",
+        "log",
+        "--method",
+        "lanczos",
+        "--depth",
+        "3",
+    ]));
     a
 }
 
@@ -153,7 +160,8 @@ fn data_dir() -> PathBuf {
 }
 
 fn scratch() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-malformed-{}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-malformed-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -181,24 +189,63 @@ fn malformed(kind: Input, dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
                 ("not matrix market", t("hello world\n1 2 3\n")),
                 ("binary garbage", (0..=255u8).rev().collect()),
                 ("NUL bytes", vec![0; 64]),
-                ("invalid UTF-8", b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 \xff\xfe\n".to_vec()),
-                ("bad header", t("%%MatrixMarket vector coordinate real general\n1 1 1\n1 1 1\n")),
-                ("complex field", t("%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n")),
+                (
+                    "invalid UTF-8",
+                    b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 \xff\xfe\n"
+                        .to_vec(),
+                ),
+                (
+                    "bad header",
+                    t("%%MatrixMarket vector coordinate real general\n1 1 1\n1 1 1\n"),
+                ),
+                (
+                    "complex field",
+                    t("%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n"),
+                ),
                 ("bad size line", t(&format!("{h}6 six 3\n"))),
-                ("truncated entries", t(&format!("{h}6 6 14\n1 1 4.0\n2 2 4.0\n"))),
+                (
+                    "truncated entries",
+                    t(&format!("{h}6 6 14\n1 1 4.0\n2 2 4.0\n")),
+                ),
                 ("too many entries", t(&format!("{h}1 1 1\n1 1 1\n1 1 1\n"))),
                 ("NaN entry", t(&format!("{h}2 2 2\n1 1 nan\n2 2 1\n"))),
-                ("overflowing entry", t(&format!("{h}2 2 2\n1 1 1e999\n2 2 1\n"))),
+                (
+                    "overflowing entry",
+                    t(&format!("{h}2 2 2\n1 1 1e999\n2 2 1\n")),
+                ),
                 ("index zero", t(&format!("{h}2 2 2\n0 1 1\n2 2 1\n"))),
                 ("index past end", t(&format!("{h}2 2 2\n3 1 1\n2 2 1\n"))),
                 ("negative index", t(&format!("{h}2 2 2\n-1 1 1\n2 2 1\n"))),
-                ("both triangles", t(&format!("{h}2 2 3\n1 1 2\n2 1 1\n1 2 1\n"))),
-                ("non-square", t("%%MatrixMarket matrix coordinate real general\n2 3 1\n1 1 1\n")),
-                ("0x0 matrix", t("%%MatrixMarket matrix coordinate real general\n0 0 0\n")),
-                ("huge header, N*N overflows", t(&format!("{h}18446744073709551615 18446744073709551615 1\n1 1 1\n"))),
-                ("huge header, N = 4e9", t(&format!("{h}4000000000 4000000000 1\n1 1 1\n"))),
-                ("huge entry count", t(&format!("{h}6 6 18446744073709551615\n1 1 1\n"))),
-                ("huge array", t("%%MatrixMarket matrix array real general\n4000000000 4000000000\n1\n")),
+                (
+                    "both triangles",
+                    t(&format!("{h}2 2 3\n1 1 2\n2 1 1\n1 2 1\n")),
+                ),
+                (
+                    "non-square",
+                    t("%%MatrixMarket matrix coordinate real general\n2 3 1\n1 1 1\n"),
+                ),
+                (
+                    "0x0 matrix",
+                    t("%%MatrixMarket matrix coordinate real general\n0 0 0\n"),
+                ),
+                (
+                    "huge header, N*N overflows",
+                    t(&format!(
+                        "{h}18446744073709551615 18446744073709551615 1\n1 1 1\n"
+                    )),
+                ),
+                (
+                    "huge header, N = 4e9",
+                    t(&format!("{h}4000000000 4000000000 1\n1 1 1\n")),
+                ),
+                (
+                    "huge entry count",
+                    t(&format!("{h}6 6 18446744073709551615\n1 1 1\n")),
+                ),
+                (
+                    "huge array",
+                    t("%%MatrixMarket matrix array real general\n4000000000 4000000000\n1\n"),
+                ),
                 ("zero matrix (not PD)", t(&format!("{h}6 6 1\n1 1 0\n"))),
                 ("indefinite", t(&format!("{h}2 2 3\n1 1 1\n2 1 2\n2 2 1\n"))),
                 ("truncated gzip", gz[..gz.len() / 2].to_vec()),
@@ -243,17 +290,31 @@ fn run(args: &[String]) -> Run {
 
 /// Exit status 2, empty stdout, one line `gradmat: …` on stderr, not a caught panic.
 fn assert_clean_failure(what: &str, r: &Run) {
-    assert_eq!(r.status, Some(2), "{what}: status {:?}, stderr {:?}", r.status, r.stderr);
+    assert_eq!(
+        r.status,
+        Some(2),
+        "{what}: status {:?}, stderr {:?}",
+        r.status,
+        r.stderr
+    );
     assert!(r.stdout.is_empty(), "{what}: stdout {:?}", r.stdout);
     let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{what}: stderr is not one line: {:?}", r.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr is not one line: {:?}",
+        r.stderr
+    );
     assert!(lines[0].starts_with("gradmat: "), "{what}: {:?}", lines[0]);
     assert!(
         !lines[0].contains("internal error") && !lines[0].contains("panicked"),
         "{what}: a panic reached the hook: {:?}",
         lines[0]
     );
-    assert!(lines[0].len() > "gradmat: ".len() + 5, "{what}: empty message");
+    assert!(
+        lines[0].len() > "gradmat: ".len() + 5,
+        "{what}: empty message"
+    );
 }
 
 #[test]
@@ -267,30 +328,71 @@ fn every_subcommand_rejects_every_malformed_input_with_one_line() {
     for sub in SUBCOMMANDS {
         // The valid arguments succeed (so every failure below is due to the one bad input).
         let ok = run(&(sub.args)(&valid));
-        assert_eq!(ok.status, Some(0), "{}: valid run failed: {}", sub.name, ok.stderr);
+        assert_eq!(
+            ok.status,
+            Some(0),
+            "{}: valid run failed: {}",
+            sub.name,
+            ok.stderr
+        );
         for &kind in sub.inputs {
             for (label, bytes) in malformed(kind, &dir) {
-                let path = dir.join(format!("{}-{kind:?}-{}", sub.name, label.replace([' ', ','], "_")));
+                let path = dir.join(format!(
+                    "{}-{kind:?}-{}",
+                    sub.name,
+                    label.replace([' ', ','], "_")
+                ));
                 std::fs::write(&path, &bytes).unwrap();
                 let paths = Paths {
-                    matrix: if kind == Input::Matrix { path.clone() } else { valid.matrix.clone() },
-                    vector: if kind == Input::Vector { path.clone() } else { valid.vector.clone() },
+                    matrix: if kind == Input::Matrix {
+                        path.clone()
+                    } else {
+                        valid.matrix.clone()
+                    },
+                    vector: if kind == Input::Vector {
+                        path.clone()
+                    } else {
+                        valid.vector.clone()
+                    },
                 };
                 let r = run(&(sub.args)(&paths));
                 let what = format!("{} with {kind:?} {label:?}", sub.name);
                 assert_clean_failure(&what, &r);
                 // The message names the file it is about.
-                let fname = paths.get(kind).file_name().unwrap().to_string_lossy().into_owned();
-                assert!(r.stderr.contains(&fname), "{what}: message does not name the file: {}", r.stderr);
+                let fname = paths
+                    .get(kind)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                assert!(
+                    r.stderr.contains(&fname),
+                    "{what}: message does not name the file: {}",
+                    r.stderr
+                );
                 count += 1;
             }
             // A missing file and a directory in place of the file.
-            for (label, path) in [("missing", dir.join("does-not-exist")), ("directory", dir.clone())] {
+            for (label, path) in [
+                ("missing", dir.join("does-not-exist")),
+                ("directory", dir.clone()),
+            ] {
                 let paths = Paths {
-                    matrix: if kind == Input::Matrix { path.clone() } else { valid.matrix.clone() },
-                    vector: if kind == Input::Vector { path.clone() } else { valid.vector.clone() },
+                    matrix: if kind == Input::Matrix {
+                        path.clone()
+                    } else {
+                        valid.matrix.clone()
+                    },
+                    vector: if kind == Input::Vector {
+                        path.clone()
+                    } else {
+                        valid.vector.clone()
+                    },
                 };
-                assert_clean_failure(&format!("{} with {kind:?} {label}", sub.name), &run(&(sub.args)(&paths)));
+                assert_clean_failure(
+                    &format!("{} with {kind:?} {label}", sub.name),
+                    &run(&(sub.args)(&paths)),
+                );
                 count += 1;
             }
         }
@@ -300,7 +402,12 @@ fn every_subcommand_rejects_every_malformed_input_with_one_line() {
         }
     }
     // Usage errors common to all subcommands.
-    for args in [vec![], s(&["frobnicate"]), s(&["--bogus"]), s(&["quadform", "--matrix"])] {
+    for args in [
+        vec![],
+        s(&["frobnicate"]),
+        s(&["--bogus"]),
+        s(&["quadform", "--matrix"]),
+    ] {
         assert_clean_failure(&format!("{args:?}"), &run(&args));
         count += 1;
     }

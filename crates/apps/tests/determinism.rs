@@ -16,15 +16,15 @@
 //! returning the bits of the loss and its gradient for a fixed seed).
 
 use gradmat_krylov::arnoldi::Reorthogonalize;
+use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::estimators::Probe;
 use gradmat_matfun::{
     logdet_with_grad, quadform_arnoldi, quadform_lanczos, KrylovParams, SlqParams,
 };
-use gradmat_matfun::dense::MatrixFunction;
 use gradmat_operators::algebra::Shifted;
 use gradmat_operators::csr::{CsrMatrix, SymCsrMatrix};
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
-use gradmat_operators::ParamVjp;
+use gradmat_operators::{Operator, ParamVjp};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,7 +35,9 @@ fn bits(x: &[f64]) -> Vec<u64> {
 /// Deterministic pseudo-random inputs in [0, 1) (no dependence on thread count or RNG crate).
 fn inputs(n: usize, d: usize) -> Vec<f64> {
     (0..n * d)
-        .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64)
+        .map(|i| {
+            ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64
+        })
         .collect()
 }
 
@@ -62,7 +64,7 @@ fn slq_kernel() -> Vec<u64> {
 /// SLQ log-det + gradient of the 2-D Laplacian + 0.1 I (N = 40,000), full reorthogonalisation,
 /// Rademacher probes, more probes than threads.
 fn slq_laplacian() -> Vec<u64> {
-    let op = Shifted::new(SymCsrMatrix::laplacian_2d(200).unwrap(), 0.1).unwrap();
+    let op = Shifted::new(SymCsrMatrix::<f64>::laplacian_2d(200).unwrap(), 0.1).unwrap();
     let params = SlqParams::new().num_probes(5).num_matvecs(15).seed(3);
     let mut g = vec![0.0; op.num_params()];
     let est = logdet_with_grad(&op, &params, &mut g).unwrap();
@@ -74,9 +76,11 @@ fn slq_laplacian() -> Vec<u64> {
 /// `vᵀ log(A) v` by Lanczos and `vᵀ exp(A) v` by Arnoldi on a non-symmetric CSR matrix, with
 /// gradients (N = 40,000).
 fn quadforms() -> Vec<u64> {
-    let lap = Shifted::new(SymCsrMatrix::laplacian_2d(200).unwrap(), 0.1).unwrap();
+    let lap = Shifted::new(SymCsrMatrix::<f64>::laplacian_2d(200).unwrap(), 0.1).unwrap();
     let n = lap.nrows();
-    let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)
+        .collect();
     let q = quadform_lanczos(&lap, &v, &MatrixFunction::Log, &KrylovParams::new(20)).unwrap();
     let mut g = vec![0.0; lap.num_params()];
     let gr = q.gradient(&lap, &mut g).unwrap();
@@ -114,9 +118,18 @@ fn quadforms() -> Vec<u64> {
 /// Every computation whose results must not depend on the thread count (add a row per new one;
 /// the GP loss goes here).
 const COMPUTATIONS: &[(&str, fn() -> Vec<u64>)] = &[
-    ("SLQ log-det + gradient, Matérn kernel, Gaussian probes, no reorth.", slq_kernel),
-    ("SLQ log-det + gradient, 2-D Laplacian, full reorth.", slq_laplacian),
-    ("Lanczos log / Arnoldi exp quadratic forms + gradients", quadforms),
+    (
+        "SLQ log-det + gradient, Matérn kernel, Gaussian probes, no reorth.",
+        slq_kernel,
+    ),
+    (
+        "SLQ log-det + gradient, 2-D Laplacian, full reorth.",
+        slq_laplacian,
+    ),
+    (
+        "Lanczos log / Arnoldi exp quadratic forms + gradients",
+        quadforms,
+    ),
 ];
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
@@ -141,12 +154,18 @@ fn library_results_are_bit_identical_with_1_and_2_threads() {
         assert!(!one.is_empty(), "{name}: nothing compared");
         assert_eq!(one.len(), two.len(), "{name}");
         let diff = one.iter().zip(&two).filter(|(a, b)| a != b).count();
-        assert_eq!(diff, 0, "{name}: {diff} of {} values differ between 1 and 2 threads", one.len());
+        assert_eq!(
+            diff,
+            0,
+            "{name}: {diff} of {} values differ between 1 and 2 threads",
+            one.len()
+        );
     }
 }
 
 fn tmp() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("determinism-{}", std::process::id()));
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("determinism-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -163,7 +182,9 @@ fn cli_logdet_is_bit_identical_with_rayon_num_threads_1_and_2() {
         let o = Command::new(env!("CARGO_BIN_EXE_gradmat"))
             .args(["logdet", "--matrix"])
             .arg(&mpath)
-            .args(["--probes", "4", "--depth", "12", "--seed", "5", "--shift", "0.1"])
+            .args([
+                "--probes", "4", "--depth", "12", "--seed", "5", "--shift", "0.1",
+            ])
             .arg("--grad-dir")
             .arg(&gdir)
             .env("RAYON_NUM_THREADS", threads)
@@ -172,12 +193,19 @@ fn cli_logdet_is_bit_identical_with_rayon_num_threads_1_and_2() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let grad = std::fs::read(gdir.join("d_matrix.mtx")).unwrap();
-        (json["value"].to_string(), json["std_error"].to_string(), grad)
+        (
+            json["value"].to_string(),
+            json["std_error"].to_string(),
+            grad,
+        )
     };
     let (v1, s1, g1) = run("1");
     let (v2, s2, g2) = run("2");
     assert_eq!(v1, v2, "value");
     assert_eq!(s1, s2, "std_error");
     assert!(g1.len() > 100_000);
-    assert!(g1 == g2, "d_matrix.mtx differs between RAYON_NUM_THREADS=1 and 2");
+    assert!(
+        g1 == g2,
+        "d_matrix.mtx differs between RAYON_NUM_THREADS=1 and 2"
+    );
 }

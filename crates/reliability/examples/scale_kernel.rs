@@ -29,10 +29,14 @@ fn main() {
     let k = arg(&args, "--k", 16);
     // Deterministic inputs in [0, 1)^d.
     let x: Vec<f64> = (0..n * d)
-        .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64)
+        .map(|i| {
+            ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64
+        })
         .collect();
     let op = KernelMatrix::isotropic(KernelKind::Matern32, n, d, x, 0.5, 1.0).expect("kernel");
-    let v: Vec<f64> = (0..n * k).map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5).collect();
+    let v: Vec<f64> = (0..n * k)
+        .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)
+        .collect();
     let mut y = vec![0.0; n * k];
     let t = Instant::now();
     op.apply_block(&v, &mut y, k);

@@ -81,7 +81,9 @@ impl<'a> Bytes<'a> {
 /// Encodes an `f64` so that [`Bytes::f64`] decodes it exactly (for building seed inputs).
 pub fn encode_f64(x: f64, out: &mut Vec<u8>) {
     let small = x * 8.0;
-    if small.fract() == 0.0 && (-128.0..=111.0).contains(&small) && !(x == 0.0 && x.is_sign_negative())
+    if small.fract() == 0.0
+        && (-128.0..=111.0).contains(&small)
+        && !(x == 0.0 && x.is_sign_negative())
     {
         let b = small as i8 as u8;
         if b < 0xF0 {
@@ -99,7 +101,18 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip() {
-        for x in [0.0, 1.0, -1.0, 0.125, -16.0, 13.875, 3.3, f64::NAN, -0.0, 1e300] {
+        for x in [
+            0.0,
+            1.0,
+            -1.0,
+            0.125,
+            -16.0,
+            13.875,
+            3.3,
+            f64::NAN,
+            -0.0,
+            1e300,
+        ] {
             let mut v = Vec::new();
             encode_f64(x, &mut v);
             let y = Bytes::new(&v).f64();

@@ -37,6 +37,11 @@ fn err(e: impl std::fmt::Display) -> Outcome {
     Outcome::Error(e.to_string())
 }
 
+/// Equal values (bit patterns, or both zero of either sign).
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a == 0.0 && b == 0.0)
+}
+
 fn all_finite(x: &[f64]) -> bool {
     x.iter().all(|v| v.is_finite())
 }
@@ -53,7 +58,10 @@ fn check_csr_invariants(a: &CsrMatrix<f64>, what: &str) {
         assert!(rp[i] <= rp[i + 1], "{what}: row_ptr decreases at {i}");
         for p in rp[i]..rp[i + 1] {
             assert!(ci[p] < a.ncols(), "{what}: column out of range");
-            assert!(p == rp[i] || ci[p - 1] < ci[p], "{what}: columns not increasing");
+            assert!(
+                p == rp[i] || ci[p - 1] < ci[p],
+                "{what}: columns not increasing"
+            );
         }
     }
     assert!(all_finite(v), "{what}: non-finite stored value");
@@ -77,7 +85,12 @@ fn csr_dense(a: &CsrMatrix<f64>) -> Vec<f64> {
 
 /// `y = A x` and `y = Aᵀ x` of an operator against a dense reference, to a relative tolerance
 /// of the absolute products.
-fn check_apply_against_dense<A: AdjointOperator<f64>>(op: &A, dense: &[f64], x: &[f64], what: &str) {
+fn check_apply_against_dense<A: AdjointOperator<f64>>(
+    op: &A,
+    dense: &[f64],
+    x: &[f64],
+    what: &str,
+) {
     let (m, n) = (op.nrows(), op.ncols());
     let mut y = vec![0.0; m];
     op.apply(&x[..n], &mut y);
@@ -87,7 +100,11 @@ fn check_apply_against_dense<A: AdjointOperator<f64>>(op: &A, dense: &[f64], x: 
             r += dense[i + j * m] * x[j];
             s += (dense[i + j * m] * x[j]).abs();
         }
-        assert!((y[i] - r).abs() <= 1e-12 * s, "{what}: apply row {i}: {} vs {r}", y[i]);
+        assert!(
+            (y[i] - r).abs() <= 1e-12 * s,
+            "{what}: apply row {i}: {} vs {r}",
+            y[i]
+        );
     }
     let mut z = vec![0.0; n];
     op.apply_transpose(&x[..m], &mut z);
@@ -97,7 +114,11 @@ fn check_apply_against_dense<A: AdjointOperator<f64>>(op: &A, dense: &[f64], x: 
             r += dense[i + j * m] * x[i];
             s += (dense[i + j * m] * x[i]).abs();
         }
-        assert!((z[j] - r).abs() <= 1e-12 * s, "{what}: transpose col {j}: {} vs {r}", z[j]);
+        assert!(
+            (z[j] - r).abs() <= 1e-12 * s,
+            "{what}: transpose col {j}: {} vs {r}",
+            z[j]
+        );
     }
 }
 
@@ -145,7 +166,7 @@ pub fn check_matrix_market(data: &[u8]) -> Outcome {
             .values()
             .iter()
             .zip(file.values())
-            .all(|(a, b)| a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0)),
+            .all(|(a, b)| same(*a, *b)),
         "round trip: values"
     );
     assert_eq!(again.comments(), file.comments(), "round trip: comments");
@@ -174,7 +195,7 @@ pub fn check_matrix_market(data: &[u8]) -> Outcome {
             assert!(dense_finite, "to_csr accepted sums that overflow");
             let d = csr_dense(&a);
             assert!(
-                d.iter().zip(&dense).all(|(x, y)| x.to_bits() == y.to_bits() || x == y),
+                d.iter().zip(&dense).all(|(x, y)| same(*x, *y)),
                 "to_csr differs from the entries"
             );
         }
@@ -188,12 +209,16 @@ pub fn check_matrix_market(data: &[u8]) -> Outcome {
             let d = csr_dense(s.full());
             for i in 0..n {
                 for j in 0..n {
-                    assert_eq!(d[i + j * n].to_bits(), d[j + i * n].to_bits(), "not symmetric");
+                    assert_eq!(
+                        d[i + j * n].to_bits(),
+                        d[j + i * n].to_bits(),
+                        "not symmetric"
+                    );
                 }
             }
             if sym {
                 assert!(
-                    d.iter().zip(&dense).all(|(x, y)| x == y),
+                    d.iter().zip(&dense).all(|(x, y)| same(*x, *y)),
                     "to_sym_csr differs from the entries"
                 );
             }
@@ -219,9 +244,8 @@ fn raw_parts_valid(nrows: usize, ncols: usize, rp: &[usize], ci: &[usize], v: &[
         && rp.windows(2).all(|w| w[0] <= w[1])
         && rp[nrows] == ci.len()
         && ci.len() == v.len()
-        && (0..nrows).all(|i| {
-            (rp[i]..rp[i + 1]).all(|p| ci[p] < ncols && (p == rp[i] || ci[p - 1] < ci[p]))
-        })
+        && (0..nrows)
+            .all(|i| (rp[i]..rp[i + 1]).all(|p| ci[p] < ncols && (p == rp[i] || ci[p - 1] < ci[p])))
         && all_finite(v)
 }
 
@@ -239,7 +263,11 @@ pub fn check_csr_raw_parts(data: &[u8]) -> Outcome {
     let nrows = b.range(0, 6);
     let ncols = b.range(0, 6);
     let mode = b.u8();
-    let rp_len = if mode & 1 == 0 { nrows + 1 } else { b.range(0, nrows + 2) };
+    let rp_len = if mode & 1 == 0 {
+        nrows + 1
+    } else {
+        b.range(0, nrows + 2)
+    };
     let mut rp: Vec<usize> = (0..rp_len).map(|_| b.range(0, 6)).collect();
     if mode & 2 == 0 && !rp.is_empty() {
         // Cumulative counts: monotone pointers starting at 0 (the common, valid shape).
@@ -268,11 +296,18 @@ pub fn check_csr_raw_parts(data: &[u8]) -> Outcome {
     };
     let nv = if mode & 16 == 0 { nnz } else { b.range(0, 12) };
     let v = b.f64s(nv);
-    let x = b.f64s(6).iter().map(|t| if t.is_finite() { *t } else { 1.0 }).collect::<Vec<_>>();
+    let x = b
+        .f64s(6)
+        .iter()
+        .map(|t| if t.is_finite() { *t } else { 1.0 })
+        .collect::<Vec<_>>();
     let valid = raw_parts_valid(nrows, ncols, &rp, &ci, &v);
     let outcome = match CsrMatrix::from_raw_parts(nrows, ncols, rp.clone(), ci.clone(), v.clone()) {
         Ok(a) => {
-            assert!(valid, "from_raw_parts accepted invalid arrays {rp:?} {ci:?} {v:?}");
+            assert!(
+                valid,
+                "from_raw_parts accepted invalid arrays {rp:?} {ci:?} {v:?}"
+            );
             check_csr_invariants(&a, "from_raw_parts");
             assert_eq!(a.row_ptr(), &rp[..]);
             assert_eq!(a.col_idx(), &ci[..]);
@@ -285,8 +320,8 @@ pub fn check_csr_raw_parts(data: &[u8]) -> Outcome {
                 let d = csr_dense(s.full());
                 for i in 0..nrows {
                     for j in 0..=i {
-                        assert_eq!(d[i + j * nrows], dense[i + j * nrows], "lower part");
-                        assert_eq!(d[j + i * nrows], dense[i + j * nrows], "mirror");
+                        assert!(same(d[i + j * nrows], dense[i + j * nrows]), "lower part");
+                        assert!(same(d[j + i * nrows], dense[i + j * nrows]), "mirror");
                     }
                 }
                 check_apply_against_dense(&s, &d, &x, "from_lower_csr");
@@ -295,7 +330,7 @@ pub fn check_csr_raw_parts(data: &[u8]) -> Outcome {
                 Ok(s) => {
                     let d = csr_dense(s.full());
                     assert!(
-                        d.iter().zip(&dense).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        d.iter().zip(&dense).all(|(p, q)| same(*p, *q)),
                         "from_full_csr changed the matrix"
                     );
                 }
@@ -344,7 +379,10 @@ pub fn check_csr_raw_parts(data: &[u8]) -> Outcome {
             check_csr_invariants(&a, "from_triplets");
             assert_eq!(a.triplet_to_stored().len(), t);
             let d = csr_dense(&a);
-            assert!(d.iter().zip(&dense).all(|(p, q)| p == q), "from_triplets differs");
+            assert!(
+                d.iter().zip(&dense).all(|(p, q)| same(*p, *q)),
+                "from_triplets differs"
+            );
             check_apply_against_dense(&a, &d, &x, "from_triplets");
         }
         Err(e) => assert!(!ok_expected, "from_triplets rejected valid triplets: {e}"),
@@ -397,6 +435,26 @@ fn decomposition_residual(a: &RawMatrix, q: &[f64], m: &[f64], r: &[f64], k: usi
         }
     }
     worst
+}
+
+/// A reported breakdown is a genuine one: at the last step, with a finite scale and a residual
+/// within the default threshold `100·√N·ε` of it; no breakdown ⇒ the full depth.
+fn check_breakdown(info: &gradmat_krylov::arnoldi::KrylovInfo, depth: usize, n: usize) {
+    match info.breakdown {
+        Some(b) => {
+            assert_eq!(b.step + 1, depth, "breakdown step");
+            assert!(
+                b.scale.is_finite(),
+                "breakdown against an infinite scale: {b:?}"
+            );
+            let tol = 100.0 * (n as f64).sqrt() * f64::EPSILON;
+            assert!(
+                b.residual_norm <= tol * b.scale,
+                "breakdown without a small residual: {b:?}"
+            );
+        }
+        None => assert_eq!(depth, info.requested_depth, "depth without breakdown"),
+    }
 }
 
 /// `max |QᵀQ − I|`.
@@ -470,8 +528,14 @@ pub fn check_lanczos(data: &[u8]) -> Outcome {
     assert!(all_finite(dec.residual()), "non-finite residual");
     let c = dec.inv_norm();
     assert!(c.is_finite() && c > 0.0, "1/‖v‖ = {c}");
+    check_breakdown(dec.info(), kk, n);
     for j in 0..kk {
-        let nrm: f64 = dec.basis_vector(j).iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nrm: f64 = dec
+            .basis_vector(j)
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
         assert!((nrm - 1.0).abs() < 1e-10, "basis vector {j} has norm {nrm}");
     }
     for i in 0..n {
@@ -488,11 +552,17 @@ pub fn check_lanczos(data: &[u8]) -> Outcome {
     if !full || symmetric {
         let t = dec.tridiagonal_dense();
         let res = decomposition_residual(&a, dec.basis(), &t, dec.residual(), kk);
-        assert!(res <= 1e-10 * (n as f64), "A Q − Q T − r eᵀ = {res:e} (relative)");
+        assert!(
+            res <= 1e-10 * (n as f64),
+            "A Q − Q T − r eᵀ = {res:e} (relative)"
+        );
     }
     if full && symmetric {
         let loss = orthogonality_loss(dec.basis(), n, kk);
-        assert!(loss <= 1e-8, "full reorthogonalisation left ‖QᵀQ − I‖ = {loss:e}");
+        assert!(
+            loss <= 1e-8,
+            "full reorthogonalisation left ‖QᵀQ − I‖ = {loss:e}"
+        );
     }
     // Adjoint with arbitrary cotangents.
     let abar = b.f64s(kk);
@@ -512,7 +582,10 @@ pub fn check_lanczos(data: &[u8]) -> Outcome {
     match lanczos_vjp(&a, &dec, &cot, &AdjointParams::default(), &mut grad) {
         Ok(vbar) => {
             assert_eq!(vbar.len(), n);
-            assert!(all_finite(&vbar), "lanczos_vjp returned non-finite v̄ {vbar:?}");
+            assert!(
+                all_finite(&vbar),
+                "lanczos_vjp returned non-finite v̄ {vbar:?}"
+            );
             assert!(all_finite(&grad), "lanczos_vjp returned non-finite θ̄");
             Outcome::Value
         }
@@ -542,12 +615,16 @@ pub fn check_arnoldi(data: &[u8]) -> Outcome {
     let dec = match arnoldi(&a, &v, &params) {
         Ok(d) => d,
         Err(e) => {
-            assert!(!well_posed(&a, &v, k), "arnoldi failed on well-posed input: {e}");
+            assert!(
+                !well_posed(&a, &v, k),
+                "arnoldi failed on well-posed input: {e}"
+            );
             return err(e);
         }
     };
     let kk = dec.depth();
     assert!((1..=k).contains(&kk), "depth {kk} for K = {k}");
+    check_breakdown(dec.info(), kk, n);
     assert_eq!(dec.basis().len(), n * kk);
     assert_eq!(dec.hessenberg().len(), kk * kk);
     assert!(all_finite(dec.basis()), "non-finite basis");
@@ -557,14 +634,25 @@ pub fn check_arnoldi(data: &[u8]) -> Outcome {
         for i in j + 2..kk {
             assert_eq!(dec.h(i, j), 0.0, "H not Hessenberg at ({i}, {j})");
         }
-        let nrm: f64 = dec.basis_vector(j).iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nrm: f64 = dec
+            .basis_vector(j)
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
         assert!((nrm - 1.0).abs() < 1e-10, "basis vector {j} has norm {nrm}");
     }
     let res = decomposition_residual(&a, dec.basis(), dec.hessenberg(), dec.residual(), kk);
-    assert!(res <= 1e-10 * (n as f64), "A Q − Q H − r eᵀ = {res:e} (relative)");
+    assert!(
+        res <= 1e-10 * (n as f64),
+        "A Q − Q H − r eᵀ = {res:e} (relative)"
+    );
     if full {
         let loss = orthogonality_loss(dec.basis(), n, kk);
-        assert!(loss <= 1e-8, "full reorthogonalisation left ‖QᵀQ − I‖ = {loss:e}");
+        assert!(
+            loss <= 1e-8,
+            "full reorthogonalisation left ‖QᵀQ − I‖ = {loss:e}"
+        );
     }
     let cmode = b.u8();
     let hbar = b.f64s(kk * kk);
@@ -582,7 +670,10 @@ pub fn check_arnoldi(data: &[u8]) -> Outcome {
     match arnoldi_vjp(&a, &dec, &cot, &params, &mut grad) {
         Ok(vbar) => {
             assert_eq!(vbar.len(), n);
-            assert!(all_finite(&vbar), "arnoldi_vjp returned non-finite v̄ {vbar:?}");
+            assert!(
+                all_finite(&vbar),
+                "arnoldi_vjp returned non-finite v̄ {vbar:?}"
+            );
             assert!(all_finite(&grad), "arnoldi_vjp returned non-finite θ̄");
             Outcome::Value
         }
@@ -669,7 +760,10 @@ pub fn check_dense_matfun(data: &[u8]) -> Outcome {
                 let sv = s.value();
                 let nrm = sv.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 for (p, q) in e.iter().zip(&sv) {
-                    assert!((p - q).abs() <= 1e-10 * nrm, "Padé exp {p} vs eigen exp {q}");
+                    assert!(
+                        (p - q).abs() <= 1e-10 * nrm,
+                        "Padé exp {p} vs eigen exp {q}"
+                    );
                 }
             }
         }

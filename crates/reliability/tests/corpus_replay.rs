@@ -72,6 +72,9 @@ fn fuzz_targets_match_checks() {
         );
         let src = std::fs::read_to_string(fuzz_dir().join(format!("fuzz_targets/{target}.rs")))
             .unwrap_or_else(|_| panic!("fuzz/fuzz_targets/{target}.rs is missing"));
-        assert!(src.contains(&format!("check_{target}(")), "{target}.rs does not call its check");
+        assert!(
+            src.contains(&format!("check_{target}(")),
+            "{target}.rs does not call its check"
+        );
     }
 }

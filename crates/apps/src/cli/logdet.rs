@@ -19,7 +19,12 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
     check_depth(a.depth, n, &a.matrix)?;
     // A lower bound: one Lanczos basis (N×K) and four work vectors of N doubles.
     let need = 8.0 * n as f64 * (a.depth as f64 + 4.0);
-    require_memory(&a.matrix, n, &format!("logdet with --depth {}", a.depth), need)?;
+    require_memory(
+        &a.matrix,
+        n,
+        &format!("logdet with --depth {}", a.depth),
+        need,
+    )?;
     if a.probes == 0 {
         bail!("--probes 0 is out of range: at least one probe is needed");
     }
