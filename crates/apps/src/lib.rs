@@ -9,4 +9,5 @@
 //! implemented; the pipelines land with their issues.
 
 pub mod cli;
+pub mod gp;
 pub mod report;
