@@ -19,19 +19,41 @@ enum Input {
     Matrix,
     /// A vector file, one number per line (`--vector`).
     Vector,
+    /// A numeric CSV table (`gp --data`).
+    Csv,
 }
 
 /// Paths of one set of input files (valid unless a case replaced one).
 struct Paths {
     matrix: PathBuf,
     vector: PathBuf,
+    csv: PathBuf,
+    /// An output directory (for subcommands that write one).
+    out: PathBuf,
 }
 
 impl Paths {
+    /// These paths with the file of `kind` replaced by `path`.
+    fn with(&self, kind: Input, path: &Path) -> Paths {
+        let pick = |k: Input, v: &PathBuf| {
+            if k == kind {
+                path.to_path_buf()
+            } else {
+                v.clone()
+            }
+        };
+        Paths {
+            matrix: pick(Input::Matrix, &self.matrix),
+            vector: pick(Input::Vector, &self.vector),
+            csv: pick(Input::Csv, &self.csv),
+            out: self.out.clone(),
+        }
+    }
     fn get(&self, kind: Input) -> &Path {
         match kind {
             Input::Matrix => &self.matrix,
             Input::Vector => &self.vector,
+            Input::Csv => &self.csv,
         }
     }
 }
@@ -76,6 +98,17 @@ fn logdet_args(i: &Paths) -> Vec<String> {
     let mut a = s(&["logdet", "--matrix"]);
     a.push(p(&i.matrix));
     a.extend(s(&["--probes", "3", "--depth", "3", "--seed", "1"]));
+    a
+}
+
+fn gp_args(i: &Paths) -> Vec<String> {
+    let mut a = s(&["gp", "--data"]);
+    a.push(p(&i.csv));
+    a.extend(s(&[
+        "--epochs", "1", "--probes", "2", "--depth", "4", "--seed", "1", "--quiet",
+    ]));
+    a.extend(s(&["--out"]));
+    a.push(p(&i.out));
     a
 }
 
@@ -151,8 +184,30 @@ const SUBCOMMANDS: &[Sub] = &[
             ]
         },
     },
-    // gp: add `Sub { name: "gp", inputs: &[Input::Csv], args: gp_args, bad_args: … }` here
-    // (with an `Input::Csv` variant and its fixtures) when the subcommand lands.
+    Sub {
+        name: "gp",
+        inputs: &[Input::Csv],
+        args: gp_args,
+        bad_args: |i| {
+            let b = gp_args(i);
+            vec![
+                with(&b, "--epochs", "0"),
+                with(&b, "--epochs", "x"),
+                with(&b, "--probes", "0"),
+                with(&b, "--depth", "0"),
+                with(&b, "--seed", "-1"),
+                plus(&b, &["--target", "99"]),
+                plus(&b, &["--lr", "-1"]),
+                plus(&b, &["--lr", "nan"]),
+                plus(&b, &["--kernel", "cosine"]),
+                without(&b, "--epochs")
+                    .into_iter()
+                    .chain(s(&["--bogus"]))
+                    .collect(),
+            ]
+        },
+    },
+    // pde, bnn: one row each when they land.
 ];
 
 fn data_dir() -> PathBuf {
@@ -266,6 +321,55 @@ fn malformed(kind: Input, dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
             ("binary garbage", (0..=255u8).collect()),
             ("invalid UTF-8", b"1\n2\n\xff\n4\n5\n6\n".to_vec()),
         ],
+        Input::Csv => {
+            let rows = |f: &dyn Fn(usize) -> String| (0..30).map(f).collect::<Vec<_>>().join("\n");
+            vec![
+                ("empty file", vec![]),
+                ("header only", t("a,b,y\n")),
+                ("comments only", t("# x\n\n")),
+                (
+                    "not a number",
+                    t(&format!(
+                        "{}\n1,x,3\n",
+                        rows(&|i| format!("{i},{},{}", i % 4, i % 7))
+                    )),
+                ),
+                (
+                    "NaN cell",
+                    t(&format!(
+                        "{}\n1,NaN,3\n",
+                        rows(&|i| format!("{i},{},{}", i % 4, i % 7))
+                    )),
+                ),
+                (
+                    "infinite cell",
+                    t(&format!(
+                        "{}\n1,inf,3\n",
+                        rows(&|i| format!("{i},{},{}", i % 4, i % 7))
+                    )),
+                ),
+                (
+                    "overflowing cell",
+                    t(&format!(
+                        "{}\n1,1e999,3\n",
+                        rows(&|i| format!("{i},{},{}", i % 4, i % 7))
+                    )),
+                ),
+                (
+                    "ragged row",
+                    t(&format!(
+                        "{}\n1,2\n",
+                        rows(&|i| format!("{i},{},{}", i % 4, i % 7))
+                    )),
+                ),
+                ("too few rows", t("1,2\n3,4\n5,6\n")),
+                ("constant column", t(&rows(&|i| format!("{i},7,{}", i % 5)))),
+                ("one column", t(&rows(&|i| format!("{i}")))),
+                ("invalid UTF-8", b"a,b\n1,\xff\n".to_vec()),
+                ("binary garbage", (0..=255u8).collect()),
+                ("NUL bytes", vec![0; 64]),
+            ]
+        }
     }
 }
 
@@ -320,9 +424,16 @@ fn assert_clean_failure(what: &str, r: &Run) {
 #[test]
 fn every_subcommand_rejects_every_malformed_input_with_one_line() {
     let dir = scratch();
+    let good_csv = dir.join("good.csv");
+    let rows: Vec<String> = (0..30)
+        .map(|i| format!("{i},{},{}", i % 4, i % 7))
+        .collect();
+    std::fs::write(&good_csv, rows.join("\n")).unwrap();
     let valid = Paths {
         matrix: data_dir().join("spd6_sym.mtx"),
         vector: data_dir().join("v6.txt"),
+        csv: good_csv,
+        out: dir.join("out"),
     };
     let mut count = 0;
     for sub in SUBCOMMANDS {
@@ -343,18 +454,7 @@ fn every_subcommand_rejects_every_malformed_input_with_one_line() {
                     label.replace([' ', ','], "_")
                 ));
                 std::fs::write(&path, &bytes).unwrap();
-                let paths = Paths {
-                    matrix: if kind == Input::Matrix {
-                        path.clone()
-                    } else {
-                        valid.matrix.clone()
-                    },
-                    vector: if kind == Input::Vector {
-                        path.clone()
-                    } else {
-                        valid.vector.clone()
-                    },
-                };
+                let paths = valid.with(kind, &path);
                 let r = run(&(sub.args)(&paths));
                 let what = format!("{} with {kind:?} {label:?}", sub.name);
                 assert_clean_failure(&what, &r);
@@ -377,18 +477,7 @@ fn every_subcommand_rejects_every_malformed_input_with_one_line() {
                 ("missing", dir.join("does-not-exist")),
                 ("directory", dir.clone()),
             ] {
-                let paths = Paths {
-                    matrix: if kind == Input::Matrix {
-                        path.clone()
-                    } else {
-                        valid.matrix.clone()
-                    },
-                    vector: if kind == Input::Vector {
-                        path.clone()
-                    } else {
-                        valid.vector.clone()
-                    },
-                };
+                let paths = valid.with(kind, &path);
                 assert_clean_failure(
                     &format!("{} with {kind:?} {label}", sub.name),
                     &run(&(sub.args)(&paths)),

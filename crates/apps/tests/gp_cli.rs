@@ -67,7 +67,13 @@ fn short_run_writes_summary_and_plots() {
     assert_eq!(s["dataset"], "diamonds");
     assert_eq!(s["d"], 9);
     assert_eq!(s["settings"]["depth"], 8);
-    assert_eq!(s["hyperparameters"]["lengthscales"].as_array().unwrap().len(), 9);
+    assert_eq!(
+        s["hyperparameters"]["lengthscales"]
+            .as_array()
+            .unwrap()
+            .len(),
+        9
+    );
     assert_eq!(s["history"].as_array().unwrap().len(), 3);
     for png in ["loss.png", "predictions.png"] {
         let bytes = std::fs::read(out.join(png)).unwrap();
@@ -113,22 +119,40 @@ fn bad_input_exits_2_with_one_line() {
     let rows = |f: &dyn Fn(usize) -> String| (0..30).map(f).collect::<Vec<_>>().join("\n");
     let nonnum = write(
         "nonnum.csv",
-        &format!("a,b,y\n{}\n1,x,3\n", rows(&|i| format!("{i},{},{}", i * 2 % 5, i % 3))),
+        &format!(
+            "a,b,y\n{}\n1,x,3\n",
+            rows(&|i| format!("{i},{},{}", i * 2 % 5, i % 3))
+        ),
     );
-    let nan = write("nan.csv", &format!("{}\n1,NaN,3\n", rows(&|i| format!("{i},{},{}", i % 4, i))));
+    let nan = write(
+        "nan.csv",
+        &format!("{}\n1,NaN,3\n", rows(&|i| format!("{i},{},{}", i % 4, i))),
+    );
     let few = write("few.csv", "1,2\n3,4\n5,6\n");
     let constant = write("const.csv", &rows(&|i| format!("{i},7,{}", i % 5)));
-    let ragged = write("ragged.csv", &format!("{}\n1,2\n", rows(&|i| format!("{i},{},{}", i % 4, i))));
+    let ragged = write(
+        "ragged.csv",
+        &format!("{}\n1,2\n", rows(&|i| format!("{i},{},{}", i % 4, i))),
+    );
     let empty = write("empty.csv", "");
     let missing = dir.join("missing.csv").to_str().unwrap().to_string();
     let good = write("good.csv", &rows(&|i| format!("{i},{},{}", i % 4, i % 7)));
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--data", &missing], "cannot read"),
-        (vec!["--data", &nonnum], "nonnum.csv:32: column 2: \"x\" is not a number"),
-        (vec!["--data", &nan], "nan.csv:31: column 2: \"NaN\" is not a finite number"),
+        (
+            vec!["--data", &nonnum],
+            "nonnum.csv:32: column 2: \"x\" is not a number",
+        ),
+        (
+            vec!["--data", &nan],
+            "nan.csv:31: column 2: \"NaN\" is not a finite number",
+        ),
         (vec!["--data", &few], "3 data rows; at least 10"),
         (vec!["--data", &constant], "column 2 (column 2) is constant"),
-        (vec!["--data", &ragged], "ragged.csv:31: 2 cells, but the first row has 3"),
+        (
+            vec!["--data", &ragged],
+            "ragged.csv:31: 2 cells, but the first row has 3",
+        ),
         (vec!["--data", &empty], "no data rows"),
         (vec!["--data", &good, "--target", "9"], "--target \"9\""),
         (vec!["--data", &good, "--epochs", "0"], "--epochs"),

@@ -75,7 +75,12 @@ pub struct GpArgs {
     #[arg(long, value_name = "N", default_value_t = 75)]
     pub epochs: usize,
     /// Adam learning rate.
-    #[arg(long, value_name = "X", default_value_t = 0.05, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.05,
+        allow_negative_numbers = true
+    )]
     pub lr: f64,
     /// Lanczos depth of the log-determinant estimate (the paper uses 10, which biases the loss
     /// upwards by ~0.04 per point on diamonds; 30 keeps the bias near one standard error).
