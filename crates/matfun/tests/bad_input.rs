@@ -708,3 +708,36 @@ fn huge_finite_entries_are_not_a_breakdown() {
         Err(KrylovError::NonFinite { .. })
     ));
 }
+
+/// Regression (found by the `lanczos` and `arnoldi` fuzz targets; inputs in
+/// `fuzz/regressions/`): finite but huge cotangents overflowed in the backward sweep and the
+/// adjoints returned `v̄ = [-inf, …]` as a success. Now: `AdjointError::NonFinite`.
+#[test]
+fn overflowing_cotangents_are_an_error() {
+    let a = lap(3);
+    let v = [1.0, 0.5, -1.0];
+    let dec = lanczos(&a, &v, &LanczosParams::new(2)).unwrap();
+    let big = [f64::MAX, -f64::MAX];
+    let cot = LanczosCotangent {
+        diagonal: Some(&big),
+        inv_norm: f64::MAX,
+        ..Default::default()
+    };
+    let mut g = vec![0.0; a.num_params()];
+    assert!(matches!(
+        lanczos_vjp(&a, &dec, &cot, &AdjointParams::default(), &mut g),
+        Err(AdjointError::NonFinite { .. })
+    ));
+    let adec = arnoldi(&a, &v, &ArnoldiParams::new(2)).unwrap();
+    let hbar = [f64::MAX, f64::MAX, -f64::MAX, f64::MAX];
+    let acot = ArnoldiCotangent {
+        hessenberg: Some(&hbar),
+        inv_norm: f64::MAX,
+        ..Default::default()
+    };
+    let mut g = vec![0.0; a.num_params()];
+    assert!(matches!(
+        arnoldi_vjp(&a, &adec, &acot, &AdjointParams::default(), &mut g),
+        Err(AdjointError::NonFinite { .. })
+    ));
+}
