@@ -12,8 +12,7 @@
 //!   file, on a matrix large enough (N = 40,000) for the parallel SpMV and reductions; stdout
 //!   values and `d_matrix.mtx` must be byte-identical.
 //!
-//! The GP loss becomes one more row of [`COMPUTATIONS`] when the GP pipeline lands (a function
-//! returning the bits of the loss and its gradient for a fixed seed).
+//! The GP loss is the row `gp_loss` of [`COMPUTATIONS`] (`pde` and `bnn` losses: one row each).
 
 use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_matfun::dense::MatrixFunction;
@@ -115,8 +114,43 @@ fn quadforms() -> Vec<u64> {
     out
 }
 
-/// Every computation whose results must not depend on the thread count (add a row per new one;
-/// the GP loss goes here).
+/// The GP training loss (stochastic: preconditioned CG + lock-step SLQ on the whitened matrix)
+/// and its gradient at the initial hyperparameters, on a synthetic data set (n = 1,500, d = 3,
+/// 80/20 split), fixed seeds.
+fn gp_loss() -> Vec<u64> {
+    use gradmat_apps::gp::csv::Table;
+    use gradmat_apps::gp::data::prepare;
+    use gradmat_apps::gp::model::{Gp, Hyper, Kernel, Stochastic};
+    let (n, d) = (1500, 3);
+    let x = inputs(n, d);
+    let mut values = Vec::with_capacity(n * (d + 1));
+    for i in 0..n {
+        let row = &x[i * d..(i + 1) * d];
+        values.extend_from_slice(row);
+        values.push(
+            (3.0 * row[0]).sin() + row[1] * row[2] + 0.1 * ((i * 37 % 11) as f64 - 5.0) / 5.0,
+        );
+    }
+    let table = Table {
+        names: (0..=d).map(|c| format!("c{c}")).collect(),
+        has_header: false,
+        rows: n,
+        cols: d + 1,
+        values,
+    };
+    let data = prepare(&table, d, None, 7).unwrap();
+    let gp = Gp::new(Kernel::Matern32, &data);
+    let raw = Hyper::initial(data.d).to_raw();
+    let mut warm = None;
+    let lg = gp
+        .loss_stochastic(&raw, &Stochastic::default(), 13, &mut warm)
+        .unwrap();
+    let mut out = vec![lg.loss.to_bits(), lg.std_error.to_bits()];
+    out.extend(bits(&lg.grad));
+    out
+}
+
+/// Every computation whose results must not depend on the thread count (add a row per new one).
 const COMPUTATIONS: &[(&str, fn() -> Vec<u64>)] = &[
     (
         "SLQ log-det + gradient, Matérn kernel, Gaussian probes, no reorth.",
