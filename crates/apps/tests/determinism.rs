@@ -151,7 +151,7 @@ fn gp_loss() -> Vec<u64> {
 }
 
 /// Every computation whose results must not depend on the thread count (add a row per new one).
-const COMPUTATIONS: &[(&str, fn() -> Vec<u64>)] = &[
+const COMPUTATIONS: &[(&str, Computation)] = &[
     (
         "SLQ log-det + gradient, Matérn kernel, Gaussian probes, no reorth.",
         slq_kernel,
@@ -164,7 +164,14 @@ const COMPUTATIONS: &[(&str, fn() -> Vec<u64>)] = &[
         "Lanczos log / Arnoldi exp quadratic forms + gradients",
         quadforms,
     ),
+    (
+        "GP stochastic loss + gradient (CG + lock-step SLQ)",
+        gp_loss,
+    ),
 ];
+
+/// A computation returning the bit patterns of everything it produces.
+type Computation = fn() -> Vec<u64>;
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()

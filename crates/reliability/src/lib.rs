@@ -33,7 +33,7 @@ pub mod raw;
 
 pub use checks::{
     check_arnoldi, check_csr_raw_parts, check_dense_matfun, check_lanczos, check_matrix_market,
-    MAX_CONVERT_DIM, TARGETS,
+    Check, MAX_CONVERT_DIM, TARGETS,
 };
 
 /// What one input led to (a property violation panics instead).
