@@ -473,7 +473,8 @@ fn non_positive_spectrum_for_log_and_inverse_sqrt() {
 
 #[test]
 fn malformed_or_truncated_files() {
-    let cases: &[(&str, fn(&MatrixMarketError) -> bool)] = &[
+    type Expect = fn(&MatrixMarketError) -> bool;
+    let cases: &[(&str, Expect)] = &[
         (
             "%%MatrixMarket vector coordinate real general\n1 1 1\n1 1 1\n",
             |e| matches!(e, MatrixMarketError::Unsupported { line: 1, .. }),
