@@ -58,7 +58,29 @@ impl<T: Scalar> Default for ArnoldiCotangent<'_, T> {
 /// # Errors
 /// Cotangent lengths that do not match, an operator of the wrong size, a vanishing sub-diagonal
 /// of `H` (with the step), or non-finite values.
+///
+/// A `v̄` or `θ̄` that overflows (huge cotangents or operator entries) is reported as
+/// [`AdjointError::NonFinite`], never returned.
 pub fn arnoldi_vjp<T, A>(
+    op: &A,
+    dec: &Arnoldi<T>,
+    cot: &ArnoldiCotangent<'_, T>,
+    params: &AdjointParams,
+    theta_grad: &mut [T],
+) -> Result<Vec<T>, AdjointError>
+where
+    T: Scalar,
+    A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
+{
+    let vbar = arnoldi_vjp_unchecked(op, dec, cot, params, theta_grad)?;
+    // Found by the `arnoldi` fuzz target: overflow in the backward sweep gave ±∞.
+    if vbar.iter().chain(theta_grad.iter()).any(|x| !x.is_finite()) {
+        return Err(AdjointError::NonFinite { step: 0 });
+    }
+    Ok(vbar)
+}
+
+fn arnoldi_vjp_unchecked<T, A>(
     op: &A,
     dec: &Arnoldi<T>,
     cot: &ArnoldiCotangent<'_, T>,

@@ -63,7 +63,29 @@ impl<T: Scalar> Default for LanczosCotangent<'_, T> {
 /// # Errors
 /// Cotangent lengths that do not match, an operator of the wrong size, division by a vanishing
 /// off-diagonal `b_k` (with the step), or non-finite values.
+///
+/// A `v̄` or `θ̄` that overflows (huge cotangents or operator entries) is reported as
+/// [`AdjointError::NonFinite`], never returned.
 pub fn lanczos_vjp<T, A>(
+    op: &A,
+    dec: &Lanczos<T>,
+    cot: &LanczosCotangent<'_, T>,
+    params: &AdjointParams,
+    theta_grad: &mut [T],
+) -> Result<Vec<T>, AdjointError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+{
+    let vbar = lanczos_vjp_unchecked(op, dec, cot, params, theta_grad)?;
+    // Found by the `lanczos` fuzz target: overflow in the backward sweep gave ±∞.
+    if vbar.iter().chain(theta_grad.iter()).any(|x| !x.is_finite()) {
+        return Err(AdjointError::NonFinite { step: 0 });
+    }
+    Ok(vbar)
+}
+
+fn lanczos_vjp_unchecked<T, A>(
     op: &A,
     dec: &Lanczos<T>,
     cot: &LanczosCotangent<'_, T>,

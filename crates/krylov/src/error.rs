@@ -65,6 +65,16 @@ pub enum KrylovError {
     /// The preconditioner could not be built (e.g. a non-positive pivot).
     #[error("preconditioner: {0}")]
     Preconditioner(String),
+    /// The operator given to Lanczos is not symmetric (found by the check requested with
+    /// [`crate::lanczos::LanczosParams::check_self_adjoint`] or run directly with
+    /// [`crate::lanczos::check_self_adjoint`]).
+    #[error("operator is not self-adjoint: |⟨u, Aw⟩ − ⟨Au, w⟩| is {relative_asymmetry:e} of its scale (tolerance {tolerance:e}); use Arnoldi for a non-symmetric operator")]
+    NotSelfAdjoint {
+        /// `|⟨u, Aw⟩ − ⟨Au, w⟩| / (‖u‖‖Aw‖ + ‖Au‖‖w‖)` on the check's vectors.
+        relative_asymmetry: f64,
+        /// The tolerance it exceeded.
+        tolerance: f64,
+    },
     /// An invalid parameter value (tolerance, rank, …).
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),

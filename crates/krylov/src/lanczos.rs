@@ -41,6 +41,11 @@ pub struct LanczosParams {
     pub reorthogonalize: Reorthogonalize,
     /// Relative breakdown threshold (see [`ArnoldiParams::breakdown_tol`]).
     pub breakdown_tol: Option<f64>,
+    /// When set, [`lanczos`] first runs [`check_self_adjoint`] with this relative tolerance
+    /// (two extra matvecs) and fails with [`KrylovError::NotSelfAdjoint`] on an operator that
+    /// is not symmetric. Off by default: the [`SelfAdjoint`] bound is a promise the type
+    /// system cannot verify.
+    pub self_adjoint_check: Option<f64>,
 }
 
 impl LanczosParams {
@@ -50,6 +55,7 @@ impl LanczosParams {
             num_matvecs: k,
             reorthogonalize: Reorthogonalize::None,
             breakdown_tol: None,
+            self_adjoint_check: None,
         }
     }
     /// Sets the reorthogonalisation.
@@ -60,6 +66,12 @@ impl LanczosParams {
     /// Sets the relative breakdown threshold.
     pub fn breakdown_tol(mut self, tol: f64) -> Self {
         self.breakdown_tol = Some(tol);
+        self
+    }
+    /// Checks the operator's symmetry before the run ([`check_self_adjoint`] with relative
+    /// tolerance `tol`; [`default_self_adjoint_tol`] is a sensible value).
+    pub fn check_self_adjoint(mut self, tol: f64) -> Self {
+        self.self_adjoint_check = Some(tol);
         self
     }
 }
@@ -191,6 +203,10 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     params: &LanczosParams,
     out: &mut Lanczos<T>,
 ) -> Result<(), KrylovError> {
+    if let Some(tol) = params.self_adjoint_check {
+        validate_start(op, v, params.num_matvecs)?;
+        check_self_adjoint(op, tol)?;
+    }
     if params.reorthogonalize == Reorthogonalize::Full {
         return lanczos_via_arnoldi(op, v, params, out);
     }
@@ -233,14 +249,33 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
         }
         let xprev = if k > 0 { &done[(k - 1) * n..] } else { xk };
         let (wnorm2, len2) = three_term_update(w, ak, xk, b_prev, xprev);
-        let len = len2.sqrt();
-        if !len.is_finite() {
+        // The plain sums of squares overflow for entries above ~1e154 although the vectors are
+        // finite: fall back to scaled norms (an infinite `scale` would report a false breakdown;
+        // found with the `lanczos` fuzz property). `w_in = w + a·x + b·x_prev` is rebuilt for its
+        // norm only in that case.
+        let wnorm = if wnorm2.is_finite() {
+            wnorm2.sqrt()
+        } else {
+            let w_in: Vec<T> = w
+                .iter()
+                .zip(xk)
+                .zip(xprev)
+                .map(|((wi, xi), pi)| *wi + ak * *xi + b_prev * *pi)
+                .collect();
+            reduce::norm(&w_in)
+        };
+        let len = if len2.is_finite() {
+            len2.sqrt()
+        } else {
+            reduce::norm(w)
+        };
+        if !len.is_finite() || !wnorm.is_finite() {
             return Err(KrylovError::NonFinite {
                 algorithm: "lanczos",
                 step: k,
             });
         }
-        scale = scale.max(wnorm2.sqrt());
+        scale = scale.max(wnorm);
         out.a.push(ak);
         if k + 1 < kmax {
             if len <= tol * scale {
@@ -269,6 +304,93 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     }
     out.q.truncate(depth * n);
     out.k = depth;
+    Ok(())
+}
+
+/// The default relative tolerance of [`check_self_adjoint`] for dimension `n`:
+/// `1000·√n·ε` of the scalar type (rounding of two length-`n` inner products, with room).
+pub fn default_self_adjoint_tol<T: Scalar>(n: usize) -> f64 {
+    1e3 * (n.max(1) as f64).sqrt() * T::EPS.to_f64()
+}
+
+/// Checks that `op` is symmetric on two fixed pseudo-random vectors `u`, `w`:
+/// `|⟨u, A w⟩ − ⟨A u, w⟩| ≤ tol · (‖u‖‖A w‖ + ‖A u‖‖w‖)`. Costs two matvecs. A non-symmetric
+/// operator passes only if its asymmetry is (nearly) orthogonal to `u wᵀ − w uᵀ`, which the
+/// fixed dense vectors make unlikely for any structured matrix.
+///
+/// ```
+/// use gradmat_krylov::lanczos::{lanczos, LanczosParams};
+/// use gradmat_krylov::KrylovError;
+/// use gradmat_operators::{dense::DenseMatrix, Operator, SelfAdjoint};
+///
+/// // An operator that claims to be self-adjoint but is not.
+/// struct Liar(DenseMatrix<f64>);
+/// impl Operator<f64> for Liar {
+///     fn nrows(&self) -> usize { 2 }
+///     fn ncols(&self) -> usize { 2 }
+///     fn apply(&self, x: &[f64], y: &mut [f64]) { self.0.apply(x, y) }
+/// }
+/// impl SelfAdjoint<f64> for Liar {}
+/// let a = Liar(DenseMatrix::from_col_major(2, 2, vec![1.0, 0.0, 5.0, 1.0]).unwrap());
+/// let params = LanczosParams::new(2).check_self_adjoint(1e-10);
+/// let err = lanczos(&a, &[1.0, 1.0], &params).unwrap_err();
+/// assert!(matches!(err, KrylovError::NotSelfAdjoint { .. }));
+/// ```
+///
+/// # Errors
+/// [`KrylovError::NotSquare`], [`KrylovError::NonFinite`] (the operator produced NaN or ∞),
+/// [`KrylovError::InvalidParameter`] for a negative or NaN `tol`, and
+/// [`KrylovError::NotSelfAdjoint`].
+pub fn check_self_adjoint<T: Scalar, A: gradmat_operators::Operator<T> + ?Sized>(
+    op: &A,
+    tol: f64,
+) -> Result<(), KrylovError> {
+    let (m, n) = (op.nrows(), op.ncols());
+    if m != n {
+        return Err(KrylovError::NotSquare { nrows: m, ncols: n });
+    }
+    if tol.is_nan() || tol < 0.0 {
+        return Err(KrylovError::InvalidParameter(format!(
+            "self-adjointness tolerance {tol} must be ≥ 0"
+        )));
+    }
+    // splitmix64-driven entries in [-1, 1): fixed, dense, and different for u and w.
+    let fill = |seed: u64| -> Vec<T> {
+        (0..n as u64)
+            .map(|i| {
+                let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                T::from_f64((z >> 11) as f64 / (1u64 << 52) as f64 - 1.0)
+            })
+            .collect()
+    };
+    let (u, w) = (fill(0x5EED_0001), fill(0x5EED_0002));
+    let (mut au, mut aw) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+    op.apply(&u, &mut au);
+    op.apply(&w, &mut aw);
+    let uaw = reduce::dot(&u, &aw).to_f64();
+    let auw = reduce::dot(&au, &w).to_f64();
+    let scale = reduce::norm(&u).to_f64() * reduce::norm(&aw).to_f64()
+        + reduce::norm(&au).to_f64() * reduce::norm(&w).to_f64();
+    let diff = (uaw - auw).abs();
+    if !diff.is_finite() || !scale.is_finite() {
+        return Err(KrylovError::NonFinite {
+            algorithm: "self-adjointness check",
+            step: 0,
+        });
+    }
+    if diff > tol * scale {
+        return Err(KrylovError::NotSelfAdjoint {
+            relative_asymmetry: if scale > 0.0 {
+                diff / scale
+            } else {
+                f64::INFINITY
+            },
+            tolerance: tol,
+        });
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use super::compute::{describe, logdet_slq, LogDet};
 use super::io::{self, json_number};
-use super::ops::{require_square, CheckedSymmetricCsr};
+use super::ops::{require_memory, require_square, CheckedSymmetricCsr};
 use super::{check_depth, json_object, LogdetArgs, ProbeKind};
 use anyhow::{anyhow, bail, Result};
 use gradmat_matfun::estimators::Probe;
@@ -17,6 +17,14 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
     require_square(&a.matrix, file.nrows(), file.ncols())?;
     let n = file.nrows();
     check_depth(a.depth, n, &a.matrix)?;
+    // A lower bound: one Lanczos basis (N×K) and four work vectors of N doubles.
+    let need = 8.0 * n as f64 * (a.depth as f64 + 4.0);
+    require_memory(
+        &a.matrix,
+        n,
+        &format!("logdet with --depth {}", a.depth),
+        need,
+    )?;
     if a.probes == 0 {
         bail!("--probes 0 is out of range: at least one probe is needed");
     }

@@ -124,3 +124,32 @@ pub fn require_square(path: &std::path::Path, nrows: usize, ncols: usize) -> Res
     }
     Ok(())
 }
+
+/// Bytes of memory the system reports as available (`MemAvailable` in `/proc/meminfo`), or
+/// `None` where that is not readable (non-Linux systems: no check).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Fails when a computation on the `n×n` matrix of `path` needs at least `bytes` bytes and the
+/// system reports less memory available. A Matrix Market header can declare a dimension of
+/// 4·10⁹ with a single entry; without this check the `O(N)` work vectors would be allocated
+/// (and filled) before anything else fails, and the process would be killed for memory instead
+/// of exiting with a message.
+pub fn require_memory(path: &std::path::Path, n: usize, what: &str, bytes: f64) -> Result<()> {
+    if let Some(avail) = available_memory() {
+        if bytes > avail as f64 {
+            bail!(
+                "{}: the matrix is {n}×{n}; {what} needs at least {:.1} GB of memory, more than \
+                 the {:.1} GB available",
+                path.display(),
+                bytes / 1e9,
+                avail as f64 / 1e9
+            );
+        }
+    }
+    Ok(())
+}

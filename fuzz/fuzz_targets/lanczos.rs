@@ -1,0 +1,6 @@
+//! Lanczos and its adjoint on small arbitrary matrices and vectors (see
+//! `gradmat_reliability::check_lanczos`).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    gradmat_reliability::check_lanczos(data);
+});
