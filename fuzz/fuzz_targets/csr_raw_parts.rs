@@ -1,6 +1,6 @@
 //! CSR construction from raw parts and from triplets (see
-//! `gradmat_reliability::check_csr_raw_parts`).
+//! `gradmat_apps::fuzz_checks::check_csr_raw_parts`).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gradmat_reliability::check_csr_raw_parts(data);
+    gradmat_apps::fuzz_checks::check_csr_raw_parts(data);
 });

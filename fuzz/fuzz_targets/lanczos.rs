@@ -1,6 +1,6 @@
 //! Lanczos and its adjoint on small arbitrary matrices and vectors (see
-//! `gradmat_reliability::check_lanczos`).
+//! `gradmat_apps::fuzz_checks::check_lanczos`).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gradmat_reliability::check_lanczos(data);
+    gradmat_apps::fuzz_checks::check_lanczos(data);
 });

@@ -11,6 +11,7 @@
 
 pub mod bnn;
 pub mod cli;
+pub mod fuzz_checks;
 pub mod gp;
 pub mod pde;
 pub mod report;

@@ -1,7 +1,7 @@
 //! The bad-input audit of the libraries (docs/bad-input.md): one test per row of the table, each
 //! asserting the typed error (or, for breakdown and CG non-convergence, the documented report)
 //! of every entry point the row applies to. The CLI rows are in
-//! `crates/apps/tests/cli_malformed.rs`; the fuzz targets (crates/reliability) check the same
+//! `crates/apps/tests/cli_malformed.rs`; the fuzz targets (gradmat_apps::fuzz_checks) check the same
 //! classes on arbitrary inputs.
 
 use gradmat_adjoint::{

@@ -1,9 +1,9 @@
 //! Stable replay of the fuzz corpora: every file of `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` goes through the same check function the cargo-fuzz target
-//! calls (`gradmat_reliability::TARGETS`), so `cargo test --workspace` exercises the fuzz
+//! calls (`gradmat_apps::fuzz_checks::TARGETS`), so `cargo test --workspace` exercises the fuzz
 //! properties on a stable toolchain. A check that panics fails the test with the file's name.
 
-use gradmat_reliability::{Outcome, TARGETS};
+use gradmat_apps::fuzz_checks::{Outcome, TARGETS};
 use std::path::{Path, PathBuf};
 
 fn fuzz_dir() -> PathBuf {

@@ -3,7 +3,7 @@
 //! buffers need. Peak resident memory is measured from outside (docs/reliability.md):
 //!
 //! ```text
-//! cargo build --release -p gradmat-reliability --example scale_kernel
+//! cargo build --release -p gradmat-apps --example scale_kernel
 //! /usr/bin/time -v target/release/examples/scale_kernel --n 100000 --d 8 --k 16
 //! ```
 //!

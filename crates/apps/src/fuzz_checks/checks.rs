@@ -1,8 +1,8 @@
 //! The check functions, one per fuzz target.
 
-use crate::bytes::Bytes;
-use crate::raw::RawMatrix;
-use crate::Outcome;
+use crate::fuzz_checks::bytes::Bytes;
+use crate::fuzz_checks::raw::RawMatrix;
+use crate::fuzz_checks::Outcome;
 use gradmat_adjoint::{
     arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent,
 };
@@ -28,7 +28,31 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("lanczos", check_lanczos),
     ("arnoldi", check_arnoldi),
     ("dense_matfun", check_dense_matfun),
+    ("csv", check_csv),
 ];
+
+/// The GP's CSV reader on arbitrary bytes: no panic; a typed error, or a table whose shape
+/// matches its values, all finite, with one name per column; a header is never a data row.
+pub fn check_csv(data: &[u8]) -> Outcome {
+    match crate::gp::csv::read_csv_from(data, std::path::Path::new("fuzz.csv")) {
+        Ok(t) => {
+            assert!(t.rows >= 1 && t.cols >= 1);
+            assert_eq!(t.values.len(), t.rows * t.cols);
+            assert_eq!(t.names.len(), t.cols);
+            assert!(t.values.iter().all(|v| v.is_finite()));
+            Outcome::Value
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("fuzz.csv"),
+                "error does not name the file: {msg}"
+            );
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            Outcome::Error(msg)
+        }
+    }
+}
 
 /// Largest declared dimension for which [`check_matrix_market`] converts a file to CSR. A
 /// coordinate file may legitimately declare a 10⁹×10⁹ matrix with three entries; converting it

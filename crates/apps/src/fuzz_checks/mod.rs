@@ -1,4 +1,6 @@
-//! # gradmat-reliability
+//! Fuzz properties (issue 7; see `docs/reliability.md`), shared by cargo-fuzz and the stable
+//! corpus replay. (Kept in `gradmat-apps` so that the workspace keeps its five crates; the fuzz
+//! crate depends on `gradmat-apps` by path.)
 //!
 //! Reliability checks of gradmat (issue 7; see `docs/reliability.md`): the fuzz properties and
 //! the scale checks.
@@ -8,7 +10,7 @@
 //!
 //! * the cargo-fuzz targets in `fuzz/` (nightly, libFuzzer), each a one-line
 //!   `fuzz_target!(|data| { check_xxx(data); })`;
-//! * the stable corpus replay (`tests/corpus_replay.rs` of this crate), which feeds every file
+//! * the stable corpus replay (`crates/apps/tests/corpus_replay.rs`), which feeds every file
 //!   of `fuzz/corpus/<target>/` through the same function under `cargo test --workspace`.
 //!
 //! Each `check_*` function decodes its input, calls the library, and **panics** when a property
@@ -25,15 +27,14 @@
 //! Sizes decoded from fuzz input are kept small (dimensions ≤ 8) so that one execution takes
 //! microseconds; nothing here allocates more than a few kilobytes except the Matrix Market
 //! reader, whose conversions are capped at [`MAX_CONVERT_DIM`].
-#![warn(missing_docs)]
 
 pub mod bytes;
 mod checks;
 pub mod raw;
 
 pub use checks::{
-    check_arnoldi, check_csr_raw_parts, check_dense_matfun, check_lanczos, check_matrix_market,
-    Check, MAX_CONVERT_DIM, TARGETS,
+    check_arnoldi, check_csr_raw_parts, check_csv, check_dense_matfun, check_lanczos,
+    check_matrix_market, Check, MAX_CONVERT_DIM, TARGETS,
 };
 
 /// What one input led to (a property violation panics instead).
