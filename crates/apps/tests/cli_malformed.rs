@@ -207,8 +207,48 @@ const SUBCOMMANDS: &[Sub] = &[
             ]
         },
     },
-    // pde, bnn: one row each when they land.
+    Sub {
+        name: "pde",
+        inputs: &[],
+        args: pde_args,
+        bad_args: |i| {
+            let b = pde_args(i);
+            vec![
+                with(&b, "--grid", "0"),
+                with(&b, "--grid", "1"),
+                with(&b, "--grid", "x"),
+                with(&b, "--epochs", "-1"),
+                with(&b, "--initial-conditions", "0"),
+                with(&b, "--hidden", "0"),
+                plus(&b, &["--learning-rate", "nan"]),
+                plus(&b, &["--learning-rate", "-1"]),
+                plus(&b, &["--depth", "0"]),
+                plus(&b, &["--steps", "0"]),
+                plus(&b, &["--solver", "euler"]),
+                plus(&b, &["--bogus"]),
+            ]
+        },
+    },
+    // bnn: its malformed-IDX and missing-directory cases are in tests/bnn_cli.rs (a valid run
+    // needs IDX files, which that test writes).
 ];
+
+fn pde_args(i: &Paths) -> Vec<String> {
+    let mut a = s(&[
+        "pde",
+        "--grid",
+        "4",
+        "--epochs",
+        "1",
+        "--initial-conditions",
+        "5",
+        "--hidden",
+        "4",
+        "--out",
+    ]);
+    a.push(p(&i.out));
+    a
+}
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
