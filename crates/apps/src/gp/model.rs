@@ -346,13 +346,7 @@ impl<'a> Gp<'a> {
                 &cg,
             )?,
         };
-        if !info.all_converged() {
-            return Err(GpError::CgNotConverged {
-                iterations: info.iterations[0],
-                residual: info.residual_norms[0] / info.rhs_norms[0],
-                tol: settings.cg_tol,
-            });
-        }
+        check_converged(&info, settings.cg_tol)?;
         let quad: f64 = r.iter().zip(&alpha).map(|(a, b)| a * b).sum();
         let p = op.num_params();
         let mut g_quad = vec![0.0; p];
@@ -412,12 +406,7 @@ impl<'a> Gp<'a> {
         let mut k = Mat::<f64>::zeros(n, n);
         for j in 0..n {
             for i in j..n {
-                let r2: f64 = (0..d)
-                    .map(|a| {
-                        let t = (self.x[i * d + a] - self.x[j * d + a]) / h.lengthscales[a];
-                        t * t
-                    })
-                    .sum();
+                let r2 = scaled_r2(&self.x[i * d..(i + 1) * d], &self.x[j * d..(j + 1) * d], h);
                 let v = kind.value(r2, h.outputscale);
                 k[(i, j)] = v;
                 k[(j, i)] = v;
@@ -558,13 +547,7 @@ impl<'a> Gp<'a> {
         let mut alpha = vec![0.0; n];
         let cg = CgParams::new().with_rtol(1e-8).with_max_iters(n.max(1000));
         let info = solve_in_place(&op, &pc, &r, 1, &mut alpha, &mut CgWorkspace::new(), &cg)?;
-        if !info.all_converged() {
-            return Err(GpError::CgNotConverged {
-                iterations: info.iterations[0],
-                residual: info.residual_norms[0] / info.rhs_norms[0],
-                tol: 1e-8,
-            });
-        }
+        check_converged(&info, 1e-8)?;
         let mut mean = vec![0.0; m];
         kern.cross_apply(xs, m, &alpha, &mut mean)?;
         for v in &mut mean {
@@ -600,26 +583,14 @@ impl<'a> Gp<'a> {
         let mut b = vec![0.0; n * m];
         for j in 0..m {
             for i in 0..n {
-                let r2: f64 = (0..d)
-                    .map(|a| {
-                        let t = (xs[j * d + a] - self.x[i * d + a]) / h.lengthscales[a];
-                        t * t
-                    })
-                    .sum();
+                let r2 = scaled_r2(&xs[j * d..(j + 1) * d], &self.x[i * d..(i + 1) * d], &h);
                 b[i + j * n] = kind.value(r2, h.outputscale);
             }
         }
         let mut z = vec![0.0; n * m];
         let cg = CgParams::new().with_rtol(1e-6).with_max_iters(n.max(1000));
         let info = solve_in_place(&op, &pc, &b, m, &mut z, &mut CgWorkspace::new(), &cg)?;
-        if !info.all_converged() {
-            let j = info.converged.iter().position(|c| !c).unwrap_or(0);
-            return Err(GpError::CgNotConverged {
-                iterations: info.iterations[j],
-                residual: info.residual_norms[j] / info.rhs_norms[j],
-                tol: 1e-6,
-            });
-        }
+        check_converged(&info, 1e-6)?;
         Ok((0..m)
             .map(|j| {
                 let q: f64 = b[j * n..(j + 1) * n]
@@ -654,12 +625,7 @@ impl<'a> Gp<'a> {
         for p in 0..m {
             let kstar: Vec<f64> = (0..n)
                 .map(|i| {
-                    let r2: f64 = (0..d)
-                        .map(|a| {
-                            let t = (xs[p * d + a] - self.x[i * d + a]) / h.lengthscales[a];
-                            t * t
-                        })
-                        .sum();
+                    let r2 = scaled_r2(&xs[p * d..(p + 1) * d], &self.x[i * d..(i + 1) * d], &h);
                     kind.value(r2, h.outputscale)
                 })
                 .collect();
@@ -669,6 +635,30 @@ impl<'a> Gp<'a> {
             var[p] = (h.outputscale + h.noise - q).max(h.noise);
         }
         Ok((mean, var))
+    }
+}
+
+/// `Σ_a ((x_a − y_a)/ℓ_a)²`, the squared scaled distance of the dense reference paths.
+fn scaled_r2(x: &[f64], y: &[f64], h: &Hyper) -> f64 {
+    x.iter()
+        .zip(y)
+        .zip(&h.lengthscales)
+        .map(|((a, b), l)| {
+            let t = (a - b) / l;
+            t * t
+        })
+        .sum()
+}
+
+/// `Ok` if every right-hand side of a CG solve converged, else the first one that did not.
+fn check_converged(info: &gradmat_krylov::cg::CgInfo<f64>, tol: f64) -> Result<(), GpError> {
+    match info.converged.iter().position(|c| !c) {
+        None => Ok(()),
+        Some(j) => Err(GpError::CgNotConverged {
+            iterations: info.iterations[j],
+            residual: info.residual_norms[j] / info.rhs_norms[j],
+            tol,
+        }),
     }
 }
 
