@@ -15,11 +15,24 @@
 //!     λ = (ξ + u − H[k,k] λ − Σ_{j>k} H[k,j] Λ[:, j]) / β,   β = H[k,k-1] if k > 0 else 1
 //! v̄ = c λ
 //! ```
+//!
+//! Two savings keep the backward pass at the forward pass's basis traffic (one read of `Q_J`
+//! for the projection and one for the next step's `Q_Jᵀλ`, against the forward's four
+//! Gram–Schmidt sweeps), both exact to rounding:
+//!
+//! * With the projection on, `uᵀq_j = λᵀAq_j = (H[:, j])ᵀ(Qᵀλ)` by the Arnoldi relation
+//!   `AQ = QH + r e_Kᵀ` for `j < K−1`, and `Q_Jᵀλ` of the projected λ is known from the Gram
+//!   matrix `M = QᵀQ` (one GEMM up front): `Γ[k, :]` needs no pass over the basis. (The first
+//!   step, `k = K−1`, and the unprojected recursion take the pass.)
+//! * Terms of `Q (Γ + Γᵀ)[k, :]` and `Σ_j H[k,j] Λ[:, j]` below `eps/(2K)` of the largest
+//!   `|H[k,j]|·‖Λ[:, j]‖∞` are skipped (together they are below the rounding error of the sum).
+//!   For a symmetric operator (fully reorthogonalised Lanczos) both are banded up to rounding,
+//!   so a step touches a few columns instead of all `K`.
 
 use crate::{check_len, AdjointError, AdjointParams, ParamAccumulation};
 use gradmat_krylov::arnoldi::Arnoldi;
 use gradmat_krylov::reduce;
-use gradmat_operators::{AdjointOperator, ParamVjp, Scalar};
+use gradmat_operators::{vector, AdjointOperator, ParamVjp, Scalar};
 use rayon::prelude::*;
 
 /// Cotangents of the outputs of an Arnoldi decomposition. `None` means zero.
@@ -226,6 +239,17 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     let mut coef = vec![T::ZERO; kk];
     let mut hrow = vec![T::ZERO; kk];
     let mut pending: Option<Vec<T>> = None;
+    // With the projection on, Q_Jᵀλ of the projected λ is known exactly from the Gram matrix
+    // M = QᵀQ, and then Q_{≤k}ᵀu = Q_{≤k}ᵀAᵀλ = (AQ_{≤k})ᵀλ = H[:, ≤k]ᵀ(Q_{k+1}ᵀλ) by the Arnoldi
+    // relation AQ = QH + r e_Kᵀ (for k < K−1): no pass over the basis for it.
+    let gram_m = if project && kk > 1 {
+        gram(q, n, kk)
+    } else {
+        Vec::new()
+    };
+    let mut qt_lam = vec![T::ZERO; kk];
+    // ‖Λ[:, j]‖∞ of the stored adjoint vectors.
+    let mut lam_max = vec![T::ZERO; kk];
     for k in (0..kk).rev() {
         if project {
             let jn = (k + 2).min(kk);
@@ -237,6 +261,16 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
                 coef[j] = hb(j, k) - tmp_k[j];
             }
             reduce::basis_vec_acc(T::ONE, q, n, jn, &coef, &mut lambda);
+            if k + 1 < kk {
+                // Q_Jᵀ(λ + Q_J c) = Q_Jᵀλ + M_JJ c.
+                for j in 0..jn {
+                    let mut s = tmp_k[j];
+                    for (i, ci) in coef[..jn].iter().enumerate() {
+                        s += gram_m[j + i * kk] * *ci;
+                    }
+                    qt_lam[j] = s;
+                }
+            }
         }
         let qk = &q[k * n..(k + 1) * n];
         match (
@@ -250,7 +284,18 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
             }
             (false, _) => apply_t(&lambda, &mut u),
         }
-        reduce::basis_t_vec(q, n, k + 1, &u, &mut tmp_k);
+        if project && k + 1 < kk {
+            // (Qᵀu)_j = Σ_{i ≤ j+1} H[i, j] (Qᵀλ)_i for j ≤ k.
+            for j in 0..=k {
+                let mut s = T::ZERO;
+                for (i, t) in qt_lam.iter().enumerate().take(j + 2) {
+                    s += hh(i, j) * *t;
+                }
+                tmp_k[j] = s;
+            }
+        } else {
+            reduce::basis_t_vec(q, n, k + 1, &u, &mut tmp_k);
+        }
         for j in 0..=k {
             let w = if j == k { half } else { T::ONE };
             gam[k + j * kk] = w * (g[k + j * kk] - tmp_k[j]);
@@ -270,11 +315,31 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
         for j in k + 1..kk {
             hrow[j - (k + 1)] = -hh(k, j);
         }
+        // Terms below one rounding unit of the largest known term are skipped: every skipped
+        // term is at most eps/(2K) of that term, so all of them together change λ by less than
+        // the rounding error of the sum they are dropped from. (With a symmetric operator — fully
+        // reorthogonalised Lanczos — H and Γ + Γᵀ are banded up to rounding, so this leaves a few
+        // columns of Q and Λ per step instead of all K.) The scale is |H[k,j]|·‖Λ[:,j]‖∞; the
+        // basis terms are bounded by |coef_j| since ‖q_j‖∞ ≤ ‖q_j‖₂ = 1.
+        let scale = (0..nh)
+            .map(|i| hrow[i].abs() * lam_max[k + 1 + i])
+            .fold(T::ZERO, |a, b| if b > a { b } else { a });
+        let cut = scale * T::EPS / T::from_f64(2.0 * kk as f64);
+        for i in 0..nh {
+            if hrow[i].abs() * lam_max[k + 1 + i] <= cut {
+                hrow[i] = T::ZERO;
+            }
+        }
+        for c in coef[..kk].iter_mut() {
+            if c.abs() <= cut {
+                *c = T::ZERO;
+            }
+        }
         // The next step's projection needs Q_Jᵀλ over J = 0..=min(k, K−1): accumulated in the
         // same pass over rows that produces λ (one pass over Q, Λ and the vectors per step).
         let jn_next = if project && k > 0 { (k + 1).min(kk) } else { 0 };
         let (lam_lo, lam_hi) = big_lambda.split_at_mut((k + 1) * n);
-        let (t, finite) = fused_update(FusedUpdate {
+        let (t, finite, stored_max) = fused_update(FusedUpdate {
             n,
             q,
             coef: &coef[..kk],
@@ -293,6 +358,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
         if !finite {
             return Err(AdjointError::NonFinite { step: k });
         }
+        lam_max[k] = stored_max;
         pending = (jn_next > 0).then_some(t);
     }
     if acc == ParamAccumulation::Fused && !theta_grad.is_empty() {
@@ -300,6 +366,42 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     }
     reduce::scale(d.c, &mut lambda);
     Ok(lambda)
+}
+
+/// `M = QᵀQ` (`K×K`, column-major) for the column-major `n×K` basis: GEMMs over fixed row
+/// chunks (in parallel), added in chunk order — deterministic for any thread count.
+fn gram<T: Scalar>(q: &[T], n: usize, kk: usize) -> Vec<T> {
+    use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
+    const ROWS: usize = 16_384;
+    let part = |c: usize| {
+        let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(n));
+        let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, kk, n);
+        let mut m = Mat::<T>::zeros(kk, kk);
+        matmul(
+            m.as_mut(),
+            Accum::Replace,
+            qc.transpose(),
+            qc,
+            T::ONE,
+            Par::Seq,
+        );
+        m
+    };
+    let nchunks = n.div_ceil(ROWS).max(1);
+    let parts: Vec<Mat<T>> = if n * kk >= 131_072 {
+        (0..nchunks).into_par_iter().map(part).collect()
+    } else {
+        (0..nchunks).map(part).collect()
+    };
+    let mut out = vec![T::ZERO; kk * kk];
+    for p in parts {
+        for j in 0..kk {
+            for i in 0..kk {
+                out[i + j * kk] += p[(i, j)];
+            }
+        }
+    }
+    out
 }
 
 /// Inputs of [`fused_update`].
@@ -327,8 +429,9 @@ struct FusedUpdate<'a, T> {
 /// One pass over rows: stores the current λ in `Λ[:, k]`, overwrites λ with
 /// `(Q̄[:,k] + γ_k r + Q·coef + u − H[k,k] λ − Λ[:,k+1..]·hrow) / β`, and returns
 /// `Q[:, ..jn_next]ᵀ λ_new` (chunk partials added in order: deterministic for any thread count)
-/// and whether every new entry is finite.
-fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool) {
+/// whether every new entry is finite, and `‖Λ[:, k]‖∞` of the stored λ. Zero coefficients skip
+/// their columns.
+fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
     const ROWS: usize = 2048;
     let FusedUpdate {
         n,
@@ -347,11 +450,16 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool) {
         lam_k,
     } = a;
     let kk = coef.len();
-    let body = |(c, (lc, lk)): (usize, (&mut [T], &mut [T]))| -> (Vec<T>, bool) {
+    let body = |(c, (lc, lk)): (usize, (&mut [T], &mut [T]))| -> (Vec<T>, bool, T) {
         let r0 = c * ROWS;
         let m = lc.len();
         let rows = r0..r0 + m;
-        lk.copy_from_slice(lc);
+        let mut stored_max = T::ZERO;
+        for (d, l) in lk.iter_mut().zip(lc.iter()) {
+            *d = *l;
+            let a = l.abs();
+            stored_max = if a > stored_max { a } else { stored_max };
+        }
         match qbar_k {
             Some(qb) => {
                 for (((l, qv), rv), uv) in lc
@@ -376,26 +484,24 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool) {
             }
         }
         for (j, &hj) in hrow.iter().enumerate() {
-            let col = &lam_next[j * n + r0..j * n + r0 + m];
-            lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
+            if hj != T::ZERO {
+                let col = &lam_next[j * n + r0..j * n + r0 + m];
+                lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
+            }
         }
         let mut finite = true;
         for l in lc.iter_mut() {
             *l *= inv_beta;
             finite &= l.is_finite();
         }
+        // Multi-accumulator dot products (a single running sum would be latency bound).
         let t: Vec<T> = (0..jn_next)
-            .map(|j| {
-                let col = &q[j * n + r0..j * n + r0 + m];
-                col.iter()
-                    .zip(lc.iter())
-                    .fold(T::ZERO, |s, (x, l)| s + *x * *l)
-            })
+            .map(|j| vector::dot(&q[j * n + r0..j * n + r0 + m], lc))
             .collect();
-        (t, finite)
+        (t, finite, stored_max)
     };
     let lam_k = &mut lam_k[..n];
-    let parts: Vec<(Vec<T>, bool)> = if n * (kk + hrow.len()) >= 131_072 {
+    let parts: Vec<(Vec<T>, bool, T)> = if n * (kk + hrow.len()) >= 131_072 {
         lambda
             .par_chunks_mut(ROWS)
             .zip(lam_k.par_chunks_mut(ROWS))
@@ -412,11 +518,13 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool) {
     };
     let mut t = vec![T::ZERO; jn_next];
     let mut finite = true;
-    for (p, f) in parts {
+    let mut stored_max = T::ZERO;
+    for (p, f, m) in parts {
         finite &= f;
+        stored_max = if m > stored_max { m } else { stored_max };
         for (a, b) in t.iter_mut().zip(p) {
             *a += b;
         }
     }
-    (t, finite)
+    (t, finite, stored_max)
 }

@@ -152,6 +152,9 @@ impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
         self.b.apply_and_vjp_params(x, &mut t, u, gb);
         y.iter_mut().zip(&t).for_each(|(a, b)| *a += *b);
     }
+    fn prefers_block_vjp(&self) -> bool {
+        self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
+    }
 }
 
 impl<T: Scalar, A: SetParams<T>, B: SetParams<T>> SetParams<T> for Sum<A, B> {
@@ -258,6 +261,23 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Scaled<A, T> {
         let mut ax = vec![T::ZERO; u.len()];
         self.a.apply_block(x, &mut ax, k);
         grad[p] += dot(u, &ax);
+    }
+    /// `y = αAx`, `θ̄_A += ∇⟨αu, Ax⟩` and `ᾱ += ⟨u, Ax⟩` with the wrapped operator's fused
+    /// pass.
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        check_len(
+            "Scaled::apply_and_vjp_params grad",
+            grad.len(),
+            self.num_params(),
+        );
+        let p = self.a.num_params();
+        let su: Vec<T> = u.iter().map(|v| *v * self.alpha).collect();
+        self.a.apply_and_vjp_params(x, y, &su, &mut grad[..p]);
+        grad[p] += dot(u, y);
+        y.iter_mut().for_each(|v| *v *= self.alpha);
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.a.prefers_block_vjp()
     }
 }
 
@@ -366,6 +386,21 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Shifted<A, T> {
         let p = self.a.num_params();
         self.a.vjp_params_block(u, x, k, &mut grad[..p]);
         grad[p] += dot(u, x);
+    }
+    /// `y = Ax + σx` and the parameter VJP with the wrapped operator's fused pass.
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        check_len(
+            "Shifted::apply_and_vjp_params grad",
+            grad.len(),
+            self.num_params(),
+        );
+        let p = self.a.num_params();
+        self.a.apply_and_vjp_params(x, y, u, &mut grad[..p]);
+        y.iter_mut().zip(x).for_each(|(a, b)| *a += self.sigma * *b);
+        grad[p] += dot(u, x);
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.a.prefers_block_vjp()
     }
 }
 

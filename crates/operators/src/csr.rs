@@ -1095,32 +1095,25 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
             grad.len(),
             self.nnz(),
         );
-        let us: Vec<&[T]> = (0..k).map(|c| &u[c * n..(c + 1) * n]).collect();
-        let xs: Vec<&[T]> = (0..k).map(|c| &x[c * n..(c + 1) * n]).collect();
-        let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
-        self.lower.for_row_chunks(
-            grad,
-            |r| rp[r],
-            |r0, r1, g| {
-                let base = rp[r0];
-                for i in r0..r1 {
-                    for p in rp[i]..rp[i + 1] {
-                        let j = ci[p];
-                        let mut acc = T::ZERO;
-                        if j == i {
-                            for (uc, xc) in us.iter().zip(&xs) {
-                                acc += uc[i] * xc[i];
-                            }
-                        } else {
-                            for (uc, xc) in us.iter().zip(&xs) {
-                                acc += uc[i] * xc[j] + uc[j] * xc[i];
-                            }
-                        }
-                        g[p - base] += acc;
-                    }
-                }
-            },
-        );
+        // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
+        // and gradient traffic is shared by the group, and the group's columns stream together.
+        let mut c = 0;
+        while c < k {
+            let b = match k - c {
+                r if r >= SPMM_BLOCK => SPMM_BLOCK,
+                r if r >= 4 => 4,
+                r if r >= 2 => 2,
+                _ => 1,
+            };
+            let (ug, xg) = (&u[c * n..(c + b) * n], &x[c * n..(c + b) * n]);
+            match b {
+                SPMM_BLOCK => self.vjp_group::<SPMM_BLOCK>(ug, xg, grad),
+                4 => self.vjp_group::<4>(ug, xg, grad),
+                2 => self.vjp_group::<2>(ug, xg, grad),
+                _ => self.vjp_group::<1>(ug, xg, grad),
+            }
+            c += b;
+        }
     }
     /// `y = A x` and the parameter VJP in one row-parallel pass over the expanded matrix: row
     /// `i` handles its lower-triangle parameters (`u_i x_j + u_j x_i`, diagonal `u_i x_i`),
@@ -1141,7 +1134,11 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
             &self.full.col_idx[..],
             &self.full.values[..],
         );
-        let (lrp, map) = (&self.lower.row_ptr[..], &self.full_to_param[..]);
+        // Row i of the expanded matrix starts with its lower row (columns ≤ i, in parameter
+        // order; see `from_lower_unchecked`), so the parameters it owns are the contiguous
+        // `lrp[i]..lrp[i+1]` and need no index map; the mirrored entries that follow only enter
+        // the product.
+        let lrp = &self.lower.row_ptr[..];
         self.full.for_row_chunks2(
             y,
             grad,
@@ -1150,18 +1147,66 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
                 let base = lrp[r0];
                 for i in r0..r1 {
                     let (ui, xi) = (u[i], x[i]);
+                    let (s, e) = (rp[i], rp[i + 1]);
+                    let (gs, nl) = (lrp[i] - base, lrp[i + 1] - lrp[i]);
+                    // Columns are strictly increasing: a stored diagonal ends the lower row.
+                    let diag = nl > 0 && ci[s + nl - 1] == i;
+                    let off = nl - usize::from(diag);
                     let mut acc = T::ZERO;
-                    for p in rp[i]..rp[i + 1] {
-                        let j = ci[p];
+                    for t in 0..off {
+                        let j = ci[s + t];
                         let xj = x[j];
-                        acc += vals[p] * xj;
-                        if j < i {
-                            gc[map[p] - base] += ui * xj + u[j] * xi;
-                        } else if j == i {
-                            gc[map[p] - base] += ui * xi;
-                        }
+                        acc += vals[s + t] * xj;
+                        gc[gs + t] += ui * xj + u[j] * xi;
+                    }
+                    if diag {
+                        acc += vals[s + off] * xi;
+                        gc[gs + off] += ui * xi;
+                    }
+                    for p in s + nl..e {
+                        acc += vals[p] * x[ci[p]];
                     }
                     yc[i - r0] = acc;
+                }
+            },
+        );
+    }
+}
+
+impl<T: Scalar> SymCsrMatrix<T> {
+    /// `grad[p] += Σ_c (u_c[i] x_c[j] + u_c[j] x_c[i])` (diagonal: `u_c[i] x_c[i]`) for one
+    /// group of `B` column pairs, parallel over rows of the triangle.
+    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        let n = self.dim();
+        let us: [&[T]; B] = std::array::from_fn(|c| &u[c * n..(c + 1) * n]);
+        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
+        let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
+        self.lower.for_row_chunks(
+            grad,
+            |r| rp[r],
+            |r0, r1, g| {
+                let base = rp[r0];
+                for i in r0..r1 {
+                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                    let xi: [T; B] = std::array::from_fn(|c| xs[c][i]);
+                    let (s, e) = (rp[i], rp[i + 1]);
+                    // Columns are strictly increasing: a stored diagonal ends the row.
+                    let diag = e > s && ci[e - 1] == i;
+                    let off = e - s - usize::from(diag);
+                    for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off]) {
+                        let mut acc = T::ZERO;
+                        for c in 0..B {
+                            acc += ui[c] * xs[c][j] + us[c][j] * xi[c];
+                        }
+                        *gp += acc;
+                    }
+                    if diag {
+                        let mut acc = T::ZERO;
+                        for c in 0..B {
+                            acc += ui[c] * xi[c];
+                        }
+                        g[e - 1 - base] += acc;
+                    }
                 }
             },
         );

@@ -74,6 +74,7 @@ macro_rules! kit_suite {
                     testing::check_adjoint(&sc, seed, tol(n)).unwrap();
                     testing::check_vjp_block_consistency(&sc, k, seed, tol(n * k)).unwrap();
                     testing::check_vjp_params_fd(&sc, seed, $h, $fdtol).unwrap();
+                    testing::check_apply_and_vjp_consistency(&sc, seed, tol(n)).unwrap();
 
                     let sh = Shifted::new(a.clone(), two).unwrap();
                     testing::check_self_adjoint(&sh, seed, tol(n)).unwrap();

@@ -337,3 +337,20 @@ proptest! {
         prop_assert!(err <= 100.0 * n.max(4) as f64 * f64::EPSILON, "rel err {err:e}");
     }
 }
+
+/// Wrappers keep the kernel's preference for one fused block VJP (otherwise an adjoint in
+/// `Auto` mode would fall back to per-step VJPs, each a full pass over the kernel tiles).
+#[test]
+fn wrappers_forward_block_vjp_preference() {
+    use gradmat_operators::algebra::{Scaled, Shifted, Sum};
+    use gradmat_operators::csr::SymCsrMatrix;
+    let x: Vec<f64> = (0..27).map(|i| (i as f64 * 0.37).sin()).collect();
+    let k = KernelMatrix::isotropic(KernelKind::Matern32, 9, 3, x, 0.8, 2.0).unwrap();
+    let l = SymCsrMatrix::<f64>::laplacian_2d(3).unwrap();
+    assert!(k.prefers_block_vjp() && !l.prefers_block_vjp());
+    assert!(Shifted::new(k.clone(), 0.1).unwrap().prefers_block_vjp());
+    assert!(Scaled::new(k.clone(), 2.0).unwrap().prefers_block_vjp());
+    assert!(Sum::new(l.clone(), k.clone()).unwrap().prefers_block_vjp());
+    assert!(!Shifted::new(l.clone(), 0.1).unwrap().prefers_block_vjp());
+    assert!(!Sum::new(l.clone(), l).unwrap().prefers_block_vjp());
+}
