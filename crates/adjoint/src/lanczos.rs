@@ -170,11 +170,17 @@ where
     let abar = |k: usize| cot.diagonal.map_or(T::ZERO, |v| v[k]);
     let bbar = |k: usize| cot.off_diagonal.map_or(T::ZERO, |v| v[k]);
     let fused = acc == ParamAccumulation::Fused && !theta_grad.is_empty();
-    // λ_k lives in column k of `lambdas` (kept for the fused parameter VJP); without fusion only
-    // two columns are kept (λ and λ₊).
-    let cols = if fused { kk } else { 2 };
+    // λ_k lives in column k mod B of `lambdas`, a ring of B columns. Fused: B = the operator's
+    // block size (all K for kernels), and the parameter VJP of steps k..k+B runs as one block call
+    // once step k (k ≡ 0 mod B) is done — the ring's columns 0..B then pair with the contiguous
+    // basis columns k..k+B. Without fusion B = 2 (λ and λ₊).
+    let cols = if fused {
+        op.vjp_block_size().max(2).min(kk.max(1))
+    } else {
+        2.min(kk.max(1))
+    };
     let mut lambdas = vec![T::ZERO; n * cols];
-    let slot = |k: usize| if fused { k } else { k % 2 };
+    let slot = |k: usize| k % cols;
     let mut zeta = vec![T::ZERO; n];
     let mut y = vec![T::ZERO; n];
     let zero = vec![T::ZERO; n];
@@ -246,36 +252,36 @@ where
         };
         let tail_coef = if last { nu } else { b[k] * nu };
         let xprev = if k > 0 { x(k - 1) } else { xk };
-        let xbar_k: &[T] = cot.basis.map_or(&zero[..], |qb| &qb[k * n..(k + 1) * n]);
+        let xbar_k = cot.basis.map(|qb| &qb[k * n..(k + 1) * n]);
         dots = reduce::for_each_chunk_sum::<T, 3, _>(&mut zeta, |o, c| {
-            let (mut s0, mut s1, mut s2) = (T::ZERO, T::ZERO, T::ZERO);
-            let m = c.len();
-            let r = o..o + m;
-            let it = c
-                .iter_mut()
-                .zip(&xbar_k[r.clone()])
-                .zip(&y[r.clone()])
-                .zip(&lam[r.clone()])
-                .zip(&lp[r.clone()])
-                .zip(&tail[r.clone()])
-                .zip(&xprev[r.clone()])
-                .zip(&xk[r]);
-            for (((((((zz, xb), yv), l), lpv), tv), xp), xv) in it {
-                let z = -*xb - *yv + ak * *l + bk * *lpv - tail_coef * *tv;
-                *zz = z;
-                // For step k−1: λ_kᵀx_{k−1}, x_kᵀζ, x_{k−1}ᵀζ (at k = 0: x_0ᵀζ and ζᵀζ).
-                s0 += *l * *xp;
-                s1 += *xv * z;
-                s2 += if k > 0 { *xp * z } else { z * z };
-            }
-            [s0, s1, s2]
+            let r = o..o + c.len();
+            zeta_chunk(
+                c,
+                ZetaInputs {
+                    xbar: xbar_k.map(|v| &v[r.clone()]),
+                    y: &y[r.clone()],
+                    lam: &lam[r.clone()],
+                    lam_next: &lp[r.clone()],
+                    tail: &tail[r.clone()],
+                    xprev: &xprev[r.clone()],
+                    xk: &xk[r],
+                },
+                [ak, bk, tail_coef],
+                k > 0,
+            )
         });
         if !(dots[0].is_finite() && dots[1].is_finite() && dots[2].is_finite()) {
             return Err(AdjointError::NonFinite { step: k });
         }
-    }
-    if fused {
-        op.vjp_params_block(&q[..n * kk], &lambdas, kk, theta_grad);
+        if fused && k % cols == 0 {
+            let len = cols.min(kk - k);
+            op.vjp_params_block(
+                &q[k * n..(k + len) * n],
+                &lambdas[..len * n],
+                len,
+                theta_grad,
+            );
+        }
     }
     drop(lambdas);
     // v̄ = ((x_0ᵀ ζ) x_0 − ζ) / ‖v‖ − c̄ c² x_0   with ‖v‖ = 1/c
@@ -289,6 +295,74 @@ where
         .map(|(z, xv)| coeff_x0 * *xv - *z * c)
         .collect();
     Ok(vbar)
+}
+
+/// The chunk slices one ζ update reads (all of the chunk's length).
+struct ZetaInputs<'a, T> {
+    xbar: Option<&'a [T]>,
+    y: &'a [T],
+    lam: &'a [T],
+    lam_next: &'a [T],
+    tail: &'a [T],
+    xprev: &'a [T],
+    xk: &'a [T],
+}
+
+/// `ζ = −x̄_k − y + a_k λ + b_k λ₊ − c·tail` on one chunk, returning the step-(k−1) inner
+/// products `[λᵀx_{k−1}, x_kᵀζ, x_{k−1}ᵀζ]` (at k = 0: `[·, x_0ᵀζ, ζᵀζ]`). Eight independent
+/// accumulators per sum let the loop vectorise (one running sum is latency bound); the chunk
+/// split is fixed, so results do not depend on the thread count.
+#[inline]
+fn zeta_chunk<T: Scalar>(
+    z: &mut [T],
+    v: ZetaInputs<'_, T>,
+    [ak, bk, tc]: [T; 3],
+    has_prev: bool,
+) -> [T; 3] {
+    const L: usize = 8;
+    let m = z.len();
+    let (y, lam, lp, tail, xp, xk) = (
+        &v.y[..m],
+        &v.lam[..m],
+        &v.lam_next[..m],
+        &v.tail[..m],
+        &v.xprev[..m],
+        &v.xk[..m],
+    );
+    let mut acc = [[T::ZERO; L]; 3];
+    let mut one = |i: usize, l: usize, xb: T| {
+        let zi = -xb - y[i] + ak * lam[i] + bk * lp[i] - tc * tail[i];
+        z[i] = zi;
+        acc[0][l] += lam[i] * xp[i];
+        acc[1][l] += xk[i] * zi;
+        acc[2][l] += if has_prev { xp[i] } else { zi } * zi;
+    };
+    let (blocks, rest) = (m / L, m % L);
+    match v.xbar {
+        Some(xb) => {
+            let xb = &xb[..m];
+            for b in 0..blocks {
+                for l in 0..L {
+                    one(b * L + l, l, xb[b * L + l]);
+                }
+            }
+            for l in 0..rest {
+                one(blocks * L + l, l, xb[blocks * L + l]);
+            }
+        }
+        None => {
+            for b in 0..blocks {
+                for l in 0..L {
+                    one(b * L + l, l, T::ZERO);
+                }
+            }
+            for l in 0..rest {
+                one(blocks * L + l, l, T::ZERO);
+            }
+        }
+    }
+    let sum = |a: &[T; L]| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    [sum(&acc[0]), sum(&acc[1]), sum(&acc[2])]
 }
 
 /// Column `a` mutably and column `b` shared of a column-major `n`-row buffer (`a != b`).

@@ -154,6 +154,11 @@ fn accumulation_modes_agree_and_auto_resolves() {
     let a = SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap();
     assert_eq!(
         ParamAccumulation::Auto.resolve(&a),
+        ParamAccumulation::Fused
+    );
+    let diag = gradmat_operators::algebra::Diagonal::new(vec![2.0; n]).unwrap();
+    assert_eq!(
+        ParamAccumulation::Auto.resolve(&diag),
         ParamAccumulation::Online
     );
     let dense = SymmetricDense::from_col_major(n, a.to_dense().into_vec()).unwrap();

@@ -276,6 +276,9 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> ParamVjp<T> for Member
     fn prefers_block_vjp(&self) -> bool {
         self.gather.op.prefers_block_vjp()
     }
+    fn vjp_block_size(&self) -> usize {
+        self.gather.op.vjp_block_size()
+    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,12 @@ impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
     fn prefers_block_vjp(&self) -> bool {
         self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
     }
+    /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
+    fn vjp_block_size(&self) -> usize {
+        let size = |p: bool, s: usize| if p { s } else { 1 };
+        size(self.a.prefers_block_vjp(), self.a.vjp_block_size())
+            .max(size(self.b.prefers_block_vjp(), self.b.vjp_block_size()))
+    }
 }
 
 impl<T: Scalar, A: SetParams<T>, B: SetParams<T>> SetParams<T> for Sum<A, B> {
@@ -279,6 +285,9 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Scaled<A, T> {
     fn prefers_block_vjp(&self) -> bool {
         self.a.prefers_block_vjp()
     }
+    fn vjp_block_size(&self) -> usize {
+        self.a.vjp_block_size()
+    }
 }
 
 impl<T: Scalar, A: SetParams<T>> SetParams<T> for Scaled<A, T> {
@@ -402,6 +411,9 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Shifted<A, T> {
     fn prefers_block_vjp(&self) -> bool {
         self.a.prefers_block_vjp()
     }
+    fn vjp_block_size(&self) -> usize {
+        self.a.vjp_block_size()
+    }
 }
 
 impl<T: Scalar, A: SetParams<T>> SetParams<T> for Shifted<A, T> {
@@ -492,6 +504,12 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
     fn prefers_block_vjp(&self) -> bool {
         self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
     }
+    /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
+    fn vjp_block_size(&self) -> usize {
+        let size = |p: bool, s: usize| if p { s } else { 1 };
+        size(self.a.prefers_block_vjp(), self.a.vjp_block_size())
+            .max(size(self.b.prefers_block_vjp(), self.b.vjp_block_size()))
+    }
     /// `⟨u, A B x⟩`: `θ_A` gets `∇⟨u, A (Bx)⟩`, `θ_B` gets `∇⟨Aᵀu, B x⟩`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         check_len(
@@ -574,6 +592,9 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>> ParamVjp<T> for Transposed<
     }
     fn prefers_block_vjp(&self) -> bool {
         self.0.prefers_block_vjp()
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
     }
     /// `⟨u, Aᵀx⟩ = ⟨x, A u⟩`.
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {

@@ -166,34 +166,6 @@ fn vjp_rows<T: Scalar>(
     }
 }
 
-/// `grad[p] += Σ_c u_c[i] x_c[j]` over stored entries of rows `r0..r1` (blocks of `k` columns).
-#[inline]
-fn vjp_block_rows<T: Scalar>(
-    row_ptr: &[usize],
-    col_idx: &[usize],
-    r0: usize,
-    r1: usize,
-    us: &[&[T]],
-    xs: &[&[T]],
-    g: &mut [T],
-) {
-    let base = row_ptr[r0];
-    let mut ui = vec![T::ZERO; us.len()];
-    for i in r0..r1 {
-        for (dst, uc) in ui.iter_mut().zip(us) {
-            *dst = uc[i];
-        }
-        let (s, e) = (row_ptr[i], row_ptr[i + 1]);
-        for (gp, &c) in g[s - base..e - base].iter_mut().zip(&col_idx[s..e]) {
-            let mut acc = T::ZERO;
-            for (uv, xc) in ui.iter().zip(xs) {
-                acc += *uv * xc[c];
-            }
-            *gp += acc;
-        }
-    }
-}
-
 /// Position of column `j` in the sorted slice `cols`, if stored.
 #[inline]
 fn find_col(cols: &[usize], j: usize) -> Option<usize> {
@@ -536,15 +508,58 @@ impl<T: Scalar> CsrMatrix<T> {
 
     fn vjp_block_impl(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         let (m, n) = (self.nrows, self.ncols);
-        let us: Vec<&[T]> = (0..k).map(|c| &u[c * m..(c + 1) * m]).collect();
-        let xs: Vec<&[T]> = (0..k).map(|c| &x[c * n..(c + 1) * n]).collect();
+        for (c, b) in column_groups(k) {
+            let (ug, xg) = (&u[c * m..(c + b) * m], &x[c * n..(c + b) * n]);
+            match b {
+                SPMM_BLOCK => self.vjp_group::<SPMM_BLOCK>(ug, xg, grad),
+                4 => self.vjp_group::<4>(ug, xg, grad),
+                2 => self.vjp_group::<2>(ug, xg, grad),
+                _ => self.vjp_group::<1>(ug, xg, grad),
+            }
+        }
+    }
+
+    /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows.
+    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        let (m, n) = (self.nrows, self.ncols);
+        let us: [&[T]; B] = std::array::from_fn(|c| &u[c * m..(c + 1) * m]);
+        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
         let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
         self.for_row_chunks(
             grad,
             |r| rp[r],
-            |r0, r1, g| vjp_block_rows(rp, ci, r0, r1, &us, &xs, g),
+            |r0, r1, g| {
+                let base = rp[r0];
+                for i in r0..r1 {
+                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                    let (s, e) = (rp[i], rp[i + 1]);
+                    for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
+                        let mut acc = T::ZERO;
+                        for c in 0..B {
+                            acc += ui[c] * xs[c][j];
+                        }
+                        *gp += acc;
+                    }
+                }
+            },
         );
     }
+}
+
+/// `(start, size)` of the column groups of a `k`-column block: groups of 8, then 4, 2 and 1.
+fn column_groups(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut c = 0;
+    std::iter::from_fn(move || {
+        let b = match k - c {
+            0 => return None,
+            r if r >= SPMM_BLOCK => SPMM_BLOCK,
+            r if r >= 4 => 4,
+            r if r >= 2 => 2,
+            _ => 1,
+        };
+        c += b;
+        Some((c - b, b))
+    })
 }
 
 /// Applies `group::<B>(x_cols, y_cols)` over the block in groups of 8, 4, 2 and 1 columns.
@@ -694,6 +709,14 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
                 }
             },
         );
+    }
+    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
+    fn prefers_block_vjp(&self) -> bool {
+        true
+    }
+    /// [`SPMM_BLOCK`] (8).
+    fn vjp_block_size(&self) -> usize {
+        SPMM_BLOCK
     }
 }
 
@@ -1097,14 +1120,7 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
         );
         // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
         // and gradient traffic is shared by the group, and the group's columns stream together.
-        let mut c = 0;
-        while c < k {
-            let b = match k - c {
-                r if r >= SPMM_BLOCK => SPMM_BLOCK,
-                r if r >= 4 => 4,
-                r if r >= 2 => 2,
-                _ => 1,
-            };
+        for (c, b) in column_groups(k) {
             let (ug, xg) = (&u[c * n..(c + b) * n], &x[c * n..(c + b) * n]);
             match b {
                 SPMM_BLOCK => self.vjp_group::<SPMM_BLOCK>(ug, xg, grad),
@@ -1112,8 +1128,15 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
                 2 => self.vjp_group::<2>(ug, xg, grad),
                 _ => self.vjp_group::<1>(ug, xg, grad),
             }
-            c += b;
         }
+    }
+    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
+    fn prefers_block_vjp(&self) -> bool {
+        true
+    }
+    /// [`SPMM_BLOCK`] (8).
+    fn vjp_block_size(&self) -> usize {
+        SPMM_BLOCK
     }
     /// `y = A x` and the parameter VJP in one row-parallel pass over the expanded matrix: row
     /// `i` handles its lower-triangle parameters (`u_i x_j + u_j x_i`, diagonal `u_i x_i`),

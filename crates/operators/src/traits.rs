@@ -105,6 +105,15 @@ pub trait ParamVjp<T: Scalar>: Operator<T> {
     fn prefers_block_vjp(&self) -> bool {
         false
     }
+    /// With [`prefers_block_vjp`](ParamVjp::prefers_block_vjp): the number of column pairs per
+    /// [`vjp_params_block`](ParamVjp::vjp_params_block) call beyond which a larger call is no
+    /// cheaper per pair. Adjoints that need not keep every adjoint vector flush them in calls of
+    /// this size, so their extra memory is `N·min(K, size)` instead of `N·K`. Default
+    /// `usize::MAX` (one call for all pairs: kernel matrices evaluate their tiles once per call);
+    /// sparse matrices, which stream their pattern once per group of 8 columns, return 8.
+    fn vjp_block_size(&self) -> usize {
+        usize::MAX
+    }
     /// The current parameters as a new vector.
     fn params_vec(&self) -> Vec<T> {
         let mut out = vec![T::ZERO; self.num_params()];
@@ -192,6 +201,10 @@ macro_rules! forward_impls {
             #[inline]
             fn prefers_block_vjp(&self) -> bool {
                 (**self).prefers_block_vjp()
+            }
+            #[inline]
+            fn vjp_block_size(&self) -> usize {
+                (**self).vjp_block_size()
             }
         }
     )*};

@@ -338,19 +338,38 @@ proptest! {
     }
 }
 
-/// Wrappers keep the kernel's preference for one fused block VJP (otherwise an adjoint in
-/// `Auto` mode would fall back to per-step VJPs, each a full pass over the kernel tiles).
+/// Wrappers keep the kernel's preference for one fused block VJP over all pairs, and a sparse
+/// matrix's for groups of 8 (otherwise an adjoint in `Auto` mode would fall back to per-step
+/// VJPs, each a full pass over the kernel tiles or the pattern).
 #[test]
 fn wrappers_forward_block_vjp_preference() {
-    use gradmat_operators::algebra::{Scaled, Shifted, Sum};
+    use gradmat_operators::algebra::{Diagonal, Scaled, Shifted, Sum};
     use gradmat_operators::csr::SymCsrMatrix;
     let x: Vec<f64> = (0..27).map(|i| (i as f64 * 0.37).sin()).collect();
     let k = KernelMatrix::isotropic(KernelKind::Matern32, 9, 3, x, 0.8, 2.0).unwrap();
     let l = SymCsrMatrix::<f64>::laplacian_2d(3).unwrap();
-    assert!(k.prefers_block_vjp() && !l.prefers_block_vjp());
-    assert!(Shifted::new(k.clone(), 0.1).unwrap().prefers_block_vjp());
-    assert!(Scaled::new(k.clone(), 2.0).unwrap().prefers_block_vjp());
-    assert!(Sum::new(l.clone(), k.clone()).unwrap().prefers_block_vjp());
-    assert!(!Shifted::new(l.clone(), 0.1).unwrap().prefers_block_vjp());
-    assert!(!Sum::new(l.clone(), l).unwrap().prefers_block_vjp());
+    let d = Diagonal::new(vec![1.0; 9]).unwrap();
+    let pref = |p: bool, s: usize| (p, s);
+    assert_eq!(
+        pref(k.prefers_block_vjp(), k.vjp_block_size()),
+        (true, usize::MAX)
+    );
+    assert_eq!(pref(l.prefers_block_vjp(), l.vjp_block_size()), (true, 8));
+    assert!(!d.prefers_block_vjp());
+    let sk = Shifted::new(k.clone(), 0.1).unwrap();
+    assert_eq!(
+        pref(sk.prefers_block_vjp(), sk.vjp_block_size()),
+        (true, usize::MAX)
+    );
+    let sc = Scaled::new(l.clone(), 2.0).unwrap();
+    assert_eq!(pref(sc.prefers_block_vjp(), sc.vjp_block_size()), (true, 8));
+    let lk = Sum::new(l.clone(), k.clone()).unwrap();
+    assert_eq!(
+        pref(lk.prefers_block_vjp(), lk.vjp_block_size()),
+        (true, usize::MAX)
+    );
+    let dl = Sum::new(d.clone(), l).unwrap();
+    assert_eq!(pref(dl.prefers_block_vjp(), dl.vjp_block_size()), (true, 8));
+    assert!(!Shifted::new(d.clone(), 0.1).unwrap().prefers_block_vjp());
+    assert!(!Sum::new(d.clone(), d).unwrap().prefers_block_vjp());
 }

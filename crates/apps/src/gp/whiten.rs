@@ -170,6 +170,9 @@ impl<A: ParamVjp<f64>> ParamVjp<f64> for Whitened<'_, A> {
     fn prefers_block_vjp(&self) -> bool {
         self.k.prefers_block_vjp()
     }
+    fn vjp_block_size(&self) -> usize {
+        self.k.vjp_block_size()
+    }
 }
 
 #[cfg(test)]
