@@ -11,7 +11,8 @@
 //!
 //! Options: `--grid G` (N = G²), `--ks K1,K2,…`, `--reps R` (default 3), `--variants`
 //! (default `lanczos,lanczos-full,arnoldi-full`), `--out PATH.png` (a CSV with the numbers is
-//! written next to it, `PATH.csv`), `--linear` (linear axes instead of log-log).
+//! written next to it, `PATH.csv`), `--linear` (linear axes instead of log-log), `--from-csv
+//! PATH.csv` (redraw from a CSV written earlier, without timing runs).
 //!
 //! The labels are drawn with DejaVu Sans, embedded from `assets/fonts/` (licence in
 //! `assets/fonts/LICENSE-DejaVu.txt`), so no system fonts are needed.
@@ -130,6 +131,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    if let Some(csv) = args
+        .iter()
+        .position(|a| a == "--from-csv")
+        .and_then(|i| args.get(i + 1))
+    {
+        // Redraw from a CSV this example wrote (no timing runs).
+        let (all, n) = read_csv(csv)?;
+        draw(&out, &all, n, rayon::current_num_threads(), linear)?;
+        eprintln!("wrote {}", out.display());
+        return Ok(());
+    }
 
     let a = SymCsrMatrix::laplacian_2d(g)?;
     let n = g * g;
@@ -170,6 +182,46 @@ fn main() -> Result<(), Box<dyn Error>> {
     draw(&out, &all, n, threads, linear)?;
     eprintln!("wrote {} and {}", out.display(), csv_path.display());
     Ok(())
+}
+
+/// The series of a CSV written by this example (`variant,N,K,forward_s,backward_s,…`).
+fn read_csv(path: &str) -> Result<(Vec<Series>, usize), Box<dyn Error>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut all: Vec<Series> = Vec::new();
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 6 {
+            return Err(format!("{path}:{}: expected 6 fields, got {}", i + 1, f.len()).into());
+        }
+        let bad = |what: &str| format!("{path}:{}: bad {what}", i + 1);
+        n = f[1].parse().map_err(|_| bad("N"))?;
+        let k: usize = f[2].parse().map_err(|_| bad("K"))?;
+        let t: Vec<f64> = f[3..]
+            .iter()
+            .map(|v| v.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("time"))?;
+        match all.iter_mut().find(|s| s.variant == f[0]) {
+            Some(s) => s.points.push((k, t[0], t[1], t[2])),
+            None => all.push(Series {
+                variant: f[0].to_string(),
+                points: vec![(k, t[0], t[1], t[2])],
+            }),
+        }
+    }
+    Ok((all, n))
+}
+
+/// Log-axis tick label: only 1, 2 and 5 times a power of ten are labelled (the others stay as
+/// grid lines), so neighbouring labels such as 90 and 100 do not overlap.
+fn log_tick(x: f64) -> String {
+    let m = x / 10f64.powf(x.log10().floor());
+    if [1.0, 2.0, 5.0].iter().any(|t| (m - t).abs() < 1e-6) {
+        format!("{}", x.round())
+    } else {
+        String::new()
+    }
 }
 
 fn draw(
@@ -235,7 +287,7 @@ fn draw(
         chart
             .configure_mesh()
             .x_desc("Krylov depth K (matrix-vector products), log scale")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| log_tick(*x))
             .y_desc("wall-clock time [s], log scale")
             .label_style(("sans-serif", 18))
             .axis_desc_style(("sans-serif", 20))

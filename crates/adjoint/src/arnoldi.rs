@@ -63,8 +63,10 @@ impl<T: Scalar> Default for ArnoldiCotangent<'_, T> {
 /// Reverse-mode derivative of [`gradmat_krylov::arnoldi::arnoldi`]: returns `v̄` and
 /// **accumulates** `θ̄` into `theta_grad` (length `op.num_params()`).
 ///
-/// Costs one `Aᵀλ` per step plus the parameter VJPs (fused into one block call by default);
-/// stores the adjoint vectors `Λ` (`N×K`) and `Γ` (`K×K`). The re-projection step is on by
+/// Costs one `Aᵀλ` per step plus the parameter VJPs (fused into block calls by default), one
+/// read of the first `k + 2` basis columns per step for the projection and one for the next
+/// step's `Q_Jᵀλ`, and one GEMM for the Gram matrix `QᵀQ` (see the module notes); stores the
+/// adjoint vectors `Λ` (`N×K`), `Γ` and `QᵀQ` (`K×K`). The re-projection step is on by
 /// default (with or without reorthogonalisation in the forward pass; see the source for the
 /// measurement behind this choice).
 ///
