@@ -206,14 +206,19 @@ pub fn line_plot(
     macro_rules! draw {
         ($chart:expr) => {{
             let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
+            let (x_fmt, y_fmt) = (log_labeller(x_scale, xr), log_labeller(y_scale, yr));
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(x_label)
                 .y_desc(y_label)
                 .label_style(("sans-serif", 16))
-                .axis_desc_style(("sans-serif", 18))
-                .draw()
-                .map_err(plot_err)?;
+                .axis_desc_style(("sans-serif", 18));
+            if let Some(f) = &x_fmt {
+                mesh.x_label_formatter(f);
+            }
+            if let Some(f) = &y_fmt {
+                mesh.y_label_formatter(f);
+            }
+            mesh.draw().map_err(plot_err)?;
             for (i, s) in clean.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 chart
@@ -257,6 +262,28 @@ pub fn line_plot(
     }
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// Tick labels of a log axis: over a decade or more, only 1, 2 and 5 × 10^k are labelled (the
+/// other ticks stay as grid lines, so neighbours such as 90 and 100 do not overlap), in compact
+/// form (`1e-8`, `0.02`, `500`). `None` for a linear axis (plotters' default labels).
+fn log_labeller(scale: Scale, range: (f64, f64)) -> Option<impl Fn(&f64) -> String> {
+    if scale != Scale::Log {
+        return None;
+    }
+    let decades = (range.1 / range.0).log10();
+    Some(move |v: &f64| {
+        let e = v.log10().floor();
+        let m = v / 10f64.powf(e);
+        let keep = decades < 1.0 || [1.0, 2.0, 5.0].iter().any(|t| (m - t).abs() < 1e-6);
+        if !keep {
+            String::new()
+        } else if (-3.0..4.0).contains(&e) {
+            format!("{}", (v * 1e3).round() / 1e3)
+        } else {
+            format!("{}e{}", (m * 10.0).round() / 10.0, e)
+        }
+    })
 }
 
 /// Draws predicted (`y`) against true (`x`) values with the diagonal `y = x` into a PNG file.
@@ -448,6 +475,23 @@ mod tests {
         )
         .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Log-axis labels: 1-2-5 ticks over a decade or more, compact numbers, none for linear.
+    #[test]
+    fn log_axis_labels() {
+        assert!(log_labeller(Scale::Linear, (1.0, 100.0)).is_none());
+        let f = log_labeller(Scale::Log, (1e-9, 1e-2)).unwrap();
+        let l: Vec<String> = [1e-8, 2e-8, 3e-8, 5e-3, 9e-3, 0.01]
+            .iter()
+            .map(|v| f(v))
+            .collect();
+        assert_eq!(l, ["1e-8", "2e-8", "", "0.005", "", "0.01"]);
+        let g = log_labeller(Scale::Log, (10.0, 300.0)).unwrap();
+        assert_eq!([g(&90.0), g(&100.0), g(&200.0)], ["", "100", "200"]);
+        // Under a decade every tick is labelled.
+        let h = log_labeller(Scale::Log, (0.3, 0.45)).unwrap();
+        assert_eq!(h(&0.35), "0.35");
     }
 
     #[test]
