@@ -484,7 +484,7 @@ mod tests {
         let f = log_labeller(Scale::Log, (1e-9, 1e-2)).unwrap();
         let l: Vec<String> = [1e-8, 2e-8, 3e-8, 5e-3, 9e-3, 0.01]
             .iter()
-            .map(|v| f(v))
+            .map(&f)
             .collect();
         assert_eq!(l, ["1e-8", "2e-8", "", "0.005", "", "0.01"]);
         let g = log_labeller(Scale::Log, (10.0, 300.0)).unwrap();
