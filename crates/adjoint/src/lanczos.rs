@@ -316,10 +316,34 @@ struct ZetaInputs<'a, T> {
 fn zeta_chunk<T: Scalar>(
     z: &mut [T],
     v: ZetaInputs<'_, T>,
-    [ak, bk, tc]: [T; 3],
+    coef: [T; 3],
     has_prev: bool,
 ) -> [T; 3] {
-    const L: usize = 8;
+    let m = z.len();
+    let acc = match v.xbar {
+        Some(xb) => {
+            let xb = &xb[..m];
+            zeta_loop(z, &v, |i| xb[i], coef, has_prev)
+        }
+        // No basis cotangent: x̄ = 0 without reading a zero vector.
+        None => zeta_loop(z, &v, |_| T::ZERO, coef, has_prev),
+    };
+    let sum = |a: &[T; ZL]| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    [sum(&acc[0]), sum(&acc[1]), sum(&acc[2])]
+}
+
+/// Lanes of [`zeta_loop`]'s accumulators.
+const ZL: usize = 8;
+
+/// The loop of [`zeta_chunk`], monomorphised for each way of reading `x̄`.
+#[inline]
+fn zeta_loop<T: Scalar>(
+    z: &mut [T],
+    v: &ZetaInputs<'_, T>,
+    xb: impl Fn(usize) -> T,
+    [ak, bk, tc]: [T; 3],
+    has_prev: bool,
+) -> [[T; ZL]; 3] {
     let m = z.len();
     let (y, lam, lp, tail, xp, xk) = (
         &v.y[..m],
@@ -329,40 +353,24 @@ fn zeta_chunk<T: Scalar>(
         &v.xprev[..m],
         &v.xk[..m],
     );
-    let mut acc = [[T::ZERO; L]; 3];
-    let mut one = |i: usize, l: usize, xb: T| {
-        let zi = -xb - y[i] + ak * lam[i] + bk * lp[i] - tc * tail[i];
+    let mut acc = [[T::ZERO; ZL]; 3];
+    let mut one = |i: usize, l: usize| {
+        let zi = -xb(i) - y[i] + ak * lam[i] + bk * lp[i] - tc * tail[i];
         z[i] = zi;
         acc[0][l] += lam[i] * xp[i];
         acc[1][l] += xk[i] * zi;
         acc[2][l] += if has_prev { xp[i] } else { zi } * zi;
     };
-    let (blocks, rest) = (m / L, m % L);
-    match v.xbar {
-        Some(xb) => {
-            let xb = &xb[..m];
-            for b in 0..blocks {
-                for l in 0..L {
-                    one(b * L + l, l, xb[b * L + l]);
-                }
-            }
-            for l in 0..rest {
-                one(blocks * L + l, l, xb[blocks * L + l]);
-            }
-        }
-        None => {
-            for b in 0..blocks {
-                for l in 0..L {
-                    one(b * L + l, l, T::ZERO);
-                }
-            }
-            for l in 0..rest {
-                one(blocks * L + l, l, T::ZERO);
-            }
+    let blocks = m / ZL;
+    for b in 0..blocks {
+        for l in 0..ZL {
+            one(b * ZL + l, l);
         }
     }
-    let sum = |a: &[T; L]| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-    [sum(&acc[0]), sum(&acc[1]), sum(&acc[2])]
+    for l in 0..m % ZL {
+        one(blocks * ZL + l, l);
+    }
+    acc
 }
 
 /// Column `a` mutably and column `b` shared of a column-major `n`-row buffer (`a != b`).

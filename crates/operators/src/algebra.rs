@@ -118,6 +118,16 @@ impl<T: Scalar, A: AdjointOperator<T>, B: AdjointOperator<T>> AdjointOperator<T>
 
 impl<T: Scalar, A: SelfAdjoint<T>, B: SelfAdjoint<T>> SelfAdjoint<T> for Sum<A, B> {}
 
+/// The block size an operator asks for, or 1 when it does not prefer block VJPs (the part of a
+/// sum or product with the costlier block VJP sets the size of the whole).
+fn block_size<T: Scalar, A: ParamVjp<T>>(a: &A) -> usize {
+    if a.prefers_block_vjp() {
+        a.vjp_block_size()
+    } else {
+        1
+    }
+}
+
 impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
     fn num_params(&self) -> usize {
         self.a.num_params() + self.b.num_params()
@@ -157,9 +167,7 @@ impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
     }
     /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
     fn vjp_block_size(&self) -> usize {
-        let size = |p: bool, s: usize| if p { s } else { 1 };
-        size(self.a.prefers_block_vjp(), self.a.vjp_block_size())
-            .max(size(self.b.prefers_block_vjp(), self.b.vjp_block_size()))
+        block_size(&self.a).max(block_size(&self.b))
     }
 }
 
@@ -506,9 +514,7 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
     }
     /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
     fn vjp_block_size(&self) -> usize {
-        let size = |p: bool, s: usize| if p { s } else { 1 };
-        size(self.a.prefers_block_vjp(), self.a.vjp_block_size())
-            .max(size(self.b.prefers_block_vjp(), self.b.vjp_block_size()))
+        block_size(&self.a).max(block_size(&self.b))
     }
     /// `⟨u, A B x⟩`: `θ_A` gets `∇⟨u, A (Bx)⟩`, `θ_B` gets `∇⟨Aᵀu, B x⟩`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {

@@ -166,6 +166,23 @@ fn vjp_rows<T: Scalar>(
     }
 }
 
+/// Block VJP through `vjp_group::<B>(u_cols, x_cols, grad)` in groups of 8, 4, 2 and 1 column
+/// pairs (`u` columns of length `$ulen`, `x` columns of length `$xlen`).
+macro_rules! vjp_blocked {
+    ($self:ident, $u:ident, $x:ident, $k:ident, $ulen:expr, $xlen:expr, $grad:ident) => {{
+        let (ul, xl) = ($ulen, $xlen);
+        for (c, b) in column_groups($k) {
+            let (ug, xg) = (&$u[c * ul..(c + b) * ul], &$x[c * xl..(c + b) * xl]);
+            match b {
+                SPMM_BLOCK => $self.vjp_group::<SPMM_BLOCK>(ug, xg, $grad),
+                4 => $self.vjp_group::<4>(ug, xg, $grad),
+                2 => $self.vjp_group::<2>(ug, xg, $grad),
+                _ => $self.vjp_group::<1>(ug, xg, $grad),
+            }
+        }
+    }};
+}
+
 /// Position of column `j` in the sorted slice `cols`, if stored.
 #[inline]
 fn find_col(cols: &[usize], j: usize) -> Option<usize> {
@@ -507,16 +524,7 @@ impl<T: Scalar> CsrMatrix<T> {
     }
 
     fn vjp_block_impl(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        let (m, n) = (self.nrows, self.ncols);
-        for (c, b) in column_groups(k) {
-            let (ug, xg) = (&u[c * m..(c + b) * m], &x[c * n..(c + b) * n]);
-            match b {
-                SPMM_BLOCK => self.vjp_group::<SPMM_BLOCK>(ug, xg, grad),
-                4 => self.vjp_group::<4>(ug, xg, grad),
-                2 => self.vjp_group::<2>(ug, xg, grad),
-                _ => self.vjp_group::<1>(ug, xg, grad),
-            }
-        }
+        vjp_blocked!(self, u, x, k, self.nrows, self.ncols, grad);
     }
 
     /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows.
@@ -566,14 +574,7 @@ fn column_groups(k: usize) -> impl Iterator<Item = (usize, usize)> {
 macro_rules! blocked {
     ($self:ident, $method:ident, $x:ident, $y:ident, $k:ident, $xlen:expr, $ylen:expr) => {{
         let (xl, yl) = ($xlen, $ylen);
-        let mut c = 0;
-        while c < $k {
-            let b = match $k - c {
-                r if r >= SPMM_BLOCK => SPMM_BLOCK,
-                r if r >= 4 => 4,
-                r if r >= 2 => 2,
-                _ => 1,
-            };
+        for (c, b) in column_groups($k) {
             let xg = &$x[c * xl..(c + b) * xl];
             let yg = &mut $y[c * yl..(c + b) * yl];
             match b {
@@ -582,7 +583,6 @@ macro_rules! blocked {
                 2 => $self.$method::<2>(xg, yg),
                 _ => $self.$method::<1>(xg, yg),
             }
-            c += b;
         }
     }};
 }
@@ -1120,15 +1120,7 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
         );
         // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
         // and gradient traffic is shared by the group, and the group's columns stream together.
-        for (c, b) in column_groups(k) {
-            let (ug, xg) = (&u[c * n..(c + b) * n], &x[c * n..(c + b) * n]);
-            match b {
-                SPMM_BLOCK => self.vjp_group::<SPMM_BLOCK>(ug, xg, grad),
-                4 => self.vjp_group::<4>(ug, xg, grad),
-                2 => self.vjp_group::<2>(ug, xg, grad),
-                _ => self.vjp_group::<1>(ug, xg, grad),
-            }
-        }
+        vjp_blocked!(self, u, x, k, n, n, grad);
     }
     /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
     fn prefers_block_vjp(&self) -> bool {
