@@ -245,7 +245,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     // M = QᵀQ, and then Q_{≤k}ᵀu = Q_{≤k}ᵀAᵀλ = (AQ_{≤k})ᵀλ = H[:, ≤k]ᵀ(Q_{k+1}ᵀλ) by the Arnoldi
     // relation AQ = QH + r e_Kᵀ (for k < K−1): no pass over the basis for it.
     let gram_m = if project && kk > 1 {
-        gram(q, n, kk)
+        reduce::gram(q, n, kk)
     } else {
         Vec::new()
     };
@@ -368,42 +368,6 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     }
     reduce::scale(d.c, &mut lambda);
     Ok(lambda)
-}
-
-/// `M = QᵀQ` (`K×K`, column-major) for the column-major `n×K` basis: GEMMs over fixed row
-/// chunks (in parallel), added in chunk order — deterministic for any thread count.
-fn gram<T: Scalar>(q: &[T], n: usize, kk: usize) -> Vec<T> {
-    use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
-    const ROWS: usize = 16_384;
-    let part = |c: usize| {
-        let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(n));
-        let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, kk, n);
-        let mut m = Mat::<T>::zeros(kk, kk);
-        matmul(
-            m.as_mut(),
-            Accum::Replace,
-            qc.transpose(),
-            qc,
-            T::ONE,
-            Par::Seq,
-        );
-        m
-    };
-    let nchunks = n.div_ceil(ROWS).max(1);
-    let parts: Vec<Mat<T>> = if n * kk >= 131_072 {
-        (0..nchunks).into_par_iter().map(part).collect()
-    } else {
-        (0..nchunks).map(part).collect()
-    };
-    let mut out = vec![T::ZERO; kk * kk];
-    for p in parts {
-        for j in 0..kk {
-            for i in 0..kk {
-                out[i + j * kk] += p[(i, j)];
-            }
-        }
-    }
-    out
 }
 
 /// Inputs of [`fused_update`].

@@ -13,6 +13,8 @@
 //!   reorthogonalised Lanczos through the projected Arnoldi adjoint on `T = (H + Hᵀ)/2`.
 //! * [`arnoldi_vjp`]: Arnoldi, with the re-projection step (on by default).
 //! * [`cg_vjp`]: linear solves by implicit differentiation (one more solve).
+//! * [`subspace_vjp`]: `θ̄ = ∇θ⟨Q W Qᵀ, A(θ)⟩` for a gradient that lies in the span of a basis
+//!   (the exact gradient at an invariant Krylov subspace, built by `gradmat-matfun`).
 //!
 //! ```
 //! use gradmat_adjoint::{lanczos_vjp, AdjointParams, LanczosCotangent};
@@ -38,11 +40,13 @@ mod arnoldi;
 mod cg;
 mod error;
 mod lanczos;
+mod subspace;
 
 pub use arnoldi::{arnoldi_vjp, ArnoldiCotangent};
 pub use cg::cg_vjp;
 pub use error::AdjointError;
 pub use lanczos::{lanczos_vjp, LanczosCotangent};
+pub use subspace::subspace_vjp;
 
 use gradmat_operators::{Operator, ParamVjp, Scalar};
 

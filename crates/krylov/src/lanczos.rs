@@ -231,7 +231,6 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     for (qi, vi) in out.q[..n].iter_mut().zip(v) {
         *qi = *vi * out.c;
     }
-    let mut scale = T::ZERO;
     let mut b_prev = T::ZERO;
     let mut depth = kmax;
     for k in 0..kmax {
@@ -275,7 +274,10 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
                 step: k,
             });
         }
-        scale = scale.max(wnorm);
+        // The rounding left in the new vector is relative to this step's ‖A x_k‖ (not to the
+        // largest seen: a small-eigenvalue direction of an ill-conditioned operator has a
+        // small ‖A x_k‖ and a legitimately small new component).
+        let scale = wnorm;
         out.a.push(ak);
         if k + 1 < kmax {
             if len <= tol * scale {

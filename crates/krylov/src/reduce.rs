@@ -90,6 +90,82 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
     }
 }
 
+/// `M = QᵀQ` (`k×k`, column-major) for the first `k` columns of the column-major basis `q`
+/// (`n` rows): GEMMs over fixed row chunks (in parallel), added in chunk order —
+/// deterministic for any thread count.
+pub fn gram<T: Scalar>(q: &[T], n: usize, k: usize) -> Vec<T> {
+    use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
+    const GRAM_ROWS: usize = 16_384;
+    debug_assert!(q.len() >= n * k);
+    let part = |c: usize| {
+        let (r0, r1) = (c * GRAM_ROWS, ((c + 1) * GRAM_ROWS).min(n));
+        let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, k, n);
+        let mut m = Mat::<T>::zeros(k, k);
+        matmul(
+            m.as_mut(),
+            Accum::Replace,
+            qc.transpose(),
+            qc,
+            T::ONE,
+            Par::Seq,
+        );
+        m
+    };
+    let nchunks = n.div_ceil(GRAM_ROWS).max(1);
+    let parts: Vec<Mat<T>> = if n * k >= PAR_WORK {
+        (0..nchunks).into_par_iter().map(part).collect()
+    } else {
+        (0..nchunks).map(part).collect()
+    };
+    let mut out = vec![T::ZERO; k * k];
+    for p in parts {
+        for j in 0..k {
+            for i in 0..k {
+                out[i + j * k] += p[(i, j)];
+            }
+        }
+    }
+    out
+}
+
+/// `U = Q W` (`n×m`, column-major) for the first `k` columns of the column-major basis `q`
+/// (`n` rows) and a column-major `k×m` matrix `w`: a GEMM per fixed row chunk (in parallel).
+/// Every entry of `U` is computed by one chunk, so the result does not depend on the thread
+/// count.
+pub fn basis_mat<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], m: usize) -> Vec<T> {
+    use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+    debug_assert!(q.len() >= n * k && w.len() >= k * m);
+    let mut out = vec![T::ZERO; n * m];
+    if n == 0 || m == 0 {
+        return out;
+    }
+    let wm = MatRef::from_column_major_slice(&w[..k * m], k, m);
+    // Row chunks of `out` are strided (column-major), so each chunk computes into its own
+    // buffer and is copied into place.
+    let part = |c: usize| {
+        let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(n));
+        let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, k, n);
+        let mut buf = vec![T::ZERO; (r1 - r0) * m];
+        let um = MatMut::from_column_major_slice_mut(&mut buf, r1 - r0, m);
+        matmul(um, Accum::Replace, qc, wm, T::ONE, Par::Seq);
+        buf
+    };
+    let nchunks = n.div_ceil(ROWS);
+    let parts: Vec<Vec<T>> = if n * k * m >= PAR_WORK {
+        (0..nchunks).into_par_iter().map(part).collect()
+    } else {
+        (0..nchunks).map(part).collect()
+    };
+    for (c, buf) in parts.into_iter().enumerate() {
+        let r0 = c * ROWS;
+        let rows = buf.len() / m;
+        for j in 0..m {
+            out[j * n + r0..j * n + r0 + rows].copy_from_slice(&buf[j * rows..(j + 1) * rows]);
+        }
+    }
+    out
+}
+
 /// Index of the first non-finite entry, if any.
 pub fn first_non_finite<T: Scalar>(x: &[T]) -> Option<usize> {
     x.iter().position(|v| !v.is_finite())

@@ -150,6 +150,35 @@ pub enum MatfunError {
         /// The domain of the function, e.g. `"x > 0"`.
         domain: &'static str,
     },
+    /// A Ritz value is positive but below the rounding threshold `10·K·ε·max|θ|` of the Krylov
+    /// matrix: the operator is singular (or not positive definite) to working precision, so
+    /// `log`, `1/x` and `1/√x` (and the derivative of `√x`) are not defined there. A Ritz value
+    /// that is zero in exact arithmetic comes out of a Krylov iteration as a rounding error of
+    /// this size and either sign.
+    #[error(
+        "{function}: the smallest Ritz value {ritz_value:e} is below the rounding threshold \
+         {threshold:e} (10·K·ε·max|θ| for the {dim}×{dim} Krylov matrix): the operator is \
+         singular or not positive definite to working precision"
+    )]
+    NumericallySingular {
+        /// Name of the function.
+        function: &'static str,
+        /// The smallest Ritz value.
+        ritz_value: f64,
+        /// The threshold it was compared with.
+        threshold: f64,
+        /// Dimension `K` of the Krylov matrix.
+        dim: usize,
+    },
+    /// The gradient of the requested function cannot be obtained from this decomposition (for
+    /// instance `f(A)v` truncated at an invariant subspace below the requested depth, where the
+    /// truncated approximation is not differentiable); the message says why and what to request
+    /// instead. Never replaced by a different number.
+    #[error("gradient not available: {reason}")]
+    GradientUnavailable {
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// An error while processing one probe vector of a stochastic estimator.
     #[error("probe {probe}: {source}")]
     Probe {

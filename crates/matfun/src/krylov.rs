@@ -67,14 +67,16 @@ use crate::dense::{
     expm_scaled_e0, expm_scaled_e0_pullback, tridiagonal_cotangent, MatrixFunction,
     SymmetricMatrixFunction,
 };
+use crate::subspace::{self, ArnoldiOutput, Restriction};
 use crate::MatfunError;
 use gradmat_adjoint::{
     arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent, ParamAccumulation,
 };
 use gradmat_krylov::arnoldi::{arnoldi, Arnoldi, ArnoldiParams, Reorthogonalize};
-use gradmat_krylov::lanczos::{lanczos_into, Lanczos, LanczosParams};
+use gradmat_krylov::lanczos::{lanczos, lanczos_into, Lanczos, LanczosParams};
 use gradmat_krylov::reduce;
 use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint};
+use std::borrow::Cow;
 
 /// Which Krylov method produced a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +112,7 @@ pub struct KrylovParams {
     /// How parameter gradients are accumulated in the backward pass.
     pub accumulation: ParamAccumulation,
     /// Relative breakdown threshold of the Krylov iteration (`None`: the Krylov crate's
-    /// default `100·√N·eps`).
+    /// default `1000·√N·eps` of the step's `‖A q_k‖`).
     pub breakdown_tol: Option<f64>,
 }
 
@@ -234,6 +236,257 @@ pub(crate) fn ritz_error(e: MatfunError) -> MatfunError {
         },
         other => other,
     }
+}
+
+/// Factor `c` of the rounding threshold `c·K·ε·max|θ|` below which a positive Ritz value is
+/// treated as zero (see [`MatfunError::NumericallySingular`]).
+pub const RITZ_ZERO_FACTOR: f64 = 10.0;
+
+/// Rejects a Ritz value that is positive but within rounding of zero for the functions that
+/// are singular at 0 (`log`, `1/x`, `1/√x`, negative powers; with `for_gradient`, also the
+/// derivative of `√x` and of positive fractional powers).
+pub(crate) fn check_ritz_threshold<T: Scalar>(
+    fun: &SymmetricMatrixFunction<impl Scalar>,
+    for_gradient: bool,
+) -> Result<(), MatfunError> {
+    let singular_value = match *fun.function() {
+        MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt => true,
+        MatrixFunction::PowI(n) => n < 0,
+        MatrixFunction::Pow(p) => p < 0.0,
+        _ => false,
+    };
+    let singular_derivative = match *fun.function() {
+        MatrixFunction::Sqrt => true,
+        MatrixFunction::Pow(p) => p > 0.0 && p < 1.0,
+        _ => false,
+    };
+    if !(singular_value || (for_gradient && singular_derivative)) {
+        return Ok(());
+    }
+    let th = fun.eigen().values();
+    let k = th.len();
+    let max = th.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+    let threshold = RITZ_ZERO_FACTOR * k as f64 * T::EPS.to_f64() * max;
+    match th.iter().copied().find(|&x| x >= 0.0 && x <= threshold) {
+        Some(ritz_value) => Err(MatfunError::NumericallySingular {
+            function: fun.function().name(),
+            ritz_value,
+            threshold,
+            dim: k,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The relative size `τ = 1e5·√N·ε` below which a sub-diagonal `b_j` (relative to the step's
+/// `‖A q_j‖`) is treated as a breakdown by the backward pass even when the iteration's own
+/// (stricter) threshold did not stop it: rounding noise amplified by such a step (a plain
+/// three-term run, or a cluster of eigenvalues) otherwise carries the run on into directions of
+/// the noise, and the recursion of the adjoint divides by `b_j`. At `b_j ≤ τ‖A q_j‖` the
+/// leading `j + 1` vectors span an invariant subspace to that accuracy, which is where the
+/// function the user asked for has its gradient (see [`crate::subspace`]).
+pub(crate) fn numerical_breakdown_tol<T: Scalar>(n: usize) -> f64 {
+    1e5 * (n.max(1) as f64).sqrt() * T::EPS.to_f64()
+}
+
+/// The depth `m` at which a decomposition is exact, if it is: a breakdown reported by the
+/// iteration (`m` = the depth), the whole space (`m = N`), or the first sub-diagonal `b_j`
+/// below [`numerical_breakdown_tol`] of `‖A q_j‖` (`m = j + 1`). `sub(j)` is the sub-diagonal
+/// after column `j`, `col(j)` the norm `‖A q_j‖` of column `j` of the relation.
+fn exact_depth<T: Scalar>(
+    info: &gradmat_krylov::arnoldi::KrylovInfo,
+    k: usize,
+    n: usize,
+    sub: impl Fn(usize) -> f64,
+    col: impl Fn(usize) -> f64,
+) -> Option<usize> {
+    if info.breakdown.is_some() || k == n {
+        return Some(k);
+    }
+    let tau = numerical_breakdown_tol::<T>(n);
+    (0..k.saturating_sub(1))
+        .find(|&j| sub(j).abs() <= tau * col(j))
+        .map(|j| j + 1)
+}
+
+/// The exact depth of a Lanczos decomposition (three-term: `‖A x_j‖² = b_{j−1}² + a_j² +
+/// b_j²`; with full reorthogonalisation: the Hessenberg columns).
+fn lanczos_exact_depth<T: Scalar>(dec: &Lanczos<T>) -> Option<usize> {
+    let (n, k) = (dec.dim(), dec.depth());
+    match dec.arnoldi() {
+        Some(arn) => arnoldi_exact_depth(arn),
+        None => {
+            let (a, b) = (dec.diagonal(), dec.off_diagonal());
+            exact_depth::<T>(
+                dec.info(),
+                k,
+                n,
+                |j| b[j].to_f64(),
+                |j| {
+                    let bp = if j > 0 { b[j - 1].to_f64() } else { 0.0 };
+                    (bp * bp + a[j].to_f64().powi(2) + b[j].to_f64().powi(2)).sqrt()
+                },
+            )
+        }
+    }
+}
+
+fn arnoldi_exact_depth<T: Scalar>(dec: &Arnoldi<T>) -> Option<usize> {
+    let (n, k) = (dec.dim(), dec.depth());
+    exact_depth::<T>(
+        dec.info(),
+        k,
+        n,
+        |j| dec.h(j + 1, j).to_f64(),
+        |j| {
+            (0..k.min(j + 2))
+                .map(|i| dec.h(i, j).to_f64().powi(2))
+                .sum::<f64>()
+                .sqrt()
+        },
+    )
+}
+
+/// The leading `m×m` block of a column-major `k×k` matrix.
+fn leading<T: Scalar>(h: &[T], k: usize, m: usize) -> Vec<T> {
+    (0..m * m).map(|p| h[p % m + (p / m) * k]).collect()
+}
+
+/// The residual of the relation truncated at depth `m`: `r` itself at `m = K`, else the
+/// sub-diagonal entry times the next basis vector.
+fn truncated_residual<T: Scalar>(q: &[T], n: usize, k: usize, m: usize, sub: T, r: &[T]) -> Vec<T> {
+    if m == k {
+        r.to_vec()
+    } else {
+        q[m * n..(m + 1) * n].iter().map(|x| *x * sub).collect()
+    }
+}
+
+/// An invariant restriction and the basis it refers to (borrowed from the decomposition, or
+/// owned after a recomputation).
+type ExactSubspace<'d, T> = (Restriction, Cow<'d, [T]>);
+
+/// The invariant restriction of an exact Lanczos decomposition (see [`crate::subspace`]) and
+/// the basis it refers to, or `None` if the decomposition is not exact.
+///
+/// With full reorthogonalisation the basis is used as it is and the tridiagonal `T` decomposed
+/// by bisection (no pass over the basis). After a plain (three-term) run the Ritz vectors
+/// recovered from the lost-orthogonality basis are used when they are accurate enough
+/// (`plain_ok`, quadratic forms); otherwise — and always for `f(A)v`, whose cotangent may weigh
+/// any Ritz vector — the decomposition is recomputed with full reorthogonalisation from the
+/// same start vector (the same number of products again), so that the gradient is the exact
+/// one.
+fn lanczos_restriction<'d, T, A>(
+    op: &A,
+    dec: &'d Lanczos<T>,
+    params: &KrylovParams,
+    plain_ok: bool,
+) -> Result<Option<ExactSubspace<'d, T>>, MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ?Sized,
+{
+    let Some(m) = lanczos_exact_depth(dec) else {
+        return Ok(None);
+    };
+    let (n, k) = (dec.dim(), dec.depth());
+    if let Some(arn) = dec.arnoldi() {
+        return Ok(reorthogonalized_restriction(dec, arn, m, params)?
+            .map(|r| (r, Cow::Borrowed(&arn.basis()[..n * m]))));
+    }
+    if plain_ok {
+        let b = dec.off_diagonal();
+        let sub = if m < k { b[m - 1] } else { T::ZERO };
+        let rest = Restriction::new(
+            &dec.basis()[..n * m],
+            n,
+            m,
+            &leading(&dec.tridiagonal_dense(), k, m),
+            &truncated_residual(dec.basis(), n, k, m, sub, dec.residual()),
+            dec.inv_norm(),
+            true,
+            params.breakdown_tol,
+        )?;
+        if let Some(r) = rest {
+            return Ok(Some((r, Cow::Borrowed(&dec.basis()[..n * m]))));
+        }
+    }
+    let c = dec.inv_norm();
+    let v: Vec<T> = dec.basis_vector(0).iter().map(|x| *x / c).collect();
+    let lp = params
+        .lanczos_params(dec.info().requested_depth)
+        .reorthogonalize(Reorthogonalize::Full);
+    let full = lanczos(op, &v, &lp)?;
+    let Some(m) = lanczos_exact_depth(&full) else {
+        return Ok(None);
+    };
+    let arn = full
+        .arnoldi()
+        .expect("a fully reorthogonalised Lanczos run keeps its Arnoldi form");
+    Ok(reorthogonalized_restriction(&full, arn, m, params)?
+        .map(|r| (r, Cow::Owned(arn.basis()[..n * m].to_vec()))))
+}
+
+/// [`Restriction::orthonormal`] of a fully reorthogonalised Lanczos run truncated at depth `m`.
+fn reorthogonalized_restriction<T: Scalar>(
+    dec: &Lanczos<T>,
+    arn: &Arnoldi<T>,
+    m: usize,
+    params: &KrylovParams,
+) -> Result<Option<Restriction>, MatfunError> {
+    let k = arn.depth();
+    // ‖H − T‖_F on the leading block: the entries of H outside the band of T, and the
+    // asymmetry of the band.
+    let (a, b) = (dec.diagonal(), dec.off_diagonal());
+    let mut off_band = 0.0_f64;
+    for j in 0..m {
+        for i in 0..m.min(j + 2) {
+            let t = if i == j {
+                a[j].to_f64()
+            } else if i + 1 == j || i == j + 1 {
+                b[i.min(j)].to_f64()
+            } else {
+                0.0
+            };
+            off_band += (arn.h(i, j).to_f64() - t).powi(2);
+        }
+    }
+    let r_norm = if m < k {
+        arn.h(m, m - 1).to_f64()
+    } else {
+        reduce::norm(arn.residual()).to_f64()
+    };
+    Restriction::orthonormal(
+        dec.dim(),
+        &a[..m],
+        &b[..m - 1],
+        off_band.sqrt(),
+        r_norm,
+        dec.inv_norm(),
+        params.breakdown_tol,
+    )
+}
+
+/// The restriction of an exact Arnoldi decomposition, if the span is numerically invariant.
+fn arnoldi_restriction<T: Scalar>(
+    dec: &Arnoldi<T>,
+    params: &KrylovParams,
+) -> Result<Option<Restriction>, MatfunError> {
+    let Some(m) = arnoldi_exact_depth(dec) else {
+        return Ok(None);
+    };
+    let (n, k) = (dec.dim(), dec.depth());
+    let sub = if m < k { dec.h(m, m - 1) } else { T::ZERO };
+    Restriction::new(
+        &dec.basis()[..n * m],
+        n,
+        m,
+        &leading(dec.hessenberg(), k, m),
+        &truncated_residual(dec.basis(), n, k, m, sub, dec.residual()),
+        dec.inv_norm(),
+        false,
+        params.breakdown_tol,
+    )
 }
 
 fn check_theta_grad<T: Scalar, A: ParamVjp<T> + ?Sized>(
@@ -392,6 +645,17 @@ impl<T: Scalar> QuadForm<T> {
             QuadInner::Lanczos { dec, fun } => {
                 check_theta_grad(op, theta_grad)?;
                 check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+                check_ritz_threshold::<T>(fun, true)?;
+                if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, true)? {
+                    return subspace::quadform_symmetric(
+                        op,
+                        &basis,
+                        &rest,
+                        fun.function(),
+                        rho_bar,
+                        theta_grad,
+                    );
+                }
                 let c = dec.inv_norm();
                 let k = dec.depth();
                 let phi_bar = rho_bar / (c * c);
@@ -441,6 +705,16 @@ impl<T: Scalar> QuadForm<T> {
             QuadInner::Arnoldi { dec, t } => {
                 check_theta_grad(op, theta_grad)?;
                 check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+                if let Some(rest) = arnoldi_restriction(dec, &self.params)? {
+                    return subspace::arnoldi_exp(
+                        op,
+                        &dec.basis()[..dec.dim() * rest.depth()],
+                        &rest,
+                        *t,
+                        ArnoldiOutput::QuadForm(rho_bar),
+                        theta_grad,
+                    );
+                }
                 let c = dec.inv_norm();
                 let k = dec.depth();
                 let phi_bar = rho_bar / (c * c);
@@ -519,8 +793,11 @@ fn tridiagonal_function<T: Scalar>(
     dec: &Lanczos<T>,
     f: &MatrixFunction,
 ) -> Result<SymmetricMatrixFunction<T>, MatfunError> {
-    SymmetricMatrixFunction::from_tridiagonal(f.clone(), dec.diagonal(), dec.off_diagonal())
-        .map_err(ritz_error)
+    let fun =
+        SymmetricMatrixFunction::from_tridiagonal(f.clone(), dec.diagonal(), dec.off_diagonal())
+            .map_err(ritz_error)?;
+    check_ritz_threshold::<T>(&fun, false)?;
+    Ok(fun)
 }
 
 fn quad_value<T: Scalar>(
@@ -623,15 +900,9 @@ impl<T: Scalar> MatFunVec<T> {
         }
     }
 
-    /// Common pieces of the backward pass: `ȳ = Qᵀw̄/c`, `Q̄ = w̄ yᵀ/c`, `c̄ = −ȳᵀy/c`.
-    fn basis_cotangents(
-        &self,
-        q: &[T],
-        c: T,
-        wbar: &[T],
-    ) -> Result<(Vec<T>, Vec<T>, T), MatfunError> {
+    /// Checks the length and finiteness of a cotangent `w̄`.
+    fn check_wbar(&self, wbar: &[T]) -> Result<(), MatfunError> {
         let n = self.value.len();
-        let k = self.y.len();
         if wbar.len() != n {
             return Err(MatfunError::DimensionMismatch {
                 what: "cotangent w̄",
@@ -646,6 +917,19 @@ impl<T: Scalar> MatFunVec<T> {
                 col: 0,
             });
         }
+        Ok(())
+    }
+
+    /// Common pieces of the backward pass: `ȳ = Qᵀw̄/c`, `Q̄ = w̄ yᵀ/c`, `c̄ = −ȳᵀy/c`.
+    fn basis_cotangents(
+        &self,
+        q: &[T],
+        c: T,
+        wbar: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, T), MatfunError> {
+        let n = self.value.len();
+        let k = self.y.len();
+        self.check_wbar(wbar)?;
         let inv_c = T::ONE / c;
         let mut ybar = vec![T::ZERO; k];
         reduce::basis_t_vec(q, n, k, wbar, &mut ybar);
@@ -681,6 +965,19 @@ impl<T: Scalar> MatFunVec<T> {
         match &self.inner {
             VecInner::Lanczos { dec, fun } => {
                 check_theta_grad(op, theta_grad)?;
+                self.check_wbar(wbar)?;
+                check_ritz_threshold::<T>(fun, true)?;
+                if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, false)? {
+                    return subspace::apply_symmetric(
+                        op,
+                        &basis,
+                        &rest,
+                        fun.function(),
+                        wbar,
+                        dec.info().requested_depth == dec.dim(),
+                        theta_grad,
+                    );
+                }
                 let (ybar, qbar, cbar) =
                     self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
                 let tbar = fun.pullback_apply_e0(&ybar)?;
@@ -731,6 +1028,17 @@ impl<T: Scalar> MatFunVec<T> {
         match &self.inner {
             VecInner::Arnoldi { dec, t } => {
                 check_theta_grad(op, theta_grad)?;
+                self.check_wbar(wbar)?;
+                if let Some(rest) = arnoldi_restriction(dec, &self.params)? {
+                    return subspace::arnoldi_exp(
+                        op,
+                        &dec.basis()[..dec.dim() * rest.depth()],
+                        &rest,
+                        *t,
+                        ArnoldiOutput::Apply(wbar),
+                        theta_grad,
+                    );
+                }
                 let (ybar, qbar, cbar) =
                     self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
                 let pb =

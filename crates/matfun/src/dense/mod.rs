@@ -50,6 +50,7 @@
 mod expm;
 mod function;
 mod symmetric;
+mod tridiagonal;
 
 pub use expm::{
     expm, expm_frechet, expm_pullback, expm_scaled, expm_scaled_e0, expm_scaled_e0_pullback,

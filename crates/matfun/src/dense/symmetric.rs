@@ -27,6 +27,8 @@ pub struct SymmetricEigen {
     n: usize,
     values: Vec<f64>,
     vectors: Mat<f64>,
+    /// `S = I` (from [`SymmetricEigen::from_diagonal`]): products with `S` are skipped.
+    identity: bool,
 }
 
 impl SymmetricEigen {
@@ -50,7 +52,10 @@ impl SymmetricEigen {
     }
 
     /// Decomposes the symmetric tridiagonal matrix with diagonal `diag` (length `K`) and
-    /// off-diagonal `offdiag` (length `K − 1`, `T[k+1,k] = T[k,k+1] = offdiag[k]`).
+    /// off-diagonal `offdiag` (length `K − 1`, `T[k+1,k] = T[k,k+1] = offdiag[k]`) by bisection
+    /// and inverse iteration: the small eigenvalues of the graded Lanczos matrices of
+    /// ill-conditioned operators come out to high relative accuracy, where a dense solver is
+    /// accurate only to `ε‖T‖` (see the source module's notes).
     ///
     /// # Errors
     /// [`MatfunError::EmptyMatrix`], [`MatfunError::DimensionMismatch`],
@@ -65,8 +70,42 @@ impl SymmetricEigen {
         check_len("tridiagonal off-diagonal", n - 1, offdiag.len())?;
         check_finite("tridiagonal diagonal", n, diag)?;
         check_finite("tridiagonal off-diagonal", n - 1, offdiag)?;
-        let t = tridiagonal_dense(diag, offdiag);
-        Self::decompose(t.as_ref())
+        let d: Vec<f64> = diag.iter().map(|x| x.to_f64()).collect();
+        let e: Vec<f64> = offdiag.iter().map(|x| x.to_f64()).collect();
+        let (values, vectors) = super::tridiagonal::tridiagonal_eigen(&d, &e);
+        if values.iter().any(|x| !x.is_finite())
+            || (0..n).any(|j| (0..n).any(|i| !vectors[(i, j)].is_finite()))
+        {
+            return Err(MatfunError::EigensolverFailed);
+        }
+        Ok(Self {
+            n,
+            values,
+            vectors,
+            identity: false,
+        })
+    }
+
+    /// The trivial decomposition of the diagonal matrix `diag(values)` (`S = I`), eigenvalues
+    /// sorted ascending (the columns of `S` permuted with them).
+    ///
+    /// # Errors
+    /// [`MatfunError::EmptyMatrix`], [`MatfunError::NonFiniteInput`].
+    pub fn from_diagonal(values: &[f64]) -> Result<Self, MatfunError> {
+        let n = values.len();
+        if n == 0 {
+            return Err(MatfunError::EmptyMatrix { what: "diagonal" });
+        }
+        check_finite("diagonal", n, values)?;
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+        let identity = order.iter().enumerate().all(|(i, &o)| i == o);
+        Ok(Self {
+            n,
+            values: order.iter().map(|&i| values[i]).collect(),
+            vectors: Mat::from_fn(n, n, |i, j| if i == order[j] { 1.0 } else { 0.0 }),
+            identity,
+        })
     }
 
     fn decompose(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
@@ -97,7 +136,12 @@ impl SymmetricEigen {
         order.sort_by(|&i, &j| vals[i].total_cmp(&vals[j]));
         let values = order.iter().map(|&i| vals[i]).collect();
         let vectors = Mat::from_fn(n, n, |i, j| u[(i, order[j])]);
-        Ok(Self { n, values, vectors })
+        Ok(Self {
+            n,
+            values,
+            vectors,
+            identity: false,
+        })
     }
 
     /// The dimension `K`.
@@ -124,22 +168,6 @@ impl SymmetricEigen {
         symmetrize(&mut out);
         out
     }
-}
-
-/// Dense symmetric tridiagonal matrix in `f64`.
-fn tridiagonal_dense<T: Scalar>(diag: &[T], offdiag: &[T]) -> Mat<f64> {
-    let n = diag.len();
-    Mat::from_fn(n, n, |i, j| {
-        if i == j {
-            diag[i].to_f64()
-        } else if i == j + 1 {
-            offdiag[j].to_f64()
-        } else if j == i + 1 {
-            offdiag[i].to_f64()
-        } else {
-            0.0
-        }
-    })
 }
 
 /// Rejects matrices that are not symmetric within the tolerance.
@@ -402,6 +430,10 @@ impl<T: Scalar> SymmetricMatrixFunction<T> {
                 x[(i, j)] *= fm[(i, j)];
             }
         }
+        if self.eig.identity {
+            symmetrize(&mut x);
+            return from_mat("Daleckii-Krein pullback", &x);
+        }
         let s = self.eig.vectors.as_ref();
         let sx = matmul_seq(s, x.as_ref());
         let mut out = matmul_seq(sx.as_ref(), s.transpose());
@@ -434,10 +466,8 @@ impl<T: Scalar> SymmetricMatrixFunction<T> {
     /// [`divided_differences`](Self::divided_differences), [`MatfunError::NonFiniteResult`].
     pub fn pullback_quadratic_form(&self, rho_bar: T) -> Result<Vec<T>, MatfunError> {
         let rb = check_scalar("cotangent ρ̄", rho_bar)?;
-        let n = self.eig.n;
-        let s = &self.eig.vectors;
-        let x = Mat::from_fn(n, n, |i, j| rb * s[(0, i)] * s[(0, j)]);
-        self.pullback_eigenbasis(x)
+        let s = self.first_row();
+        self.pullback_outer_eigenbasis(&s, &s, rb)
     }
 
     /// Reverse rule for `y = f(T) e₀` ([`apply_e0`](Self::apply_e0)): with `M̄ = w̄ e₀ᵀ`,
@@ -450,11 +480,55 @@ impl<T: Scalar> SymmetricMatrixFunction<T> {
         let n = self.eig.n;
         check_len("cotangent w̄", n, wbar.len())?;
         check_finite("cotangent w̄", n, wbar)?;
+        let u = self.to_eigenbasis(wbar);
+        self.pullback_outer_eigenbasis(&u, &self.first_row(), 1.0)
+    }
+
+    /// Reverse rule for the bilinear form `ρ = aᵀ f(T) b` with cotangent `ρ̄` (equivalently,
+    /// for `f(T)` with the rank-one cotangent `M̄ = ρ̄ a bᵀ`): with `u = Sᵀa`, `w = Sᵀb`,
+    /// `T̄ = ρ̄ S (F ∘ (u wᵀ + w uᵀ)/2) Sᵀ`. [`pullback_quadratic_form`] is the case
+    /// `a = b = e₀`, [`pullback_apply_e0`] the case `b = e₀`, `ρ̄ = 1`.
+    ///
+    /// [`pullback_quadratic_form`]: Self::pullback_quadratic_form
+    /// [`pullback_apply_e0`]: Self::pullback_apply_e0
+    ///
+    /// # Errors
+    /// [`MatfunError::DimensionMismatch`], [`MatfunError::NonFiniteInput`],
+    /// [`MatfunError::NonFiniteParameter`] for a non-finite `rho_bar`, the errors of
+    /// [`divided_differences`](Self::divided_differences), [`MatfunError::NonFiniteResult`].
+    pub fn pullback_outer(&self, a: &[T], b: &[T], rho_bar: T) -> Result<Vec<T>, MatfunError> {
+        let n = self.eig.n;
+        check_len("vector a", n, a.len())?;
+        check_finite("vector a", n, a)?;
+        check_len("vector b", n, b.len())?;
+        check_finite("vector b", n, b)?;
+        let rb = check_scalar("cotangent ρ̄", rho_bar)?;
+        self.pullback_outer_eigenbasis(&self.to_eigenbasis(a), &self.to_eigenbasis(b), rb)
+    }
+
+    /// `Sᵀx` in `f64`.
+    fn to_eigenbasis(&self, x: &[T]) -> Vec<f64> {
+        let n = self.eig.n;
         let s = &self.eig.vectors;
-        let u: Vec<f64> = (0..n)
-            .map(|i| (0..n).map(|r| s[(r, i)] * wbar[r].to_f64()).sum())
-            .collect();
-        let x = Mat::from_fn(n, n, |i, j| 0.5 * (u[i] * s[(0, j)] + s[(0, i)] * u[j]));
+        (0..n)
+            .map(|i| (0..n).map(|r| s[(r, i)] * x[r].to_f64()).sum())
+            .collect()
+    }
+
+    /// `Sᵀe₀`, the first row of `S`.
+    fn first_row(&self) -> Vec<f64> {
+        (0..self.eig.n).map(|i| self.eig.vectors[(0, i)]).collect()
+    }
+
+    /// `S (F ∘ ρ̄(u wᵀ + w uᵀ)/2) Sᵀ` for `u`, `w` given in the eigenbasis.
+    fn pullback_outer_eigenbasis(
+        &self,
+        u: &[f64],
+        w: &[f64],
+        rho_bar: f64,
+    ) -> Result<Vec<T>, MatfunError> {
+        let n = self.eig.n;
+        let x = Mat::from_fn(n, n, |i, j| 0.5 * rho_bar * (u[i] * w[j] + w[i] * u[j]));
         self.pullback_eigenbasis(x)
     }
 }
