@@ -170,6 +170,12 @@ pub struct Estimate<T> {
     pub depth: usize,
     /// The per-probe values `ρ_ℓ`, in probe order.
     pub per_probe: Vec<T>,
+    /// The smallest and largest Ritz value over all probes (`(min, max)`). The Ritz values lie
+    /// in the operator's spectrum; a smallest one far below the largest (say below `1e-12` of
+    /// it) warns of a (numerically) singular operator — which SLQ at `K ≪ N` cannot detect in
+    /// general, since a null space that gets little weight from the probes need not show up
+    /// among the Ritz values at all.
+    pub ritz_range: (f64, f64),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +298,20 @@ struct ProbeResult<T> {
     depth: usize,
     matvecs: usize,
     grad: Option<Vec<T>>,
+    ritz: (f64, f64),
+}
+
+/// `(min, max)` of a quadratic form's Ritz values.
+fn ritz_range<T: Scalar>(qf: &crate::krylov::QuadForm<T>) -> (f64, f64) {
+    match qf.ritz_values() {
+        Some(th) if !th.is_empty() => (th[0], th[th.len() - 1]),
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// The union of two `(min, max)` ranges (NaN-free where either side is).
+fn merge_range(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0.min(b.0), a.1.max(b.1))
 }
 
 fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
@@ -345,6 +365,7 @@ where
         Vec::new()
     };
     let (mut depth, mut matvecs) = (0usize, 0usize);
+    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
     let mut start = 0;
     while start < l {
         let end = (start + batch).min(l);
@@ -364,6 +385,7 @@ where
             values.push(r.value);
             depth = depth.max(r.depth);
             matvecs += r.matvecs;
+            ritz = merge_range(ritz, r.ritz);
             if let Some(g) = r.grad {
                 for (a, x) in acc.iter_mut().zip(&g) {
                     *a += *x;
@@ -372,7 +394,7 @@ where
         }
         start = end;
     }
-    finish_estimate(values, depth, matvecs, theta_grad.map(|tg| (tg, acc)))
+    finish_estimate(values, depth, matvecs, ritz, theta_grad.map(|tg| (tg, acc)))
 }
 
 /// The lock-step SLQ driver (see [`SlqParams::lockstep`]): groups of probes on scoped threads
@@ -394,18 +416,20 @@ where
     let mut values = Vec::with_capacity(l);
     let mut acc = vec![T::ZERO; if want { p } else { 0 }];
     let (mut depth, mut matvecs) = (0usize, 0usize);
+    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
     let mut start = 0;
     while start < l {
         let end = (start + LOCKSTEP_GROUP).min(l);
         let gather = crate::lockstep::Gather::new(op, end - start);
-        let results: Vec<Result<(T, usize, usize), MatfunError>> = std::thread::scope(|s| {
+        type Member<T> = (T, usize, usize, (f64, f64));
+        let results: Vec<Result<Member<T>, MatfunError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (start..end)
                 .map(|idx| {
                     let member = gather.member(idx - start);
                     let kp = &kp;
                     s.spawn(move || {
                         let v = probe_vector::<T>(params.probe, params.seed, idx, n);
-                        let run = || -> Result<(T, usize, usize), MatfunError> {
+                        let run = || -> Result<Member<T>, MatfunError> {
                             let qf = quadform_lanczos(&member, &v, f, kp)?;
                             if want {
                                 // The gathered VJPs go to the group's accumulator; this
@@ -413,7 +437,7 @@ where
                                 let mut unused = vec![T::ZERO; p];
                                 qf.gradient(&member, &mut unused)?;
                             }
-                            Ok((qf.value(), qf.depth(), qf.num_matvecs()))
+                            Ok((qf.value(), qf.depth(), qf.num_matvecs(), ritz_range(&qf)))
                         };
                         let r = run();
                         drop(member);
@@ -433,10 +457,11 @@ where
                 .collect()
         });
         for r in results {
-            let (value, d, m) = r?;
+            let (value, d, m, rr) = r?;
             values.push(value);
             depth = depth.max(d);
             matvecs += m;
+            ritz = merge_range(ritz, rr);
         }
         if want {
             for (a, g) in acc.iter_mut().zip(gather.take_grad()) {
@@ -445,7 +470,7 @@ where
         }
         start = end;
     }
-    finish_estimate(values, depth, matvecs, theta_grad.map(|tg| (tg, acc)))
+    finish_estimate(values, depth, matvecs, ritz, theta_grad.map(|tg| (tg, acc)))
 }
 
 /// Mean, standard error and the scaled gradient `θ̄ += acc / L` of an SLQ run.
@@ -453,6 +478,7 @@ fn finish_estimate<T: Scalar>(
     values: Vec<T>,
     depth: usize,
     matvecs: usize,
+    ritz_range: (f64, f64),
     grad: Option<(&mut [T], Vec<T>)>,
 ) -> Result<Estimate<T>, MatfunError> {
     let l = values.len();
@@ -477,6 +503,7 @@ fn finish_estimate<T: Scalar>(
         num_matvecs: matvecs,
         depth,
         per_probe: values,
+        ritz_range,
     })
 }
 
@@ -512,6 +539,7 @@ where
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad: None,
+            ritz: ritz_range(&qf),
         })
     })
 }
@@ -561,6 +589,7 @@ where
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad,
+            ritz: ritz_range(&qf),
         })
     })
 }

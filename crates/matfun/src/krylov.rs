@@ -29,14 +29,34 @@
 //! depth `K = N` the approximations are exact for every nearby `A` too, so their gradients are
 //! the gradients of `f(A)v` and `vᵀf(A)v` themselves.
 //!
-//! **Breakdown.** When Lanczos/Arnoldi meets an invariant subspace at depth `m < K` the values
-//! are exact. The gradient of the quadratic form is exact as well (Gauss quadrature with `m`
-//! nodes matches `f` and `f'` at the Ritz values; `v` has no component outside the invariant
-//! subspace). The gradient of `f(A)v` is that of the degree-`(m−1)` interpolant `p(A)v`: for a
-//! cotangent `w̄` with components outside the invariant subspace it involves `p[λ, θᵢ]` for
-//! eigenvalues `λ` of `A` that the Krylov space never saw, where `f[λ, θᵢ]` is needed, and so
-//! differs from `∇ f(A)v` (no Krylov method can see those eigenvalues from `v` alone). The
-//! tests check it against the dense reference only at full depth without breakdown.
+//! **Exact decompositions: breakdown and full depth.** When the decomposition is exact — the
+//! iteration met an invariant subspace at depth `m < K` (or a sub-diagonal at rounding level,
+//! see below), or it spans the whole space (`K = N`) — the function the user asked for is the
+//! function itself near `A`, and its gradient is not the derivative of the truncated algorithm
+//! (a generic perturbation of `A` leaves the invariant subspace). The backward pass then takes
+//! the gradient in the Krylov space by Rayleigh–Ritz ([`crate::subspace`] explains it):
+//!
+//! * `vᵀf(A)v` (and SLQ): `Ā = Z (∂ρ/∂B) Zᵀ` with `Z` an orthonormal basis of the invariant
+//!   subspace and `∂ρ/∂B` from Daleckii–Krein; exact to rounding for every decomposition
+//!   (plain Lanczos is recomputed with full reorthogonalisation when its Ritz vectors are not
+//!   accurate enough, which costs the forward products once more).
+//! * `f(A)v` with a cotangent `w̄`: exact if `w̄` lies in the Krylov space or `K = N`. If the
+//!   request was the exact function (depth `N`) and `w̄` has a part outside, the decomposition
+//!   is continued from that part (up to `N − m` more products). Below full depth the truncated
+//!   approximation is not differentiable in the directions that leave the subspace, and
+//!   [`MatfunError::GradientUnavailable`] is returned — never a different number.
+//! * Arnoldi: exact at `K = N`; at a breakdown below it only if the subspace also reduces `Aᵀ`
+//!   (a symmetric operator), otherwise [`MatfunError::GradientUnavailable`].
+//!
+//! A sub-diagonal `b_j ≤ 1e5·√N·ε·‖A q_j‖` is treated as a breakdown by the backward pass even
+//! if the iteration's own threshold (`1000·√N·ε`) let it continue: past such a step the run
+//! explores amplified rounding noise and the adjoint recursion would divide by `b_j`.
+//!
+//! **Singular input.** A Ritz value within `10·K·ε·max|θ|` of zero (of either sign) is
+//! rejected for `log`, `1/x` and `1/√x` (and for the gradient of `√x`) with
+//! [`MatfunError::NumericallySingular`]: a zero eigenvalue comes out of the iteration as a
+//! rounding error. A Krylov method only sees the part of the spectrum the vector weighs: SLQ at
+//! `K ≪ N` cannot detect a singular operator whose null space gets little probe weight.
 //!
 //! # Example
 //!
@@ -242,20 +262,22 @@ pub(crate) fn ritz_error(e: MatfunError) -> MatfunError {
 /// treated as zero (see [`MatfunError::NumericallySingular`]).
 pub const RITZ_ZERO_FACTOR: f64 = 10.0;
 
-/// Rejects a Ritz value that is positive but within rounding of zero for the functions that
-/// are singular at 0 (`log`, `1/x`, `1/√x`, negative powers; with `for_gradient`, also the
-/// derivative of `√x` and of positive fractional powers).
-pub(crate) fn check_ritz_threshold<T: Scalar>(
-    fun: &SymmetricMatrixFunction<impl Scalar>,
+/// Rejects a Ritz value within rounding of zero (of either sign: a zero eigenvalue comes out of
+/// a Krylov iteration as `±` a rounding error) for the functions that are singular at 0 (`log`,
+/// `1/x`, `1/√x`, negative powers; with `for_gradient`, also the derivative of `√x` and of
+/// positive fractional powers).
+pub(crate) fn check_ritz_values<T: Scalar>(
+    f: &MatrixFunction,
+    th: &[f64],
     for_gradient: bool,
 ) -> Result<(), MatfunError> {
-    let singular_value = match *fun.function() {
+    let singular_value = match *f {
         MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt => true,
         MatrixFunction::PowI(n) => n < 0,
         MatrixFunction::Pow(p) => p < 0.0,
         _ => false,
     };
-    let singular_derivative = match *fun.function() {
+    let singular_derivative = match *f {
         MatrixFunction::Sqrt => true,
         MatrixFunction::Pow(p) => p > 0.0 && p < 1.0,
         _ => false,
@@ -263,19 +285,36 @@ pub(crate) fn check_ritz_threshold<T: Scalar>(
     if !(singular_value || (for_gradient && singular_derivative)) {
         return Ok(());
     }
-    let th = fun.eigen().values();
     let k = th.len();
     let max = th.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
     let threshold = RITZ_ZERO_FACTOR * k as f64 * T::EPS.to_f64() * max;
-    match th.iter().copied().find(|&x| x >= 0.0 && x <= threshold) {
+    match th.iter().copied().find(|x| x.abs() <= threshold) {
         Some(ritz_value) => Err(MatfunError::NumericallySingular {
-            function: fun.function().name(),
+            function: f.name(),
             ritz_value,
             threshold,
             dim: k,
         }),
         None => Ok(()),
     }
+}
+
+/// [`check_ritz_values`] on the eigenvalues of an existing small function.
+pub(crate) fn check_ritz_threshold<T: Scalar>(
+    fun: &SymmetricMatrixFunction<impl Scalar>,
+    for_gradient: bool,
+) -> Result<(), MatfunError> {
+    check_ritz_values::<T>(fun.function(), fun.eigen().values(), for_gradient)
+}
+
+/// `f` of a Krylov matrix from its eigendecomposition: the rounding threshold first (so that a
+/// zero Ritz value of either sign is reported as singular input), then the domain of `f`.
+pub(crate) fn ritz_function<T: Scalar, S: Scalar>(
+    f: &MatrixFunction,
+    eig: crate::dense::SymmetricEigen,
+) -> Result<SymmetricMatrixFunction<S>, MatfunError> {
+    check_ritz_values::<T>(f, eig.values(), false)?;
+    SymmetricMatrixFunction::from_eigen(f.clone(), eig).map_err(ritz_error)
 }
 
 /// The relative size `τ = 1e5·√N·ε` below which a sub-diagonal `b_j` (relative to the step's
@@ -391,7 +430,7 @@ where
     };
     let (n, k) = (dec.dim(), dec.depth());
     if let Some(arn) = dec.arnoldi() {
-        return Ok(reorthogonalized_restriction(dec, arn, m, params)?
+        return Ok(reorthogonalized_restriction(arn, m, params)?
             .map(|r| (r, Cow::Borrowed(&arn.basis()[..n * m]))));
     }
     if plain_ok {
@@ -423,21 +462,33 @@ where
     let arn = full
         .arnoldi()
         .expect("a fully reorthogonalised Lanczos run keeps its Arnoldi form");
-    Ok(reorthogonalized_restriction(&full, arn, m, params)?
+    Ok(reorthogonalized_restriction(arn, m, params)?
         .map(|r| (r, Cow::Owned(arn.basis()[..n * m].to_vec()))))
 }
 
-/// [`Restriction::orthonormal`] of a fully reorthogonalised Lanczos run truncated at depth `m`.
+/// The tridiagonal band `(diag, off)` of `(H + Hᵀ)/2` of an Arnoldi decomposition (what a fully
+/// reorthogonalised Lanczos run returns as `T`).
+fn hessenberg_band<T: Scalar>(arn: &Arnoldi<T>) -> (Vec<T>, Vec<T>) {
+    let k = arn.depth();
+    let half = T::from_f64(0.5);
+    let diag = (0..k).map(|i| arn.h(i, i)).collect();
+    let off = (0..k.saturating_sub(1))
+        .map(|i| half * (arn.h(i + 1, i) + arn.h(i, i + 1)))
+        .collect();
+    (diag, off)
+}
+
+/// [`Restriction::orthonormal`] of a fully reorthogonalised run (Lanczos through Arnoldi, or
+/// Arnoldi on a symmetric operator) truncated at depth `m`, with `T` the band of `(H + Hᵀ)/2`.
 fn reorthogonalized_restriction<T: Scalar>(
-    dec: &Lanczos<T>,
     arn: &Arnoldi<T>,
     m: usize,
     params: &KrylovParams,
 ) -> Result<Option<Restriction>, MatfunError> {
     let k = arn.depth();
+    let (a, b) = hessenberg_band(arn);
     // ‖H − T‖_F on the leading block: the entries of H outside the band of T, and the
     // asymmetry of the band.
-    let (a, b) = (dec.diagonal(), dec.off_diagonal());
     let mut off_band = 0.0_f64;
     for j in 0..m {
         for i in 0..m.min(j + 2) {
@@ -457,12 +508,12 @@ fn reorthogonalized_restriction<T: Scalar>(
         reduce::norm(arn.residual()).to_f64()
     };
     Restriction::orthonormal(
-        dec.dim(),
+        arn.dim(),
         &a[..m],
         &b[..m - 1],
         off_band.sqrt(),
         r_norm,
-        dec.inv_norm(),
+        arn.inv_norm(),
         params.breakdown_tol,
     )
 }
@@ -549,6 +600,12 @@ enum QuadInner<T: Scalar> {
         dec: Arnoldi<T>,
         t: f64,
     },
+    /// Arnoldi on an operator whose Hessenberg matrix is symmetric to rounding, with `f` of the
+    /// tridiagonal band `T` of `(H + Hᵀ)/2` (any [`MatrixFunction`]).
+    ArnoldiSymmetric {
+        dec: Arnoldi<T>,
+        fun: SymmetricMatrixFunction<T>,
+    },
 }
 
 /// `ρ = vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(H) e₀`, keeping the decomposition for the backward pass.
@@ -570,27 +627,32 @@ impl<T: Scalar> QuadForm<T> {
     pub fn depth(&self) -> usize {
         match &self.inner {
             QuadInner::Lanczos { dec, .. } => dec.depth(),
-            QuadInner::Arnoldi { dec, .. } => dec.depth(),
+            QuadInner::Arnoldi { dec, .. } | QuadInner::ArnoldiSymmetric { dec, .. } => dec.depth(),
         }
     }
     /// Matrix–vector products of the forward pass.
     pub fn num_matvecs(&self) -> usize {
         match &self.inner {
             QuadInner::Lanczos { dec, .. } => dec.info().num_matvecs,
-            QuadInner::Arnoldi { dec, .. } => dec.info().num_matvecs,
+            QuadInner::Arnoldi { dec, .. } | QuadInner::ArnoldiSymmetric { dec, .. } => {
+                dec.info().num_matvecs
+            }
         }
     }
     /// The method used.
     pub fn method(&self) -> Method {
         match &self.inner {
             QuadInner::Lanczos { .. } => Method::Lanczos,
-            QuadInner::Arnoldi { .. } => Method::Arnoldi,
+            QuadInner::Arnoldi { .. } | QuadInner::ArnoldiSymmetric { .. } => Method::Arnoldi,
         }
     }
-    /// The Ritz values (eigenvalues of `T`, ascending) on the Lanczos path; `None` for Arnoldi.
+    /// The Ritz values (eigenvalues of `T`, ascending) on the Lanczos path and the symmetric
+    /// Arnoldi path; `None` for Arnoldi's `exp`.
     pub fn ritz_values(&self) -> Option<&[f64]> {
         match &self.inner {
-            QuadInner::Lanczos { fun, .. } => Some(fun.eigen().values()),
+            QuadInner::Lanczos { fun, .. } | QuadInner::ArnoldiSymmetric { fun, .. } => {
+                Some(fun.eigen().values())
+            }
             QuadInner::Arnoldi { .. } => None,
         }
     }
@@ -679,9 +741,11 @@ impl<T: Scalar> QuadForm<T> {
                 };
                 Ok(Gradient { v, time })
             }
-            QuadInner::Arnoldi { .. } => Err(MatfunError::InvalidParameter(
-                "this quadratic form came from Arnoldi: use vjp_general (needs Aᵀ)".into(),
-            )),
+            QuadInner::Arnoldi { .. } | QuadInner::ArnoldiSymmetric { .. } => {
+                Err(MatfunError::InvalidParameter(
+                    "this quadratic form came from Arnoldi: use vjp_general (needs Aᵀ)".into(),
+                ))
+            }
         }
     }
 
@@ -732,6 +796,44 @@ impl<T: Scalar> QuadForm<T> {
                     v,
                     time: Some(pb.t),
                 })
+            }
+            QuadInner::ArnoldiSymmetric { dec, fun } => {
+                check_theta_grad(op, theta_grad)?;
+                check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+                check_ritz_threshold::<T>(fun, true)?;
+                let (n, k) = (dec.dim(), dec.depth());
+                if let Some(m) = arnoldi_exact_depth(dec) {
+                    if let Some(rest) = reorthogonalized_restriction(dec, m, &self.params)? {
+                        let q = &dec.basis()[..n * m];
+                        if rest.rank() < n {
+                            subspace::check_reducing(op, q, &rest)?;
+                        }
+                        return subspace::quadform_symmetric(
+                            op,
+                            q,
+                            &rest,
+                            fun.function(),
+                            rho_bar,
+                            theta_grad,
+                        );
+                    }
+                }
+                // ρ depends on H only through the band T of (H + Hᵀ)/2: H̄ = T̄ on the band.
+                let c = dec.inv_norm();
+                let tbar = fun.pullback_quadratic_form(rho_bar / (c * c))?;
+                let mut hbar = vec![T::ZERO; k * k];
+                for j in 0..k {
+                    for i in j.saturating_sub(1)..(j + 2).min(k) {
+                        hbar[i + j * k] = tbar[i + j * k];
+                    }
+                }
+                let cot = ArnoldiCotangent {
+                    hessenberg: Some(&hbar),
+                    inv_norm: -T::from_f64(2.0) * rho_bar * self.value / c,
+                    ..Default::default()
+                };
+                let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+                Ok(Gradient { v, time: None })
             }
             QuadInner::Lanczos { .. } => Err(MatfunError::InvalidParameter(
                 "this quadratic form came from Lanczos: use vjp / gradient".into(),
@@ -793,11 +895,8 @@ fn tridiagonal_function<T: Scalar>(
     dec: &Lanczos<T>,
     f: &MatrixFunction,
 ) -> Result<SymmetricMatrixFunction<T>, MatfunError> {
-    let fun =
-        SymmetricMatrixFunction::from_tridiagonal(f.clone(), dec.diagonal(), dec.off_diagonal())
-            .map_err(ritz_error)?;
-    check_ritz_threshold::<T>(&fun, false)?;
-    Ok(fun)
+    let eig = crate::dense::SymmetricEigen::from_tridiagonal(dec.diagonal(), dec.off_diagonal())?;
+    ritz_function::<T, T>(f, eig)
 }
 
 fn quad_value<T: Scalar>(
@@ -808,12 +907,16 @@ fn quad_value<T: Scalar>(
     finite_out("vᵀf(A)v", fun.quadratic_form() / (c * c))
 }
 
-/// `vᵀ exp(tA) v ≈ ‖v‖² e₀ᵀ exp(tH) e₀` by Arnoldi on the general `op`; `f` must be
-/// [`MatrixFunction::Exp`] or [`MatrixFunction::ScaledExp`].
+/// `vᵀ exp(tA) v ≈ ‖v‖² e₀ᵀ exp(tH) e₀` by Arnoldi on the general `op` for
+/// [`MatrixFunction::Exp`] and [`MatrixFunction::ScaledExp`]; for the other functions
+/// `vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(T) e₀` with `T` the tridiagonal band of `(H + Hᵀ)/2`, which needs an
+/// operator whose Hessenberg matrix is symmetric to rounding (a symmetric operator that is not
+/// declared [`SelfAdjoint`]).
 ///
 /// # Errors
-/// [`MatfunError::UnsupportedFunction`] for other functions, and as [`quadform_lanczos`]
-/// (the errors of [`crate::dense::expm_scaled`] for the small exponential).
+/// [`MatfunError::UnsupportedFunction`] for a function other than `exp` on an operator whose
+/// Hessenberg matrix is not symmetric, and as [`quadform_lanczos`] (the errors of
+/// [`crate::dense::expm_scaled`] for the small exponential).
 pub fn quadform_arnoldi<T, A>(
     op: &A,
     v: &[T],
@@ -824,7 +927,32 @@ where
     T: Scalar,
     A: Operator<T> + ?Sized,
 {
-    let t = arnoldi_time(f)?;
+    let Some(t) = exp_time(f) else {
+        let k = params.depth_for(op.ncols())?;
+        let dec = arnoldi(op, v, &params.arnoldi_params(k))?;
+        let kk = dec.depth();
+        // Functions other than exp need a symmetric Krylov matrix (a symmetric operator).
+        if let Err(MatfunError::NotSymmetric { .. }) =
+            crate::dense::check_symmetric(kk, dec.hessenberg())
+        {
+            return Err(MatfunError::UnsupportedFunction {
+                function: f.name(),
+                method: "Arnoldi",
+                hint: "a symmetric operator — the Hessenberg matrix is not symmetric to rounding \
+                       (exp works for any operator)",
+            });
+        }
+        let (diag, off) = hessenberg_band(&dec);
+        let eig = crate::dense::SymmetricEigen::from_tridiagonal(&diag, &off)?;
+        let fun = ritz_function::<T, T>(f, eig)?;
+        let c = dec.inv_norm();
+        let value = finite_out("vᵀf(A)v", fun.quadratic_form() / (c * c))?;
+        return Ok(QuadForm {
+            inner: QuadInner::ArnoldiSymmetric { dec, fun },
+            value,
+            params: params.clone(),
+        });
+    };
     if !t.is_finite() {
         return Err(MatfunError::NonFiniteParameter {
             what: "scaled exp: t",

@@ -61,7 +61,7 @@ mod error;
 pub mod estimators;
 pub mod krylov;
 mod lockstep;
-mod subspace;
+pub mod subspace;
 pub use error::MatfunError;
 pub use estimators::{
     diagonal_estimate, logdet, logdet_with_grad, trace_fn, trace_fn_with_grad, Estimate, Probe,

@@ -348,21 +348,19 @@ fn to_t<T: Scalar>(x: &[f64]) -> Vec<T> {
     x.iter().map(|v| T::from_f64(*v)).collect()
 }
 
-/// The small symmetric function `f(B)` with the Krylov-level domain checks.
-fn small_function(
+/// The small symmetric function `f(B)` with the Krylov-level domain checks (the rounding
+/// threshold of `T`'s precision first).
+fn small_function<T: Scalar>(
     f: &MatrixFunction,
     rest: &Restriction,
 ) -> Result<SymmetricMatrixFunction<f64>, MatfunError> {
-    let fun = if rest.diagonal {
+    let eig = if rest.diagonal {
         let theta: Vec<f64> = (0..rest.rank()).map(|i| rest.small[(i, i)]).collect();
-        SymmetricMatrixFunction::from_eigen(
-            f.clone(),
-            crate::dense::SymmetricEigen::from_diagonal(&theta)?,
-        )
+        crate::dense::SymmetricEigen::from_diagonal(&theta)?
     } else {
-        SymmetricMatrixFunction::<f64>::new(f.clone(), rest.rank(), &rest.small_vec())
+        crate::dense::SymmetricEigen::new(rest.rank(), &rest.small_vec())?
     };
-    fun.map_err(crate::krylov::ritz_error)
+    crate::krylov::ritz_function::<T, f64>(f, eig)
 }
 
 /// `Σᵢ aᵢ θᵢ e^{tθᵢ} bᵢ` in the eigenbasis of `f(B)`, for `f = exp(t·)`.
@@ -403,7 +401,7 @@ where
     T: Scalar,
     A: ParamVjp<T> + ?Sized,
 {
-    let fun = small_function(f, rest)?;
+    let fun = small_function::<T>(f, rest)?;
     crate::krylov::check_ritz_threshold::<T>(&fun, true)?;
     let vh = &rest.start;
     let rb = rho_bar.to_f64();
@@ -466,7 +464,7 @@ where
     let outside = norm(&perp);
     let tol = invariance_tol::<T>(n, None) * norm(wbar);
     if outside <= tol || rest.rank() == n {
-        let fun = small_function(f, rest)?;
+        let fun = small_function::<T>(f, rest)?;
         crate::krylov::check_ritz_threshold::<T>(&fun, true)?;
         let g = fun.pullback_outer(&wh, &rest.start, 1.0)?;
         let w = rest.lift::<T>(&g)?;
@@ -547,11 +545,10 @@ where
             ),
         });
     }
-    let diag: Vec<f64> = (0..g * g)
-        .map(|p| if p % g == p / g { theta[p % g] } else { 0.0 })
-        .collect();
-    let fun = SymmetricMatrixFunction::<f64>::new(f.clone(), g, &diag)
-        .map_err(crate::krylov::ritz_error)?;
+    let fun = crate::krylov::ritz_function::<T, f64>(
+        f,
+        crate::dense::SymmetricEigen::from_diagonal(&theta)?,
+    )?;
     crate::krylov::check_ritz_threshold::<T>(&fun, true)?;
     let gm = fun.pullback_outer(&wh, &vh, 1.0)?;
     let w: Vec<T> = finite_vec("Krylov-space gradient", to_t(&gm))?;
@@ -669,7 +666,7 @@ impl<T: Scalar, A: SelfAdjoint<T> + ?Sized> SelfAdjoint<T> for Deflated<'_, A, T
 
 /// Checks that the span also reduces `Aᵀ` (`‖AᵀZ − ZBᵀ‖_F` small): then the in-span gradient
 /// of the Arnoldi path is exact at a breakdown with `K < N`.
-fn check_reducing<T, A>(op: &A, q: &[T], rest: &Restriction) -> Result<(), MatfunError>
+pub(crate) fn check_reducing<T, A>(op: &A, q: &[T], rest: &Restriction) -> Result<(), MatfunError>
 where
     T: Scalar,
     A: AdjointOperator<T> + ?Sized,

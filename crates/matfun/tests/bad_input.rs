@@ -743,3 +743,79 @@ fn overflowing_cotangents_are_an_error() {
         Err(AdjointError::NonFinite { .. })
     ));
 }
+
+/// Singular input (issue 14, part 2): a Ritz value that is zero in exact arithmetic comes out of
+/// the Krylov iteration as a rounding error of either sign; a positive one below
+/// `10·K·ε·max|θ|` must be refused like a negative one, for every start vector and both
+/// reorthogonalisation options — never a confident finite number (`[[1,1],[1,1]]` gave
+/// `vᵀA⁻¹v = 3.6e14` and a rank-5 `BBᵀ` gave finite values for some seeds).
+#[test]
+fn singular_input_is_refused_for_every_seed() {
+    let ones = SymmetricDense::from_col_major(2, vec![1.0, 1.0, 1.0, 1.0]).unwrap();
+    // A rank-5 6×6 BBᵀ.
+    let b: Vec<f64> = gradmat_operators::testing::random_vector(30, 10_000);
+    let mut bbt = vec![0.0; 36];
+    for j in 0..6 {
+        for i in 0..6 {
+            bbt[i + j * 6] = (0..5).map(|l| b[i + l * 6] * b[j + l * 6]).sum();
+        }
+    }
+    let rank5 = SymmetricDense::from_col_major(6, bbt).unwrap();
+    for (a, n) in [(&ones, 2usize), (&rank5, 6)] {
+        for seed in 0..200u64 {
+            let v: Vec<f64> = gradmat_operators::testing::random_vector(n, seed);
+            for r in [Reorthogonalize::Full, Reorthogonalize::None] {
+                for f in [
+                    MatrixFunction::Log,
+                    MatrixFunction::Inv,
+                    MatrixFunction::InvSqrt,
+                ] {
+                    let kp = KrylovParams::new(n).reorthogonalize(r);
+                    match quadform_lanczos(a, &v, &f, &kp) {
+                        Err(MatfunError::NumericallySingular { .. })
+                        | Err(MatfunError::RitzValueOutsideDomain { .. }) => {}
+                        Ok(q) => panic!(
+                            "n={n} seed {seed} {r:?} {}: accepted with value {:e}, Ritz values {:?}",
+                            f.name(),
+                            q.value(),
+                            q.ritz_values()
+                        ),
+                        Err(e) => panic!("n={n} seed {seed} {r:?} {}: {e}", f.name()),
+                    }
+                }
+            }
+        }
+    }
+    // The same through SLQ (per-probe and lock-step) and the Arnoldi path.
+    for lockstep in [false, true] {
+        let e = logdet(
+            &rank5,
+            &SlqParams::new()
+                .num_probes(4)
+                .num_matvecs(6)
+                .lockstep(lockstep),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, MatfunError::Probe { source, .. }
+                if matches!(**source, MatfunError::NumericallySingular { .. }
+                    | MatfunError::RitzValueOutsideDomain { .. })),
+            "{e}"
+        );
+    }
+    let dense = DenseMatrix::from_col_major(2, 2, vec![1.0, 1.0, 1.0, 1.0]).unwrap();
+    let e = quadform_arnoldi(
+        &dense,
+        &[1.0, 0.2],
+        &MatrixFunction::Inv,
+        &KrylovParams::new(2),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            MatfunError::NumericallySingular { .. } | MatfunError::RitzValueOutsideDomain { .. }
+        ),
+        "{e}"
+    );
+}

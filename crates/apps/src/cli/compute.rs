@@ -1,18 +1,10 @@
 //! The numerical kernels behind the subcommands, on the Krylov matrix-function API of
 //! `gradmat-matfun` (`krylov::quadform_lanczos`/`quadform_arnoldi` with their `gradient`
 //! backward passes, and the SLQ estimator with its probe generator).
-//!
-//! One path is local: `--method arnoldi` with a function other than `exp`. The matfun Arnoldi
-//! path supports `exp` only (a general Hessenberg `H` has no symmetric eigendecomposition);
-//! here `f` is applied to `(H + Hᵀ)/2` through [`SymmetricMatrixFunction`] when `H` is symmetric
-//! to rounding (a symmetric `A`), and the gradient goes through `gradmat_adjoint::arnoldi_vjp`
-//! with `H̄ = T̄` (the symmetric Daleckii–Krein cotangent, restricted to the Hessenberg pattern
-//! by the adjoint). A non-symmetric `H` is reported as an error.
 
-use gradmat_adjoint::{arnoldi_vjp, AdjointParams, ArnoldiCotangent};
-use gradmat_krylov::arnoldi::{arnoldi, ArnoldiParams, Reorthogonalize};
+use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_krylov::KrylovError;
-use gradmat_matfun::dense::{MatrixFunction, SymmetricMatrixFunction};
+use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::estimators::{probe_vector, Probe, SlqParams};
 use gradmat_matfun::krylov::KrylovParams;
 use gradmat_matfun::MatfunError;
@@ -36,6 +28,15 @@ pub struct QuadForm {
     pub grad_params: Option<Vec<f64>>,
     /// `∂ρ/∂v` (with gradients).
     pub grad_vector: Option<Vec<f64>>,
+    /// Smallest and largest Ritz value (symmetric paths; `None` for Arnoldi's `exp`).
+    pub ritz_range: Option<(f64, f64)>,
+}
+
+/// `(min, max)` of a quadratic form's Ritz values.
+fn ritz_range(qf: &gradmat_matfun::krylov::QuadForm<f64>) -> Option<(f64, f64)> {
+    qf.ritz_values()
+        .filter(|th| !th.is_empty())
+        .map(|th| (th[0], th[th.len() - 1]))
 }
 
 /// Options of the Krylov runs of `quadform`.
@@ -86,6 +87,7 @@ where
         seconds_gradient: None,
         grad_params: None,
         grad_vector: None,
+        ritz_range: ritz_range(&qf),
     };
     if o.grad {
         let t1 = Instant::now();
@@ -98,9 +100,8 @@ where
     Ok(out)
 }
 
-/// `vᵀf(A)v` by Arnoldi, with its gradients when asked: `exp` through the matfun Arnoldi path
-/// (any square `A`), the other functions through the local symmetric-`H` path (see the module
-/// documentation).
+/// `vᵀf(A)v` by Arnoldi, with its gradients when asked (matfun's Arnoldi path: `exp` for any
+/// square `A`, the other functions when the Hessenberg matrix is symmetric to rounding).
 pub fn quadform_arnoldi<A>(
     op: &A,
     v: &[f64],
@@ -110,9 +111,6 @@ pub fn quadform_arnoldi<A>(
 where
     A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
 {
-    if !matches!(f, MatrixFunction::Exp) {
-        return quadform_arnoldi_symmetric(op, v, f, o);
-    }
     let t0 = Instant::now();
     let qf = gradmat_matfun::krylov::quadform_arnoldi(op, v, f, &o.krylov())?;
     let seconds_forward = secs(t0);
@@ -124,6 +122,7 @@ where
         seconds_gradient: None,
         grad_params: None,
         grad_vector: None,
+        ritz_range: ritz_range(&qf),
     };
     if o.grad {
         let t1 = Instant::now();
@@ -132,76 +131,6 @@ where
         out.seconds_gradient = Some(secs(t1));
         out.grad_params = Some(g);
         out.grad_vector = Some(gv.v);
-    }
-    Ok(out)
-}
-
-/// Arnoldi with `f` applied to the (symmetric to rounding) Hessenberg matrix.
-fn quadform_arnoldi_symmetric<A>(
-    op: &A,
-    v: &[f64],
-    f: &MatrixFunction,
-    o: &QuadOptions,
-) -> Result<QuadForm, MatfunError>
-where
-    A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
-{
-    let t0 = Instant::now();
-    let dec = arnoldi(
-        op,
-        v,
-        &ArnoldiParams::new(o.depth).reorthogonalize(o.reorth),
-    )?;
-    let kk = dec.depth();
-    let c = dec.inv_norm();
-    let scale = 1.0 / (c * c);
-    let fun = SymmetricMatrixFunction::<f64>::new(f.clone(), kk, dec.hessenberg()).map_err(
-        |e| match e {
-            MatfunError::EigenvalueOutsideDomain {
-                function,
-                eigenvalue,
-                domain,
-                ..
-            } => MatfunError::RitzValueOutsideDomain {
-                function,
-                ritz_value: eigenvalue,
-                domain,
-            },
-            other => other,
-        },
-    )?;
-    let value = scale * fun.quadratic_form();
-    if !value.is_finite() {
-        return Err(MatfunError::NonFiniteResult { what: "vᵀf(A)v" });
-    }
-    let mut out = QuadForm {
-        value,
-        depth: kk,
-        matvecs: dec.info().num_matvecs,
-        seconds_forward: secs(t0),
-        seconds_gradient: None,
-        grad_params: None,
-        grad_vector: None,
-    };
-    if o.grad {
-        let t1 = Instant::now();
-        // ρ depends on H through (H + Hᵀ)/2 and T̄ is symmetric, so H̄ = T̄ on the Hessenberg
-        // pattern (the adjoint ignores the rest).
-        let hbar = fun.pullback_quadratic_form(scale)?;
-        let cot = ArnoldiCotangent {
-            hessenberg: Some(&hbar),
-            inv_norm: -2.0 * value / c,
-            ..Default::default()
-        };
-        let mut adj = AdjointParams::default();
-        if let Some(on) = o.project {
-            adj = adj.project(on);
-        }
-        let mut g = vec![0.0; op.num_params()];
-        let vbar = arnoldi_vjp(op, &dec, &cot, &adj, &mut g)?;
-        out.seconds_gradient = Some(secs(t1));
-        out.grad_params = Some(g);
-        out.grad_vector = Some(vbar);
     }
     Ok(out)
 }
@@ -223,6 +152,8 @@ pub struct LogDet {
     pub seconds_gradient: Option<f64>,
     /// Gradient of `value` over the operator's parameters (with gradients).
     pub grad_params: Option<Vec<f64>>,
+    /// Smallest and largest Ritz value over all probes.
+    pub ritz_range: (f64, f64),
 }
 
 /// Stochastic Lanczos quadrature (`gradmat_matfun::estimators`): `log det A ≈ (1/L) Σ_ℓ
@@ -261,6 +192,7 @@ where
             seconds_forward: secs(t0),
             seconds_gradient: None,
             grad_params: None,
+            ritz_range: est.ritz_range,
         });
     }
     let n = op.ncols();
@@ -268,6 +200,7 @@ where
     let mut values = Vec::with_capacity(probes);
     let mut acc = vec![0.0; op.num_params()];
     let (mut depth_used, mut matvecs) = (0, 0);
+    let mut range = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut tf, mut tg) = (0.0, 0.0);
     for idx in 0..probes {
         let wrap = |e: MatfunError| MatfunError::Probe {
@@ -287,6 +220,9 @@ where
         values.push(qf.value());
         depth_used = depth_used.max(qf.depth());
         matvecs += qf.num_matvecs();
+        if let Some((lo, hi)) = ritz_range(&qf) {
+            range = (range.0.min(lo), range.1.max(hi));
+        }
     }
     let l = probes as f64;
     let mean = values.iter().sum::<f64>() / l;
@@ -304,7 +240,22 @@ where
         seconds_forward: tf,
         seconds_gradient: Some(tg),
         grad_params: Some(acc),
+        ritz_range: range,
     })
+}
+
+/// A warning on stderr when the smallest Ritz value is below `1e-12` of the largest: the matrix
+/// may be (numerically) singular, and a Krylov estimate cannot tell (a null space that the
+/// vector or probes barely weigh need not show up among the Ritz values).
+pub fn warn_if_nearly_singular(matrix: &std::path::Path, range: (f64, f64)) {
+    let (lo, hi) = range;
+    if lo.is_finite() && hi.is_finite() && lo < 1e-12 * hi.abs() {
+        eprintln!(
+            "gradmat: warning: {}: the smallest Ritz value {lo:e} is below 1e-12 of the largest \
+             {hi:e}: the matrix may be singular, and then the result is not meaningful",
+            matrix.display()
+        );
+    }
 }
 
 /// A one-line `anyhow` error from a computation, naming the matrix (or the vector for a zero

@@ -63,6 +63,7 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
             (estimate(op, a, grad)?, map)
         }
     };
+    super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
     if let Some(dir) = &a.grad_dir {
         io::write_matrix_gradient(dir, &file, &map, res.grad_params.as_deref().unwrap_or(&[]))?;
     }

@@ -97,6 +97,14 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
             (r, op.triplet_to_stored().to_vec())
         }
     };
+    if let Some(range) = res.ritz_range {
+        if matches!(
+            f,
+            MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
+        ) {
+            super::compute::warn_if_nearly_singular(&a.matrix, range);
+        }
+    }
     if let Some(dir) = &a.grad_dir {
         let gp = res.grad_params.as_deref().unwrap_or(&[]);
         io::write_matrix_gradient(dir, &file, &map, gp)?;

@@ -50,6 +50,7 @@
 mod expm;
 mod function;
 mod symmetric;
+pub(crate) use symmetric::check_symmetric;
 mod tridiagonal;
 
 pub use expm::{

@@ -171,7 +171,7 @@ impl SymmetricEigen {
 }
 
 /// Rejects matrices that are not symmetric within the tolerance.
-fn check_symmetric<T: Scalar>(n: usize, a: &[T]) -> Result<(), MatfunError> {
+pub(crate) fn check_symmetric<T: Scalar>(n: usize, a: &[T]) -> Result<(), MatfunError> {
     let scale = a.iter().fold(0.0_f64, |m, x| m.max(x.to_f64().abs()));
     let tolerance = SYMMETRY_TOLERANCE_FACTOR * n as f64 * T::EPS.to_f64() * scale;
     let mut worst = (0.0_f64, 0, 0);
