@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use std::marker::PhantomData;
 
 /// Columns of the B side evaluated together (register block).
-pub(crate) const JB: usize = 4;
+pub(crate) const JB: usize = 8;
 
 /// The radial profile `k(r²)` of a kernel, vectorised.
 pub(crate) trait Profile: Send + Sync + 'static {
@@ -387,11 +387,7 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
                         acc[jj] = T::vmul_add(s, w[jj], T::vmul(s, t, t), acc[jj]);
                     }
                 }
-                gv[dim] = T::vadd(
-                    s,
-                    gv[dim],
-                    T::vadd(s, T::vadd(s, acc[0], acc[1]), T::vadd(s, acc[2], acc[3])),
-                );
+                gv[dim] = T::vadd(s, gv[dim], pairwise::<S, T>(s, acc));
             }
         }
     }
@@ -399,6 +395,19 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
         let gv = T::as_mut_simd::<S>(gacc).0;
         gv[d] = T::vadd(s, gv[d], acc_s);
     }
+}
+
+/// `Σ_jj v[jj]` by pairwise halving (a fixed order).
+#[inline(always)]
+fn pairwise<S: Isa, T: Scalar>(s: S, mut v: [T::V<S>; JB]) -> T::V<S> {
+    let mut len = JB;
+    while len > 1 {
+        len /= 2;
+        for i in 0..len {
+            v[i] = T::vadd(s, v[i], v[i + len]);
+        }
+    }
+    v[0]
 }
 
 /// What a product needs from the operator.
