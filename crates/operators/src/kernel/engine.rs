@@ -132,7 +132,8 @@ pub(crate) fn eval_scalar<T: Scalar>(kind: KernelKind, r2: T, scale: T) -> (T, T
 }
 
 /// The packed layout for one instruction set: `l` lanes, tiles of `tile` points padded to `tp`
-/// (a multiple of `l` and of [`JB`]).
+/// (a multiple of `l` and of [`JB`]). Row ("A") sides are packed with `l` lanes, column ("B")
+/// sides with [`JB`] lanes, in the same `[block][a or c][lane]` pattern.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
     l: usize,
@@ -158,48 +159,45 @@ impl Layout {
         (start, self.tile.min(n - start))
     }
 
-    /// Position of point `j` of a tile, column `c` of `k`, in its packed tile.
+    /// Position of point `j` of a tile, entry `c` of `k`, in a tile packed with `lanes` lanes.
     #[inline(always)]
-    fn at(&self, j: usize, c: usize, k: usize) -> usize {
-        ((j / self.l) * k + c) * self.l + j % self.l
+    fn at(j: usize, c: usize, k: usize, lanes: usize) -> usize {
+        ((j / lanes) * k + c) * lanes + j % lanes
     }
 
-    /// Packs `n` row-major points of dimension `d` (`[t][iv][a][lane]`, pads repeat the tile's
-    /// last point).
-    fn points<T: Scalar>(&self, z: &[T], n: usize, d: usize) -> Vec<T> {
-        let nt = self.num_tiles(n);
+    /// Packs `n` row-major points of dimension `d`, `[t][block][a][lane]` with `lanes` lanes;
+    /// the pads repeat the tile's last point.
+    fn points<T: Scalar>(&self, z: &[T], n: usize, d: usize, lanes: usize) -> Vec<T> {
         let per = self.tp * d;
-        let mut out = vec![T::ZERO; nt * per];
+        let mut out = vec![T::ZERO; self.num_tiles(n) * per];
         out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
             let (start, len) = self.range(n, t);
             for i in 0..self.tp {
                 let p = start + i.min(len - 1);
-                let (iv, lane) = (i / self.l, i % self.l);
                 for a in 0..d {
-                    o[(iv * d + a) * self.l + lane] = z[p * d + a];
+                    o[Self::at(i, a, d, lanes)] = z[p * d + a];
                 }
             }
         });
         out
     }
 
-    /// Packs `k` column-major vectors of length `n` (`[t][iv][c][lane]`, zero pads).
-    fn cols<T: Scalar>(&self, x: &[T], n: usize, k: usize) -> Vec<T> {
-        let nt = self.num_tiles(n);
+    /// Packs `k` column-major vectors of length `n`, `[t][block][c][lane]`, zero pads.
+    fn cols<T: Scalar>(&self, x: &[T], n: usize, k: usize, lanes: usize) -> Vec<T> {
         let per = self.tp * k;
-        let mut out = vec![T::ZERO; nt * per];
+        let mut out = vec![T::ZERO; self.num_tiles(n) * per];
         out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
             let (start, len) = self.range(n, t);
             for c in 0..k {
                 for j in 0..len {
-                    o[self.at(j, c, k)] = x[c * n + start + j];
+                    o[Self::at(j, c, k, lanes)] = x[c * n + start + j];
                 }
             }
         });
         out
     }
 
-    /// Inverse of [`cols`](Self::cols) (pads dropped).
+    /// Inverse of [`cols`](Self::cols) with `l` lanes (pads dropped).
     fn uncols<T: Scalar>(&self, packed: &[T], n: usize, k: usize, out: &mut [T]) {
         let per = self.tp * k;
         for c in 0..k {
@@ -207,7 +205,7 @@ impl Layout {
             for (t, chunk) in col.chunks_mut(self.tile).enumerate() {
                 let p = &packed[t * per..(t + 1) * per];
                 for (j, v) in chunk.iter_mut().enumerate() {
-                    *v = p[self.at(j, c, k)];
+                    *v = p[Self::at(j, c, k, self.l)];
                 }
             }
         }
@@ -242,22 +240,22 @@ pub(crate) fn round(nt: usize, r: usize) -> Vec<(usize, usize)> {
     pairs
 }
 
-/// One tile of a tile pair.
+/// One tile of a tile pair, packed with `l` lanes as the row side or with [`JB`] lanes as the
+/// column side (empty slices for what a product does not use).
 #[derive(Clone, Copy)]
-struct Side<'a, T> {
+struct TileRef<'a, T> {
     /// Points in the tile.
     len: usize,
-    /// Packed points (`[iv][a][lane]`).
-    zv: &'a [T],
-    /// The same points row-major (`len·d`).
-    zrows: &'a [T],
-    /// Packed right-hand sides (`[iv][c][lane]`; empty when unused).
+    /// Packed points.
+    z: &'a [T],
+    /// Packed right-hand sides (for the products and the weights).
     x: &'a [T],
-    /// Packed left vectors of the VJP (empty when unused).
+    /// Packed left vectors of the VJP.
     u: &'a [T],
 }
 
-/// The shared inner kernel: one tile pair (`a` = rows, SIMD lanes; `b` = columns, broadcast).
+/// The shared inner kernel: one tile pair (`a` = rows, SIMD lanes; `b` = columns, broadcast
+/// [`JB`] at a time).
 ///
 /// With `FWD`: `ya += K_ab x_b` and, if `yb` is given, `yb += K_abᵀ x_a`. With `VJP`:
 /// `gacc[a·L..] += Σ W g (z_ia − z_ja)²` per dimension and `gacc[d·L..] += Σ W k`, lane-wise,
@@ -270,8 +268,8 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
     d: usize,
     k: usize,
     scale: T,
-    a: Side<'_, T>,
-    b: Side<'_, T>,
+    a: TileRef<'_, T>,
+    b: TileRef<'_, T>,
     sym: bool,
     mut ya: Option<&mut [T]>,
     mut yb: Option<&mut [T]>,
@@ -281,36 +279,25 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
     let niv = a.len.div_ceil(l);
     let zero = T::vsplat(s, T::ZERO);
     let sc = T::vsplat(s, scale);
-    let za = T::as_simd::<S>(&a.zv[..niv * d * l]).0;
+    let za = T::as_simd::<S>(&a.z[..niv * d * l]).0;
     let xa = T::as_simd::<S>(a.x).0;
     let ua = T::as_simd::<S>(a.u).0;
+    let (zb, _) = b.z.as_chunks::<JB>();
+    let (xb, _) = b.x.as_chunks::<JB>();
+    let (ub, _) = b.u.as_chunks::<JB>();
     let mut kb = vec![[zero; JB]; if FWD { niv } else { 0 }];
     let mut wg = vec![[zero; JB]; if VJP { niv } else { 0 }];
-    let mut bq = vec![[T::ZERO; JB]; d];
-    let mut xq = vec![[T::ZERO; JB]; k];
-    let mut uq = vec![[T::ZERO; JB]; if VJP && sym { k } else { 0 }];
     let mut acc_s = zero;
     let transposed = yb.is_some();
-    for j0 in (0..b.len).step_by(JB) {
-        // The B-side scalars of this block (points past the tile repeat its last point and
-        // carry zero weights).
-        for jj in 0..JB {
-            let j = j0 + jj;
-            let jc = j.min(b.len - 1);
-            for (q, z) in bq.iter_mut().zip(&b.zrows[jc * d..(jc + 1) * d]) {
-                q[jj] = *z;
-            }
-            for (c, q) in xq.iter_mut().enumerate() {
-                q[jj] = if j < b.len { b.x[lay.at(j, c, k)] } else { T::ZERO };
-            }
-            for (c, q) in uq.iter_mut().enumerate() {
-                q[jj] = if j < b.len { b.u[lay.at(j, c, k)] } else { T::ZERO };
-            }
-        }
+    for jb in 0..b.len.div_ceil(JB) {
+        let j0 = jb * JB;
+        let bq = &zb[jb * d..(jb + 1) * d];
+        let xq = &xb[if xb.is_empty() { 0..0 } else { jb * k..(jb + 1) * k }];
+        let uq = &ub[if ub.is_empty() { 0..0 } else { jb * k..(jb + 1) * k }];
         // Phase 1: distances, kernel values (and derivatives, weights).
         for iv in 0..niv {
             let mut r2 = [zero; JB];
-            for (zv, q) in za[iv * d..(iv + 1) * d].iter().zip(&bq) {
+            for (zv, q) in za[iv * d..(iv + 1) * d].iter().zip(bq) {
                 for jj in 0..JB {
                     let t = T::vsub(s, *zv, T::vsplat(s, q[jj]));
                     r2[jj] = T::vmul_add(s, t, t, r2[jj]);
@@ -318,15 +305,13 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
             }
             let mut w = [zero; JB];
             if VJP {
-                let ui = &ua[iv * k..(iv + 1) * k];
-                for (uv, q) in ui.iter().zip(&xq) {
+                for (uv, q) in ua[iv * k..(iv + 1) * k].iter().zip(xq) {
                     for jj in 0..JB {
                         w[jj] = T::vmul_add(s, *uv, T::vsplat(s, q[jj]), w[jj]);
                     }
                 }
                 if sym {
-                    let xi = &xa[iv * k..(iv + 1) * k];
-                    for (xv, q) in xi.iter().zip(&uq) {
+                    for (xv, q) in xa[iv * k..(iv + 1) * k].iter().zip(uq) {
                         for jj in 0..JB {
                             w[jj] = T::vmul_add(s, *xv, T::vsplat(s, q[jj]), w[jj]);
                         }
@@ -368,7 +353,7 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
                     for (jj, v) in acc.iter().enumerate() {
                         let j = j0 + jj;
                         if j < b.len {
-                            yb[lay.at(j, c, k)] += T::vreduce_sum(s, *v);
+                            yb[Layout::at(j, c, k, l)] += T::vreduce_sum(s, *v);
                         }
                     }
                 }
@@ -423,14 +408,15 @@ pub(crate) struct Engine<'a, T> {
     pub z: &'a [T],
 }
 
-/// A tile pair as a [`WithIsa`] task (entered with the instruction set's features).
+/// A tile pair as a [`WithIsa`] task (entered with the instruction set's features), returning
+/// its gradient partials (`d + 1`, lanes summed; empty without `VJP`).
 struct PairTask<'a, 'b, T, P, const FWD: bool, const VJP: bool> {
     lay: &'b Layout,
     d: usize,
     k: usize,
     scale: T,
-    a: Side<'b, T>,
-    b: Side<'b, T>,
+    a: TileRef<'b, T>,
+    b: TileRef<'b, T>,
     sym: bool,
     ya: Option<&'a mut [T]>,
     yb: Option<&'a mut [T]>,
@@ -440,7 +426,6 @@ struct PairTask<'a, 'b, T, P, const FWD: bool, const VJP: bool> {
 impl<T: Scalar, P: Profile, const FWD: bool, const VJP: bool> WithIsa
     for PairTask<'_, '_, T, P, FWD, VJP>
 {
-    /// The task's gradient partials (`d + 1`, lanes summed), empty without `VJP`.
     type Output = Vec<T>;
     #[inline(always)]
     fn run<S: Isa>(self, s: S) -> Vec<T> {
@@ -452,6 +437,68 @@ impl<T: Scalar, P: Profile, const FWD: bool, const VJP: bool> WithIsa
         );
         let gv = T::as_simd::<S>(&gacc).0;
         gv.iter().map(|v| T::vreduce_sum(s, *v)).collect()
+    }
+}
+
+/// The inputs packed for both sides of tile pairs, and the vectors of a call.
+struct Packed<T> {
+    /// Per tile: packed points with `l` lanes (rows) and with [`JB`] lanes (columns).
+    za: Vec<T>,
+    zb: Vec<T>,
+    xa: Vec<T>,
+    xb: Vec<T>,
+    ua: Vec<T>,
+    ub: Vec<T>,
+    n: usize,
+    d: usize,
+    k: usize,
+}
+
+impl<T: Scalar> Packed<T> {
+    fn new(lay: &Layout, z: &[T], n: usize, d: usize, k: usize, x: &[T], u: Option<&[T]>) -> Self {
+        let pack = |v: &[T], lanes| lay.cols(v, n, k, lanes);
+        Packed {
+            za: lay.points(z, n, d, lay.l),
+            zb: lay.points(z, n, d, JB),
+            xa: pack(x, lay.l),
+            xb: pack(x, JB),
+            ua: u.map(|u| pack(u, lay.l)).unwrap_or_default(),
+            ub: u.map(|u| pack(u, JB)).unwrap_or_default(),
+            n,
+            d,
+            k,
+        }
+    }
+
+    /// Tile `t` of a packed array (`per` entries per tile; empty stays empty).
+    fn tile(v: &[T], t: usize, per: usize) -> &[T] {
+        if v.is_empty() {
+            &[]
+        } else {
+            &v[t * per..(t + 1) * per]
+        }
+    }
+
+    /// Tile `t` as the row side.
+    fn rows(&self, lay: &Layout, t: usize) -> TileRef<'_, T> {
+        let (zp, xp) = (lay.tp * self.d, lay.tp * self.k);
+        TileRef {
+            len: lay.range(self.n, t).1,
+            z: Self::tile(&self.za, t, zp),
+            x: Self::tile(&self.xa, t, xp),
+            u: Self::tile(&self.ua, t, xp),
+        }
+    }
+
+    /// Tile `t` as the column side.
+    fn cols(&self, lay: &Layout, t: usize) -> TileRef<'_, T> {
+        let (zp, xp) = (lay.tp * self.d, lay.tp * self.k);
+        TileRef {
+            len: lay.range(self.n, t).1,
+            z: Self::tile(&self.zb, t, zp),
+            x: Self::tile(&self.xb, t, xp),
+            u: Self::tile(&self.ub, t, xp),
+        }
     }
 }
 
@@ -486,24 +533,12 @@ fn sym_products<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>
     let (n, d, k) = (e.n, e.d, op.k);
     let lay = Layout::new::<S, T>(e.tile);
     let nt = lay.num_tiles(n);
-    let zp = lay.points(e.z, n, d);
-    let xp = lay.cols(op.x, n, k);
-    let up = op.u.map(|u| lay.cols(u, n, k)).unwrap_or_default();
-    let (zper, xper) = (lay.tp * d, lay.tp * k);
-    let side = |t: usize| {
-        let (start, len) = lay.range(n, t);
-        Side {
-            len,
-            zv: &zp[t * zper..(t + 1) * zper],
-            zrows: &e.z[start * d..(start + len) * d],
-            x: &xp[t * xper..(t + 1) * xper],
-            u: if VJP { &up[t * xper..(t + 1) * xper] } else { &[] },
-        }
-    };
-    let mut yp = vec![T::ZERO; if FWD { nt * xper } else { 0 }];
+    let packed = Packed::new(&lay, e.z, n, d, k, op.x, op.u);
+    let per = lay.tp * k;
+    let mut yp = vec![T::ZERO; if FWD { nt * per } else { 0 }];
     let mut total = vec![T::ZERO; d + 1];
     for r in 0..num_rounds(nt) {
-        let mut slots: Vec<Option<&mut [T]>> = yp.chunks_mut(xper.max(1)).map(Some).collect();
+        let mut slots: Vec<Option<&mut [T]>> = yp.chunks_mut(per).map(Some).collect();
         let jobs: Vec<_> = round(nt, r)
             .into_iter()
             .map(|(i, j)| {
@@ -525,8 +560,8 @@ fn sym_products<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>
                     d,
                     k,
                     scale: e.scale,
-                    a: side(i),
-                    b: side(j),
+                    a: packed.rows(&lay, i),
+                    b: packed.cols(&lay, j),
                     sym: i != j,
                     ya: yi,
                     yb: yj,
@@ -548,6 +583,40 @@ fn sym_products<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>
     total
 }
 
+/// `y_a = K(a, X) B` for one row tile `a` against every column tile of the inputs, in order
+/// (`k` columns of `B`, packed in `bx` over the inputs' tiles).
+struct RowTask<'a, 'e, T, P> {
+    e: &'e Engine<'e, T>,
+    lay: &'a Layout,
+    a: TileRef<'a, T>,
+    cols: &'a [TileRef<'a, T>],
+    k: usize,
+    y: &'a mut [T],
+    _p: PhantomData<P>,
+}
+
+impl<T: Scalar, P: Profile> WithIsa for RowTask<'_, '_, T, P> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Isa>(self, s: S) {
+        for b in self.cols {
+            tile_pair::<S, T, P, true, false>(
+                s,
+                self.lay,
+                self.e.d,
+                self.k,
+                self.e.scale,
+                self.a,
+                *b,
+                false,
+                Some(&mut *self.y),
+                None,
+                &mut [],
+            );
+        }
+    }
+}
+
 /// `out = K(Q, X) v` for `m` scaled query points `q` (row-major), as a [`WithIsa`] computation.
 struct CrossOp<'a, 'e, T, P> {
     e: &'e Engine<'e, T>,
@@ -564,79 +633,40 @@ impl<T: Scalar, P: Profile> WithIsa for CrossOp<'_, '_, T, P> {
         let e = self.e;
         let (n, d, m) = (e.n, e.d, self.m);
         let lay = Layout::new::<S, T>(e.tile);
-        let vp = lay.cols(self.v, n, 1);
-        let qp = lay.points(self.q, m, d);
+        let zb = lay.points(e.z, n, d, JB);
+        let vb = lay.cols(self.v, n, 1, JB);
+        let cols: Vec<TileRef<T>> = (0..lay.num_tiles(n))
+            .map(|t| TileRef {
+                len: lay.range(n, t).1,
+                z: &zb[t * lay.tp * d..(t + 1) * lay.tp * d],
+                x: &vb[t * lay.tp..(t + 1) * lay.tp],
+                u: &[],
+            })
+            .collect();
+        let qa = lay.points(self.q, m, d, lay.l);
         let parts: Vec<Vec<T>> = (0..lay.num_tiles(m))
             .into_par_iter()
             .with_max_len(1)
             .map(|qt| {
-                let (_, qlen) = lay.range(m, qt);
-                let zq = &qp[qt * lay.tp * d..(qt + 1) * lay.tp * d];
                 let mut ya = vec![T::ZERO; lay.tp];
-                s.enter(ColumnsTask::<T, P> {
+                s.enter(RowTask::<T, P> {
                     e,
                     lay: &lay,
-                    a: Side {
-                        len: qlen,
-                        zv: zq,
-                        zrows: &[],
+                    a: TileRef {
+                        len: lay.range(m, qt).1,
+                        z: &qa[qt * lay.tp * d..(qt + 1) * lay.tp * d],
                         x: &[],
                         u: &[],
                     },
+                    cols: &cols,
                     k: 1,
-                    bx: &vp,
                     y: &mut ya,
                     _p: PhantomData,
                 });
                 ya
             })
             .collect();
-        let packed: Vec<T> = parts.concat();
-        lay.uncols(&packed, m, 1, self.out);
-    }
-}
-
-/// `y_a = K(a, X) B` for one packed row tile `a` against all tiles of the inputs (in order), with
-/// `bx` the packed `k` columns of `B` over the inputs.
-struct ColumnsTask<'a, 'e, T, P> {
-    e: &'e Engine<'e, T>,
-    lay: &'a Layout,
-    a: Side<'a, T>,
-    k: usize,
-    bx: &'a [T],
-    y: &'a mut [T],
-    _p: PhantomData<P>,
-}
-
-impl<T: Scalar, P: Profile> WithIsa for ColumnsTask<'_, '_, T, P> {
-    type Output = ();
-    #[inline(always)]
-    fn run<S: Isa>(self, s: S) {
-        let (e, lay, k) = (self.e, self.lay, self.k);
-        let per = lay.tp * k;
-        for jt in 0..lay.num_tiles(e.n) {
-            let (start, len) = lay.range(e.n, jt);
-            let b = Side {
-                len,
-                zv: &[],
-                zrows: &e.z[start * e.d..(start + len) * e.d],
-                x: &self.bx[jt * per..(jt + 1) * per],
-                u: &[],
-            };
-            tile_pair::<S, T, P, true, false>(
-                s,
-                lay,
-                e.d,
-                k,
-                e.scale,
-                self.a,
-                b,
-                false,
-                Some(&mut *self.y),
-                None,
-                &mut [],
-            );
-        }
+        lay.uncols(&parts.concat(), m, 1, self.out);
     }
 }
 
@@ -644,7 +674,7 @@ impl<T: Scalar, P: Profile> WithIsa for ColumnsTask<'_, '_, T, P> {
 /// computation (groups in parallel, each over every row tile).
 struct ColumnOp<'a, 'e, T, P> {
     e: &'e Engine<'e, T>,
-    /// Groups of `JB` columns, and their outputs (`n·JB` each; the last group may be short).
+    /// First column of each group and its output (`n` times the group's width).
     groups: Vec<(usize, &'a mut [T])>,
     _p: PhantomData<P>,
 }
@@ -655,82 +685,48 @@ impl<T: Scalar, P: Profile> WithIsa for ColumnOp<'_, '_, T, P> {
         let e = self.e;
         let (n, d) = (e.n, e.d);
         let lay = Layout::new::<S, T>(e.tile);
-        let zp = lay.points(e.z, n, d);
+        let za = lay.points(e.z, n, d, lay.l);
         let zper = lay.tp * d;
         self.groups.into_par_iter().for_each(|(j0, out)| {
             let cols = out.len() / n;
-            // The B side is the group itself (one short tile) with identity weights, so the
-            // products return the kernel values exactly (`k·1 + 0`, `k·0 = 0`).
-            let mut bx = vec![T::ZERO; lay.tp * cols];
+            // The column side is the group itself (one short tile) with identity weights, so
+            // the products return the kernel values exactly (`k·1 + 0`, `k·0 = 0`).
+            let group = Layout { tile: cols, ..lay };
+            let zb = group.points(&e.z[j0 * d..(j0 + cols) * d], cols, d, JB);
+            let mut bx = vec![T::ZERO; JB * cols];
             for c in 0..cols {
-                bx[lay.at(c, c, cols)] = T::ONE;
+                bx[Layout::at(c, c, cols, JB)] = T::ONE;
             }
-            let b = Side {
+            let b = [TileRef {
                 len: cols,
-                zv: &[],
-                zrows: &e.z[j0 * d..(j0 + cols) * d],
+                z: &zb[..JB * d],
                 x: &bx,
                 u: &[],
-            };
+            }];
             for t in 0..lay.num_tiles(n) {
                 let (start, len) = lay.range(n, t);
-                let a = Side {
-                    len,
-                    zv: &zp[t * zper..(t + 1) * zper],
-                    zrows: &[],
-                    x: &[],
-                    u: &[],
-                };
                 let mut ya = vec![T::ZERO; lay.tp * cols];
-                s.enter(OneTask::<T, P> {
+                s.enter(RowTask::<T, P> {
+                    e,
                     lay: &lay,
-                    d,
+                    a: TileRef {
+                        len,
+                        z: &za[t * zper..(t + 1) * zper],
+                        x: &[],
+                        u: &[],
+                    },
+                    cols: &b,
                     k: cols,
-                    scale: e.scale,
-                    a,
-                    b,
                     y: &mut ya,
                     _p: PhantomData,
                 });
                 for c in 0..cols {
                     for i in 0..len {
-                        out[c * n + start + i] = ya[lay.at(i, c, cols)];
+                        out[c * n + start + i] = ya[Layout::at(i, c, cols, lay.l)];
                     }
                 }
             }
         });
-    }
-}
-
-/// One forward, non-symmetric tile pair.
-struct OneTask<'a, T, P> {
-    lay: &'a Layout,
-    d: usize,
-    k: usize,
-    scale: T,
-    a: Side<'a, T>,
-    b: Side<'a, T>,
-    y: &'a mut [T],
-    _p: PhantomData<P>,
-}
-
-impl<T: Scalar, P: Profile> WithIsa for OneTask<'_, T, P> {
-    type Output = ();
-    #[inline(always)]
-    fn run<S: Isa>(self, s: S) {
-        tile_pair::<S, T, P, true, false>(
-            s,
-            self.lay,
-            self.d,
-            self.k,
-            self.scale,
-            self.a,
-            self.b,
-            false,
-            Some(self.y),
-            None,
-            &mut [],
-        );
     }
 }
 
