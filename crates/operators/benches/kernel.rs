@@ -30,9 +30,7 @@ use std::time::{Duration, Instant};
 
 fn operator<T: Scalar>(n: usize, d: usize) -> KernelMatrix<T> {
     let x = random_vector::<T>(n * d, 1);
-    let ell: Vec<T> = (0..d)
-        .map(|a| T::from_f64(0.5 + 0.05 * a as f64))
-        .collect();
+    let ell: Vec<T> = (0..d).map(|a| T::from_f64(0.5 + 0.05 * a as f64)).collect();
     KernelMatrix::new(KernelKind::Matern32, n, d, x, ell, T::ONE).expect("valid kernel")
 }
 
@@ -98,7 +96,12 @@ fn fma_peak<S: Simd>(s: S) -> f64 {
     let mut best = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        black_box(Simd::vectorize(s, FmaPeak { iters: black_box(iters) }));
+        black_box(Simd::vectorize(
+            s,
+            FmaPeak {
+                iters: black_box(iters),
+            },
+        ));
         let secs = t.elapsed().as_secs_f64();
         best.push(2.0 * (lanes * ACC) as f64 * iters as f64 / secs / 1e9);
     }
@@ -157,7 +160,9 @@ fn measure<T: Scalar>(
     let mut g = vec![T::ZERO; d + 1];
     let (wall, cpu, ops) = match what {
         "apply" => {
-            let t = time(reps, || pool.install(|| op.apply_block(black_box(&x), &mut y, k)));
+            let t = time(reps, || {
+                pool.install(|| op.apply_block(black_box(&x), &mut y, k))
+            });
             (t.0, t.1, 2 * d + 27 + 2 * k)
         }
         "vjp" => {

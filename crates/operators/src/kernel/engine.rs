@@ -292,8 +292,16 @@ fn tile_pair<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>(
     for jb in 0..b.len.div_ceil(JB) {
         let j0 = jb * JB;
         let bq = &zb[jb * d..(jb + 1) * d];
-        let xq = &xb[if xb.is_empty() { 0..0 } else { jb * k..(jb + 1) * k }];
-        let uq = &ub[if ub.is_empty() { 0..0 } else { jb * k..(jb + 1) * k }];
+        let xq = &xb[if xb.is_empty() {
+            0..0
+        } else {
+            jb * k..(jb + 1) * k
+        }];
+        let uq = &ub[if ub.is_empty() {
+            0..0
+        } else {
+            jb * k..(jb + 1) * k
+        }];
         // Phase 1: distances, kernel values (and derivatives, weights).
         for iv in 0..niv {
             let mut r2 = [zero; JB];

@@ -315,7 +315,7 @@ simd_real!(
      transmute_u64s_f64s, transmute_f64s_u64s, shl52_u64s],
     log2e: std::f64::consts::LOG2_E,
     // fdlibm's split: ln2_hi has 32 significant bits, so k·ln2_hi is exact for |k| < 2^21.
-    ln2: (6.931_471_803_691_238_2e-1, 1.908_214_929_270_587_7e-10),
+    ln2: (6.931_471_803_691_238e-1, 1.908_214_929_270_587_7e-10),
     // 1.5·2^52 + 1023.
     magic: 6_755_399_441_056_767.0,
     // ln(2^-1022) = −708.3964…: below it e^x is subnormal and returned as 0.

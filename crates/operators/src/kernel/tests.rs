@@ -109,11 +109,18 @@ fn sample(lo: f64, hi: f64, grid: usize) -> Vec<f64> {
 fn check_exp<T: Scalar>(level: SimdLevel) {
     let (lo, hi) = (T::EXP_LO.to_f64(), T::EXP_HI.to_f64());
     let is32 = T::EPS.to_f64() > 1e-10;
-    let xs: Vec<T> = sample(lo, hi, std::env::var("GRADMAT_EXP_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(400_000))
-        .into_iter()
-        .map(T::from_f64)
-        .filter(|x| (lo..=hi).contains(&x.to_f64()))
-        .collect();
+    let xs: Vec<T> = sample(
+        lo,
+        hi,
+        std::env::var("GRADMAT_EXP_SAMPLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(400_000),
+    )
+    .into_iter()
+    .map(T::from_f64)
+    .filter(|x| (lo..=hi).contains(&x.to_f64()))
+    .collect();
     let got = map(level, false, &xs);
     let mut worst = 0.0f64;
     let mut at = 0.0;
@@ -134,7 +141,10 @@ fn check_exp<T: Scalar>(level: SimdLevel) {
     // observed distance may reach 1 + (reference error); the f32 reference is correctly
     // rounded up to a double rounding (0.5 ulp of f64, negligible).
     let bound = if is32 { 1.0 } else { 1.5 };
-    eprintln!("{} {level:?}: worst exp error {worst:.3} ulp at x = {at:e}", T::NAME);
+    eprintln!(
+        "{} {level:?}: worst exp error {worst:.3} ulp at x = {at:e}",
+        T::NAME
+    );
     assert!(
         worst <= bound,
         "{} {level:?}: exp error {worst} ulp at x = {at:e}",
@@ -146,7 +156,11 @@ fn check_exp<T: Scalar>(level: SimdLevel) {
         .map(T::from_f64)
         .collect();
     let out = map(level, false, &special);
-    assert_eq!(out[0].to_f64().to_bits(), 1f64.to_bits(), "exp(0) = 1 exactly");
+    assert_eq!(
+        out[0].to_f64().to_bits(),
+        1f64.to_bits(),
+        "exp(0) = 1 exactly"
+    );
     for (x, y) in special[1..].iter().zip(&out[1..]) {
         assert_eq!(
             y.to_f64().to_bits(),
@@ -227,7 +241,11 @@ fn derivatives_at_zero_distance_are_the_closed_form() {
             (KernelKind::Matern52, -5.0 / 6.0),
         ] {
             let (k, g) = kind.value_and_derivative(T::ZERO, s);
-            assert_eq!(k.to_f64().to_bits(), s.to_f64().to_bits(), "{kind:?}: k(0) = s");
+            assert_eq!(
+                k.to_f64().to_bits(),
+                s.to_f64().to_bits(),
+                "{kind:?}: k(0) = s"
+            );
             assert!(
                 (g - T::from_f64(g0) * s).abs() <= T::EPS * s,
                 "{kind:?}: g(0) = {g:e}"
@@ -267,7 +285,11 @@ fn schedule_covers_every_pair_once_with_disjoint_rounds() {
         }
         for i in 0..nt {
             for j in 0..nt {
-                assert_eq!(seen[i * nt + j], u32::from(i <= j), "nt={nt} pair ({i},{j})");
+                assert_eq!(
+                    seen[i * nt + j],
+                    u32::from(i <= j),
+                    "nt={nt} pair ({i},{j})"
+                );
             }
         }
     }
