@@ -7,7 +7,8 @@
 //! `[iv][a][lane]` (the `d` coordinates of one vector of points are contiguous), the pad lanes
 //! repeating the tile's last point so that every padded kernel value is finite; blocks of `k`
 //! vectors are stored `[iv][c][lane]` with zero pads, so padded points contribute exactly
-//! nothing. The column ("B") side of a tile pair is read as scalars, `JB = 4` points at a time.
+//! nothing. The column ("B") side of a tile pair is packed the same way with `JB = 8` lanes and
+//! read as broadcast scalars, `JB` points at a time.
 //!
 //! **Tile pair `(I, J)`.** For each block of `JB` columns `j` of `J` and each vector of rows `i`
 //! of `I`: the squared scaled distances by direct differences `Σ_a (z_ia − z_ja)²` (fused
