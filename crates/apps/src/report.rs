@@ -79,7 +79,7 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(pos);
             bar.set_message(msg.to_string());
-        } else if !self.quiet && (pos % self.every == 0 || pos == self.total || pos == 1) {
+        } else if !self.quiet && (pos.is_multiple_of(self.every) || pos == self.total || pos == 1) {
             eprintln!(
                 "{} {pos}/{} [{:.1} s] {msg}",
                 self.label,

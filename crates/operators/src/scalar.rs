@@ -5,7 +5,9 @@ use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
 mod sealed {
-    pub trait Sealed {}
+    /// Also carries the kernel engine's lane operations, so that every `T: Scalar` has them
+    /// (crate-internal: the trait cannot be named outside).
+    pub trait Sealed: crate::kernel::simd::SimdReal {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
 }

@@ -333,7 +333,7 @@ fn powu_dd(m: u32, a: f64, b: f64) -> f64 {
         let h = hi - lo;
         let mf = f64::from(m);
         let mag = lo.powf(mf) * (mf * (h / lo).ln_1p()).exp_m1() / h;
-        if a < 0.0 && m % 2 == 0 {
+        if a < 0.0 && m.is_multiple_of(2) {
             -mag
         } else {
             mag
