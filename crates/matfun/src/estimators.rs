@@ -474,7 +474,7 @@ where
 }
 
 /// Mean, standard error and the scaled gradient `θ̄ += acc / L` of an SLQ run.
-fn finish_estimate<T: Scalar>(
+pub(crate) fn finish_estimate<T: Scalar>(
     values: Vec<T>,
     depth: usize,
     matvecs: usize,

@@ -60,7 +60,8 @@ pub mod dense;
 mod error;
 pub mod estimators;
 pub mod krylov;
-mod lockstep;
+pub mod lockstep;
+pub mod preconditioned;
 pub mod subspace;
 pub use error::MatfunError;
 pub use estimators::{

@@ -1,61 +1,86 @@
-//! Lock-step execution of many probes against one operator: the matrix–vector products that the
-//! probes request at the same step are gathered into one [`Operator::apply_block`] call, and
-//! their parameter VJPs into one [`ParamVjp::vjp_params_block`] call.
+//! Lock-step execution of several Krylov runs against one operator: the matrix–vector products
+//! that the runs request at the same step are gathered into one [`Operator::apply_block`] call,
+//! and all their parameter VJPs into one [`ParamVjp::vjp_params_block`] call at the end.
 //!
-//! Each probe runs the ordinary single-vector code (Lanczos, its adjoint) on its own thread,
-//! against a [`Gather`] handle. A call on the handle deposits the request and waits; when every
-//! probe that is still running has deposited one request (a *round*), the last one to arrive
-//! executes the whole round — one block product for all `apply` requests (columns in probe
-//! order), one block VJP for all VJP requests — and wakes the others. A probe that finishes (or
-//! fails) leaves the group, so probes truncated by breakdown never stall the rest.
+//! Each run (an SLQ probe's Lanczos and adjoint, a conjugate-gradient solve, …) is ordinary
+//! single-vector code on its own thread, against a [`Member`] handle of a shared [`Gather`]. An
+//! `apply` on the handle deposits the request and waits; when every member that is still
+//! running has deposited one (a *round*), the last to arrive executes the whole round — one
+//! block product, columns in member order — and wakes the others. A member that finishes (or
+//! fails) leaves the group when its handle is dropped, so runs of different lengths (breakdown,
+//! CG iterations) never stall the rest. For a kernel operator one round is one pass over the
+//! kernel tiles for all members.
 //!
-//! Determinism: round `r` holds the `r`-th request of every probe still running, which depends
-//! only on the probes' own (deterministic) request sequences, not on thread timing; the columns
-//! of a round are ordered by probe index. Parameter gradients of all probes are summed into one
-//! shared accumulator in that fixed order ([`Gather::take_grad`]), **not** into the `grad`
-//! slices passed to the VJP methods: a `Gather` is therefore only for drivers that take the
-//! total from [`Gather::take_grad`], which is why this module is private.
+//! **Parameter VJPs are deferred**: a VJP request returns at once and is kept; [`Gather::take_grad`]
+//! executes all of them as one block VJP (one pass over the tiles for every pair of every
+//! member), each member's pairs scaled by its weight ([`Gather::member_weighted`]), into one
+//! shared accumulator — **not** into the `grad` slices passed to the VJP methods (those stay
+//! untouched). A `Gather` is therefore only for drivers that take the total from `take_grad`.
+//!
+//! Determinism: round `r` holds the `r`-th apply of every member still running, which depends
+//! only on the members' own (deterministic) request sequences, not on thread timing; the
+//! columns of a round are ordered by member index; deferred VJPs are ordered by (member, order
+//! of submission). Results are bit-identical for any thread count.
 
 use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint};
 use std::sync::{Condvar, Mutex};
 
-/// One probe's pending request.
-enum Request<T> {
-    /// `y = A x` (or `Aᵀ x`, the same for the self-adjoint operators this is used with).
-    Apply(Vec<T>),
-    /// `θ̄ += ∇θ Σ_c ⟨u_c, A x_c⟩` over `k` columns.
-    Vjp { u: Vec<T>, x: Vec<T>, k: usize },
-    /// Both at once (`apply_and_vjp_params`).
-    ApplyVjp { x: Vec<T>, u: Vec<T> },
+/// A deferred VJP: `θ̄ += w ∇θ Σ_c ⟨u_c, A x_c⟩` over `k` columns of member `member`.
+struct Deferred<T> {
+    member: usize,
+    weight: T,
+    u: Vec<T>,
+    x: Vec<T>,
+    k: usize,
+}
+
+/// How many passes over the operator a group made (for a kernel: passes over its tiles).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatherStats {
+    /// Block products executed (rounds).
+    pub apply_passes: usize,
+    /// Columns of those products (single-vector products they stand for).
+    pub apply_columns: usize,
+    /// Block VJPs executed.
+    pub vjp_passes: usize,
+    /// Column pairs of those VJPs.
+    pub vjp_columns: usize,
 }
 
 struct State<T> {
     active: usize,
-    pending: Vec<Option<Request<T>>>,
+    pending: Vec<Option<Vec<T>>>,
     results: Vec<Option<Vec<T>>>,
     num_pending: usize,
-    /// Round counter, to tell a waiting probe that its round was executed.
+    /// Round counter, to tell a waiting member that its round was executed.
     round: u64,
+    deferred: Vec<Deferred<T>>,
     grad: Vec<T>,
+    stats: GatherStats,
     poisoned: bool,
 }
 
 /// The shared gathering operator (see the module documentation).
-pub(crate) struct Gather<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> {
+pub struct Gather<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> {
     op: &'a A,
     state: Mutex<State<T>>,
     cv: Condvar,
 }
 
-/// One probe's handle on a [`Gather`]; implements the operator traits.
-pub(crate) struct Member<'g, 'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> {
+/// One member's handle on a [`Gather`]; implements the operator traits (self-adjoint: the
+/// operator must be). Dropping it leaves the group.
+pub struct Member<'g, 'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> {
     gather: &'g Gather<'a, T, A>,
     index: usize,
+    weight: T,
 }
 
 impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
-    /// A group of `members` probes on `op`.
-    pub(crate) fn new(op: &'a A, members: usize) -> Self {
+    /// A group of `members` runs on `op`. Every index `0..members` must be handed out (as
+    /// [`member`](Self::member) or [`member_weighted`](Self::member_weighted)) and dropped
+    /// eventually, or the others wait for it.
+    pub fn new(op: &'a A, members: usize) -> Self {
         Gather {
             op,
             state: Mutex::new(State {
@@ -64,25 +89,61 @@ impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
                 results: (0..members).map(|_| None).collect(),
                 num_pending: 0,
                 round: 0,
+                deferred: Vec::new(),
                 grad: vec![T::ZERO; op.num_params()],
+                stats: GatherStats::default(),
                 poisoned: false,
             }),
             cv: Condvar::new(),
         }
     }
 
-    /// The handle of probe `index` (`< members`). Dropping it leaves the group.
-    pub(crate) fn member(&self, index: usize) -> Member<'_, 'a, T, A> {
+    /// The handle of member `index` (`< members`), its VJPs with weight 1.
+    pub fn member(&self, index: usize) -> Member<'_, 'a, T, A> {
+        self.member_weighted(index, T::ONE)
+    }
+
+    /// The handle of member `index` whose VJPs enter the total with weight `weight`.
+    pub fn member_weighted(&self, index: usize, weight: T) -> Member<'_, 'a, T, A> {
         Member {
             gather: self,
             index,
+            weight,
         }
     }
 
-    /// The summed parameter gradient of all VJP requests so far.
-    pub(crate) fn take_grad(&self) -> Vec<T> {
+    /// Executes the deferred VJPs (one block VJP, members in index order, each member's in the
+    /// order it submitted them) and returns the weighted total `θ̄` of all VJP requests so far.
+    pub fn take_grad(&self) -> Vec<T> {
         let mut st = self.lock();
-        std::mem::take(&mut st.grad)
+        let mut deferred = std::mem::take(&mut st.deferred);
+        // Stable: a member's requests keep their order of submission.
+        deferred.sort_by_key(|d| d.member);
+        let k: usize = deferred.iter().map(|d| d.k).sum();
+        if k > 0 && !st.grad.is_empty() {
+            let n = self.op.ncols();
+            let (mut us, mut xs) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+            for d in &deferred {
+                if d.weight == T::ONE {
+                    us.extend_from_slice(&d.u);
+                } else {
+                    us.extend(d.u.iter().map(|v| *v * d.weight));
+                }
+                xs.extend_from_slice(&d.x);
+            }
+            drop(deferred);
+            let mut grad = std::mem::take(&mut st.grad);
+            self.op.vjp_params_block(&us, &xs, k, &mut grad);
+            st.grad = grad;
+            st.stats.vjp_passes += 1;
+            st.stats.vjp_columns += k;
+        }
+        std::mem::replace(&mut st.grad, vec![T::ZERO; self.op.num_params()])
+    }
+
+    /// The passes made so far.
+    pub fn stats(&self) -> GatherStats {
+        self.lock().stats
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
@@ -91,12 +152,24 @@ impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Deposits a request of probe `index` and waits for its result.
-    fn submit(&self, index: usize, req: Request<T>) -> Vec<T> {
+    /// Keeps a VJP of member `index` for [`take_grad`](Self::take_grad).
+    fn defer(&self, index: usize, weight: T, u: &[T], x: &[T], k: usize) {
         let mut st = self.lock();
-        assert!(!st.poisoned, "an operator call of another probe panicked");
+        st.deferred.push(Deferred {
+            member: index,
+            weight,
+            u: u.to_vec(),
+            x: x.to_vec(),
+            k,
+        });
+    }
+
+    /// Deposits a product request of member `index` and waits for its result.
+    fn submit(&self, index: usize, x: Vec<T>) -> Vec<T> {
+        let mut st = self.lock();
+        assert!(!st.poisoned, "an operator call of another member panicked");
         debug_assert!(st.pending[index].is_none());
-        st.pending[index] = Some(req);
+        st.pending[index] = Some(x);
         st.num_pending += 1;
         let my_round = st.round;
         if st.num_pending == st.active {
@@ -106,13 +179,13 @@ impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
                 st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         }
-        assert!(!st.poisoned, "an operator call of another probe panicked");
+        assert!(!st.poisoned, "an operator call of another member panicked");
         st.results[index]
             .take()
             .expect("a finished round holds a result for every request")
     }
 
-    /// Probe `index` leaves the group; runs the round if everyone else is waiting.
+    /// Member `index` leaves the group; runs the round if everyone else is waiting.
     fn leave(&self) {
         let mut st = self.lock();
         st.active -= 1;
@@ -126,20 +199,19 @@ impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
         &'s self,
         mut st: std::sync::MutexGuard<'s, State<T>>,
     ) -> std::sync::MutexGuard<'s, State<T>> {
-        let reqs: Vec<(usize, Request<T>)> = st
+        let reqs: Vec<(usize, Vec<T>)> = st
             .pending
             .iter_mut()
             .enumerate()
             .filter_map(|(i, r)| r.take().map(|r| (i, r)))
             .collect();
         st.num_pending = 0;
-        let mut grad = std::mem::take(&mut st.grad);
+        st.stats.apply_passes += 1;
+        st.stats.apply_columns += reqs.len();
         drop(st);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.compute(&reqs, &mut grad)
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compute(&reqs)));
         let mut st = self.lock();
-        st.grad = grad;
         match outcome {
             Ok(results) => {
                 for (i, y) in results {
@@ -153,53 +225,20 @@ impl<'a, T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Gather<'a, T, A> {
         st
     }
 
-    /// One block product for all applies, one block VJP for all VJPs, in probe order.
-    fn compute(&self, reqs: &[(usize, Request<T>)], grad: &mut [T]) -> Vec<(usize, Vec<T>)> {
+    /// One block product for all requests of the round, columns in member order.
+    fn compute(&self, reqs: &[(usize, Vec<T>)]) -> Vec<(usize, Vec<T>)> {
         let n = self.op.ncols();
-        let mut xs: Vec<T> = Vec::new();
-        let mut apply_owner: Vec<usize> = Vec::new();
-        let (mut us, mut vx): (Vec<T>, Vec<T>) = (Vec::new(), Vec::new());
-        let mut kv = 0usize;
-        for (i, r) in reqs {
-            match r {
-                Request::Apply(x) => {
-                    xs.extend_from_slice(x);
-                    apply_owner.push(*i);
-                }
-                Request::Vjp { u, x, k } => {
-                    us.extend_from_slice(u);
-                    vx.extend_from_slice(x);
-                    kv += k;
-                }
-                Request::ApplyVjp { x, u } => {
-                    xs.extend_from_slice(x);
-                    apply_owner.push(*i);
-                    us.extend_from_slice(u);
-                    vx.extend_from_slice(x);
-                    kv += 1;
-                }
-            }
+        let k = reqs.len();
+        let mut xs: Vec<T> = Vec::with_capacity(n * k);
+        for (_, x) in reqs {
+            xs.extend_from_slice(x);
         }
-        let ka = apply_owner.len();
-        let mut ys = vec![T::ZERO; n * ka];
-        if ka > 0 {
-            self.op.apply_block(&xs, &mut ys, ka);
-        }
-        if kv > 0 && !grad.is_empty() {
-            self.op.vjp_params_block(&us, &vx, kv, grad);
-        }
-        let mut out = Vec::with_capacity(reqs.len());
-        let mut col = 0;
-        for (i, r) in reqs {
-            match r {
-                Request::Apply(_) | Request::ApplyVjp { .. } => {
-                    out.push((*i, ys[col * n..(col + 1) * n].to_vec()));
-                    col += 1;
-                }
-                Request::Vjp { .. } => out.push((*i, Vec::new())),
-            }
-        }
-        out
+        let mut ys = vec![T::ZERO; n * k];
+        self.op.apply_block(&xs, &mut ys, k);
+        reqs.iter()
+            .enumerate()
+            .map(|(c, (i, _))| (*i, ys[c * n..(c + 1) * n].to_vec()))
+            .collect()
     }
 }
 
@@ -217,7 +256,7 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> Operator<T> for Member
         self.gather.op.ncols()
     }
     fn apply(&self, x: &[T], y: &mut [T]) {
-        let r = self.gather.submit(self.index, Request::Apply(x.to_vec()));
+        let r = self.gather.submit(self.index, x.to_vec());
         y.copy_from_slice(&r);
     }
 }
@@ -240,44 +279,29 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> ParamVjp<T> for Member
     fn params(&self, out: &mut [T]) {
         self.gather.op.params(out);
     }
-    /// Gathered: the contribution goes to the group's shared accumulator, not to `grad`.
+    /// Deferred to [`Gather::take_grad`]: the contribution goes to the group's accumulator, not
+    /// to `grad`.
     fn vjp_params(&self, u: &[T], x: &[T], _grad: &mut [T]) {
-        self.gather.submit(
-            self.index,
-            Request::Vjp {
-                u: u.to_vec(),
-                x: x.to_vec(),
-                k: 1,
-            },
-        );
+        self.gather.defer(self.index, self.weight, u, x, 1);
     }
-    /// Gathered: the contribution goes to the group's shared accumulator, not to `grad`.
+    /// Deferred to [`Gather::take_grad`]: the contribution goes to the group's accumulator, not
+    /// to `grad`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, _grad: &mut [T]) {
-        self.gather.submit(
-            self.index,
-            Request::Vjp {
-                u: u.to_vec(),
-                x: x.to_vec(),
-                k,
-            },
-        );
+        self.gather.defer(self.index, self.weight, u, x, k);
     }
-    /// Gathered: the contribution goes to the group's shared accumulator, not to `grad`.
+    /// The product gathered into the round, the VJP deferred to [`Gather::take_grad`].
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], _grad: &mut [T]) {
-        let r = self.gather.submit(
-            self.index,
-            Request::ApplyVjp {
-                x: x.to_vec(),
-                u: u.to_vec(),
-            },
-        );
-        y.copy_from_slice(&r);
+        self.gather.defer(self.index, self.weight, u, x, 1);
+        self.apply(x, y);
     }
+    /// `true`: deferred VJPs end in one block call anyway, so the adjoints need not interleave
+    /// them with products.
     fn prefers_block_vjp(&self) -> bool {
-        self.gather.op.prefers_block_vjp()
+        true
     }
+    /// All pairs at once: they are only stored until [`Gather::take_grad`].
     fn vjp_block_size(&self) -> usize {
-        self.gather.op.vjp_block_size()
+        usize::MAX
     }
 }
 

@@ -1,7 +1,7 @@
 //! `gradmat gp`: Gaussian-process hyperparameter fitting with progress, `summary.json` and
 //! plots (see [`crate::gp`]).
 
-use super::{GpArgs, GpKernel};
+use super::{GpArgs, GpKernel, GpPreset};
 use crate::gp::csv::{read_csv, read_csv_from, Table};
 use crate::gp::data::{prepare_with, resolve_target};
 use crate::gp::model::{Kernel, Stochastic};
@@ -71,11 +71,27 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         args.lr.is_finite() && args.lr > 0.0,
         "--lr must be a positive number"
     );
-    anyhow::ensure!(args.depth >= 1, "--depth must be at least 1");
-    anyhow::ensure!(args.probes >= 1, "--probes must be at least 1");
+    let paper = args.preset == GpPreset::Paper;
+    let st = Stochastic {
+        depth: args.depth.unwrap_or(if paper { 10 } else { 30 }),
+        probes: args.probes.unwrap_or(10),
+        precond_rank: args.precond_rank.unwrap_or(15),
+        cg_tol: args.cg_tol.unwrap_or(if paper { 0.0 } else { 1e-4 }),
+        cg_atol: args.cg_atol.unwrap_or(if paper { 1.0 } else { 0.0 }),
+    };
+    anyhow::ensure!(st.depth >= 1, "--depth must be at least 1");
+    anyhow::ensure!(st.probes >= 1, "--probes must be at least 1");
     anyhow::ensure!(
-        args.cg_tol.is_finite() && args.cg_tol > 0.0 && args.cg_tol < 1.0,
-        "--cg-tol must be in (0, 1)"
+        st.cg_tol.is_finite() && (0.0..1.0).contains(&st.cg_tol),
+        "--cg-tol must be in [0, 1)"
+    );
+    anyhow::ensure!(
+        st.cg_atol.is_finite() && st.cg_atol >= 0.0,
+        "--cg-atol must be a non-negative number"
+    );
+    anyhow::ensure!(
+        st.cg_tol > 0.0 || st.cg_atol > 0.0,
+        "--cg-tol and --cg-atol cannot both be 0"
     );
     let (name, table) = load(&args.data)?;
     let target = resolve_target(&table, args.target.as_deref()).context(args.data.clone())?;
@@ -103,12 +119,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         kernel,
         epochs: args.epochs,
         lr: args.lr,
-        stochastic: Stochastic {
-            depth: args.depth,
-            probes: args.probes,
-            precond_rank: args.precond_rank,
-            cg_tol: args.cg_tol,
-        },
+        stochastic: st.clone(),
         seed: args.seed,
         exact: args.exact,
     };
@@ -130,8 +141,11 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "exact (dense Cholesky)".to_string()
         } else {
             format!(
-                "CG (rank-{} pivoted Cholesky) + SLQ (depth {}, {} probes)",
-                args.precond_rank, args.depth, args.probes
+                "CG (rank-{} pivoted Cholesky) + SLQ (depth {}, {} probes), preset {}",
+                st.precond_rank,
+                st.depth,
+                st.probes,
+                if paper { "paper" } else { "default" }
             )
         }
     ));
@@ -139,6 +153,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
     let epochs = out.history.len() as f64;
     let sec_per_epoch = out.history.iter().map(|e| e.seconds).sum::<f64>() / epochs;
     let matvecs_per_epoch = out.history.iter().map(|e| e.matvecs).sum::<usize>() as f64 / epochs;
+    let passes_per_epoch = out.history.iter().map(|e| e.passes).sum::<usize>() as f64 / epochs;
     let mut median = out.history.iter().map(|e| e.seconds).collect::<Vec<_>>();
     median.sort_by(f64::total_cmp);
     let median_sec = median[median.len() / 2];
@@ -158,10 +173,12 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "epochs": args.epochs,
             "lr": args.lr,
             "mode": if args.exact { "exact" } else { "stochastic" },
-            "depth": args.depth,
-            "probes": args.probes,
-            "precond_rank": args.precond_rank,
-            "cg_tol": args.cg_tol,
+            "preset": if paper { "paper" } else { "default" },
+            "depth": st.depth,
+            "probes": st.probes,
+            "precond_rank": st.precond_rank,
+            "cg_tol": st.cg_tol,
+            "cg_atol": st.cg_atol,
             "subsample": subsample,
             "seed": args.seed,
             "threads": rayon::current_num_threads(),
@@ -180,6 +197,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         "seconds_per_epoch": sec_per_epoch,
         "median_seconds_per_epoch": median_sec,
         "matvecs_per_epoch": matvecs_per_epoch,
+        "passes_per_epoch": passes_per_epoch,
         "predict_seconds": out.predict_seconds,
         "hyperparameters": {
             "lengthscales": h.lengthscales,
@@ -194,6 +212,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "seconds": e.seconds,
             "matvecs": e.matvecs,
             "cg_iterations": e.cg_iterations,
+            "passes": e.passes,
         })).collect::<Vec<_>>(),
     });
     let dir = &args.out;

@@ -10,4 +10,3 @@ pub mod csv;
 pub mod data;
 pub mod model;
 pub mod train;
-pub mod whiten;

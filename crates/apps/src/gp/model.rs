@@ -19,20 +19,22 @@
 //!   of the operator, `log det K` and its gradient by lock-step SLQ (depth `K`, `L` Rademacher
 //!   probes, full reorthogonalisation; the gradient is the exact gradient of the estimate
 //!   through the Lanczos adjoint) on the matrix whitened by the same preconditioner
-//!   ([`super::whiten`]). The kernel's block product serves all probes of a step.
+//!   ([`gradmat_matfun::preconditioned`]). CG and the probes run in lock-step: one block
+//!   product of the kernel (one pass over its tiles) serves the CG iterate and every probe of a
+//!   step, and all parameter VJPs are one block VJP.
 //! * **Exact** ([`Gp::loss_exact`]): dense `K`, Cholesky, `K⁻¹`, and
 //!   `∂L/∂θ_j = ½ Σ_ab W_ab ∂K_ab/∂θ_j / n` with `W = K⁻¹ − ααᵀ`, the kernel derivatives in
 //!   closed form — a reference that shares no code with the operator's VJP.
 
 use super::data::GpData;
-use super::whiten::{LowRankInvSqrt, Whitened};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
 use faer::{Mat, Par};
 use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_krylov::cg::{solve_in_place, CgParams, CgWorkspace};
 use gradmat_krylov::precond::{PartialCholesky, PartialCholeskyParams};
-use gradmat_matfun::estimators::{logdet_with_grad, SlqParams};
+use gradmat_matfun::estimators::SlqParams;
+use gradmat_matfun::preconditioned::{logdet_and_solve_with_grad, SolveLogdetParams};
 use gradmat_operators::algebra::Shifted;
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::ParamVjp;
@@ -209,8 +211,10 @@ pub struct Stochastic {
     pub probes: usize,
     /// Rank of the pivoted partial Cholesky preconditioner (0: none).
     pub precond_rank: usize,
-    /// Relative CG tolerance.
+    /// Relative CG tolerance (`‖r‖ ≤ max(atol, rtol·‖b‖)`).
     pub cg_tol: f64,
+    /// Absolute CG tolerance (the paper's setting: `‖r‖ ≤ 1`).
+    pub cg_atol: f64,
 }
 
 impl Default for Stochastic {
@@ -223,6 +227,7 @@ impl Default for Stochastic {
             probes: 10,
             precond_rank: 15,
             cg_tol: 1e-4,
+            cg_atol: 0.0,
         }
     }
 }
@@ -241,6 +246,9 @@ pub struct LossGrad {
     pub matvecs: usize,
     /// CG iterations.
     pub cg_iterations: usize,
+    /// Passes over the kernel (block products and block VJPs; for a kernel one pass over its
+    /// tiles each): what an epoch costs.
+    pub passes: usize,
 }
 
 /// A GP regression problem on standardised training data.
@@ -318,66 +326,42 @@ impl<'a> Gp<'a> {
         let h = Hyper::from_raw(raw)?;
         let n = self.n();
         let kern = self.kernel_matrix(&h)?;
+        // Rank 0: P = σ²I (no preconditioning, SLQ on K itself).
         let pc = if settings.precond_rank > 0 {
-            Some(PartialCholesky::new(
+            PartialCholesky::new(
                 &kern,
                 h.noise,
                 &PartialCholeskyParams::new(settings.precond_rank.min(n)),
-            )?)
+            )?
         } else {
-            None
+            PartialCholesky::from_factor(n, 0, Vec::new(), h.noise)?
         };
         let op = Shifted::new(kern, h.noise)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
-        let mut alpha = warm.take().unwrap_or_else(|| vec![0.0; n]);
-        let cg = CgParams::new()
+        let nf = n as f64;
+        let mut cg = CgParams::new()
             .with_rtol(settings.cg_tol)
             .with_max_iters(n.max(1000));
-        let mut ws = CgWorkspace::new();
-        let info = match &pc {
-            Some(pc) => solve_in_place(&op, pc, &r, 1, &mut alpha, &mut ws, &cg)?,
-            None => solve_in_place(
-                &op,
-                &gradmat_krylov::precond::IdentityPreconditioner,
-                &r,
-                1,
-                &mut alpha,
-                &mut ws,
-                &cg,
-            )?,
-        };
-        check_converged(&info, settings.cg_tol)?;
-        let quad: f64 = r.iter().zip(&alpha).map(|(a, b)| a * b).sum();
-        let p = op.num_params();
-        let mut g_quad = vec![0.0; p];
-        op.vjp_params(&alpha, &alpha, &mut g_quad);
-        let mut g_logdet = vec![0.0; p];
-        let slq = SlqParams::new()
+        cg.atol = settings.cg_atol;
+        let mut params = SolveLogdetParams::default();
+        params.slq = SlqParams::new()
             .num_probes(settings.probes)
             .num_matvecs(settings.depth)
             .seed(seed)
-            .reorthogonalize(Reorthogonalize::Full)
-            .lockstep(true);
-        // Preconditioned SLQ (see `whiten`): log det K = log det P + log det P^{-1/2}KP^{-1/2}.
-        let (est, logdet_p) = match &pc {
-            Some(pc) => {
-                let w = LowRankInvSqrt::new(n, pc.rank(), pc.factor(), h.noise)?;
-                let m = Whitened { k: &op, w: &w };
-                (logdet_with_grad(&m, &slq, &mut g_logdet)?, w.logdet())
-            }
-            None => (logdet_with_grad(&op, &slq, &mut g_logdet)?, 0.0),
-        };
-        let nf = n as f64;
-        let loss = (0.5 * quad + 0.5 * (logdet_p + est.value) + 0.5 * nf * LN_2PI) / nf;
-        let gtheta: Vec<f64> = g_logdet
-            .iter()
-            .zip(&g_quad)
-            .map(|(l, q)| 0.5 * (l - q) / nf)
-            .collect();
+            .reorthogonalize(Reorthogonalize::Full);
+        params.cg = cg;
+        // loss = (½ rᵀK⁻¹r + ½ log det K + (n/2) log 2π) / n.
+        params.weight_logdet = 0.5 / nf;
+        params.weight_quad = 0.5 / nf;
+        let mut gtheta = vec![0.0; op.num_params()];
+        let res = logdet_and_solve_with_grad(&op, &pc, &r, warm.as_deref(), &params, &mut gtheta)?;
+        check_converged(&res.cg, settings.cg_tol.max(settings.cg_atol))?;
+        let alpha = res.solution;
+        let loss = (0.5 * res.quad + 0.5 * res.logdet.value + 0.5 * nf * LN_2PI) / nf;
         let gmean = -alpha.iter().sum::<f64>() / nf;
         let grad = self.to_raw_grad(raw, &gtheta, gmean);
-        let se = if est.std_error.is_finite() {
-            0.5 * est.std_error / nf
+        let se = if res.logdet.std_error.is_finite() {
+            0.5 * res.logdet.std_error / nf
         } else {
             0.0
         };
@@ -387,8 +371,9 @@ impl<'a> Gp<'a> {
             std_error: se,
             grad,
             // Forward SLQ products + as many in the backward pass, plus CG.
-            matvecs: info.num_matvecs + 2 * est.num_matvecs,
-            cg_iterations: info.iterations[0],
+            matvecs: res.cg.num_matvecs + 2 * res.logdet.num_matvecs,
+            cg_iterations: res.cg.iterations[0],
+            passes: res.passes.apply_passes + res.passes.vjp_passes,
         })
     }
 
@@ -518,6 +503,7 @@ impl<'a> Gp<'a> {
             grad: self.to_raw_grad(raw, &gtheta, gmean),
             matvecs: 0,
             cg_iterations: 0,
+            passes: 0,
         })
     }
 

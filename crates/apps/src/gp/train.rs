@@ -79,6 +79,8 @@ pub struct Epoch {
     pub matvecs: usize,
     /// CG iterations.
     pub cg_iterations: usize,
+    /// Passes over the kernel (block products and block VJPs).
+    pub passes: usize,
 }
 
 /// The outcome of training and evaluation.
@@ -158,6 +160,7 @@ pub fn train(
             seconds,
             matvecs: lg.matvecs,
             cg_iterations: lg.cg_iterations,
+            passes: lg.passes,
         });
         progress.step(
             (e + 1) as u64,
