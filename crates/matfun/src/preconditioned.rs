@@ -353,7 +353,8 @@ where
                         let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
                         let run = || -> ProbeOut<T> {
                             let m = Whitened::new(&member, w)?;
-                            let qf = quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
+                            let qf =
+                                quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
                             // The gathered VJPs go to the group's accumulator; this buffer only
                             // satisfies the length check and stays zero.
                             let mut unused = vec![T::ZERO; p];

@@ -122,7 +122,8 @@ pub struct GpArgs {
     /// Drop input columns that are constant on the training split (otherwise an error).
     #[arg(long)]
     pub drop_constant: bool,
-    /// Exact mode: dense Cholesky loss and gradient (n_train ≤ 15,000).
+    /// Exact mode: dense Cholesky loss and gradient (two dense n×n matrices must fit 80 % of the
+    /// available memory).
     #[arg(long)]
     pub exact: bool,
     /// Output directory (summary.json, loss.png, predictions.png).

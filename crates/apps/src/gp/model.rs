@@ -264,9 +264,21 @@ pub struct Gp<'a> {
     pub d: usize,
 }
 
-/// The largest training set for which [`Gp::loss_exact`] builds a dense matrix (15,000: 1.7 GiB
-/// for `K`, twice that during the inverse).
-pub const EXACT_MAX: usize = 15_000;
+/// The share of the memory the system reports as available that the dense (Cholesky) paths
+/// may use: the exact loss and the predictions hold one `n×n` matrix, exact training two.
+pub const DENSE_MEMORY_SHARE: f64 = 0.8;
+
+/// Whether `copies` dense `n×n` matrices of `f64` fit [`DENSE_MEMORY_SHARE`] of the available
+/// memory (`MemAvailable`; where it cannot be read, 8 GiB are assumed).
+pub fn dense_fits(n: usize, copies: usize) -> bool {
+    (n as f64) <= dense_limit(copies) as f64
+}
+
+/// The largest `n` for which `copies` dense `n×n` matrices fit (see [`dense_fits`]).
+pub fn dense_limit(copies: usize) -> usize {
+    let avail = crate::cli::ops::available_memory().unwrap_or(8 << 30) as f64;
+    (DENSE_MEMORY_SHARE * avail / (8.0 * copies.max(1) as f64)).sqrt() as usize
+}
 
 impl<'a> Gp<'a> {
     /// The problem on the training split of `data`.
@@ -377,25 +389,23 @@ impl<'a> Gp<'a> {
         })
     }
 
-    /// The dense kernel matrix `K = k(X, X) + σ²I` (column-major `faer::Mat`).
-    fn dense(&self, h: &Hyper) -> Result<Mat<f64>, GpError> {
+    /// The dense kernel matrix `K = k(X, X) + σ²I` (column-major `faer::Mat`), built by the
+    /// kernel engine (SIMD, parallel). `copies` is the number of `n×n` matrices the caller
+    /// will hold (for the memory check).
+    fn dense(&self, h: &Hyper, copies: usize) -> Result<Mat<f64>, GpError> {
         let n = self.n();
-        if n > EXACT_MAX {
+        if !dense_fits(n, copies) {
             return Err(GpError::TooLargeForExact {
                 n,
-                gib: (n * n * 8) as f64 / (1u64 << 30) as f64,
-                max: EXACT_MAX,
+                gib: (copies * n * n * 8) as f64 / (1u64 << 30) as f64,
+                max: dense_limit(copies),
             });
         }
-        let (d, kind) = (self.d, self.kernel.kind());
-        let mut k = Mat::<f64>::zeros(n, n);
+        let dense = self.kernel_matrix(h)?.to_dense()?;
+        let data = dense.into_vec();
+        let mut k = Mat::<f64>::from_fn(n, n, |i, j| data[i + j * n]);
+        drop(data);
         for j in 0..n {
-            for i in j..n {
-                let r2 = scaled_r2(&self.x[i * d..(i + 1) * d], &self.x[j * d..(j + 1) * d], h);
-                let v = kind.value(r2, h.outputscale);
-                k[(i, j)] = v;
-                k[(j, i)] = v;
-            }
             k[(j, j)] += h.noise;
         }
         Ok(k)
@@ -433,10 +443,11 @@ impl<'a> Gp<'a> {
     /// The exact loss only (Cholesky, no inverse): the reference value at the end of training.
     ///
     /// # Errors
-    /// [`GpError::TooLargeForExact`] above [`EXACT_MAX`] points, [`GpError::NotPositiveDefinite`].
+    /// [`GpError::TooLargeForExact`] when the dense matrix does not fit ([`dense_fits`]),
+    /// [`GpError::NotPositiveDefinite`].
     pub fn loss_exact_value(&self, raw: &[f64]) -> Result<f64, GpError> {
         let h = Hyper::from_raw(raw)?;
-        let mut k = self.dense(&h)?;
+        let mut k = self.dense(&h, 1)?;
         let logdet = Self::cholesky(&mut k)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let alpha = Self::solve(&k, &r);
@@ -453,7 +464,7 @@ impl<'a> Gp<'a> {
         let h = Hyper::from_raw(raw)?;
         let n = self.n();
         let d = self.d;
-        let mut l = self.dense(&h)?;
+        let mut l = self.dense(&h, 2)?;
         let logdet = Self::cholesky(&mut l)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let alpha = Self::solve(&l, &r);
@@ -557,22 +568,15 @@ impl<'a> Gp<'a> {
         precond_rank: usize,
     ) -> Result<Vec<f64>, GpError> {
         let h = Hyper::from_raw(raw)?;
-        let (n, d) = (self.n(), self.d);
+        let n = self.n();
         let kern = self.kernel_matrix(&h)?;
         let pc = PartialCholesky::new(
             &kern,
             h.noise,
             &PartialCholeskyParams::new(precond_rank.clamp(1, n)),
         )?;
+        let b = kern.cross_matrix(xs, m)?;
         let op = Shifted::new(kern, h.noise)?;
-        let kind = self.kernel.kind();
-        let mut b = vec![0.0; n * m];
-        for j in 0..m {
-            for i in 0..n {
-                let r2 = scaled_r2(&xs[j * d..(j + 1) * d], &self.x[i * d..(i + 1) * d], &h);
-                b[i + j * n] = kind.value(r2, h.outputscale);
-            }
-        }
         let mut z = vec![0.0; n * m];
         let cg = CgParams::new().with_rtol(1e-6).with_max_iters(n.max(1000));
         let info = solve_in_place(&op, &pc, &b, m, &mut z, &mut CgWorkspace::new(), &cg)?;
@@ -600,40 +604,34 @@ impl<'a> Gp<'a> {
         m: usize,
     ) -> Result<(Vec<f64>, Vec<f64>), GpError> {
         let h = Hyper::from_raw(raw)?;
-        let (n, d) = (self.n(), self.d);
-        let mut l = self.dense(&h)?;
+        let n = self.n();
+        let mut l = self.dense(&h, 1)?;
         Self::cholesky(&mut l)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let alpha = Self::solve(&l, &r);
-        let kind = self.kernel.kind();
+        let kern = self.kernel_matrix(&h)?;
         let mut mean = vec![0.0; m];
-        let mut var = vec![0.0; m];
-        for p in 0..m {
-            let kstar: Vec<f64> = (0..n)
-                .map(|i| {
-                    let r2 = scaled_r2(&xs[p * d..(p + 1) * d], &self.x[i * d..(i + 1) * d], &h);
-                    kind.value(r2, h.outputscale)
-                })
-                .collect();
-            mean[p] = h.mean + kstar.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>();
-            let z = Self::solve(&l, &kstar);
-            let q: f64 = kstar.iter().zip(&z).map(|(a, b)| a * b).sum();
-            var[p] = (h.outputscale + h.noise - q).max(h.noise);
+        kern.cross_apply(xs, m, &alpha, &mut mean)?;
+        mean.iter_mut().for_each(|v| *v += h.mean);
+        // var_j = s + σ² − ‖L⁻¹ k*_j‖², blocks of test points through one triangular solve each.
+        const BLOCK: usize = 256;
+        let mut var = Vec::with_capacity(m);
+        for start in (0..m).step_by(BLOCK) {
+            let b = BLOCK.min(m - start);
+            let cross = kern.cross_matrix(&xs[start * self.d..(start + b) * self.d], b)?;
+            let mut v = Mat::<f64>::from_fn(n, b, |i, j| cross[i + j * n]);
+            faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+                l.as_ref(),
+                v.as_mut(),
+                Par::rayon(2),
+            );
+            for j in 0..b {
+                let q: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
+                var.push((h.outputscale + h.noise - q).max(h.noise));
+            }
         }
         Ok((mean, var))
     }
-}
-
-/// `Σ_a ((x_a − y_a)/ℓ_a)²`, the squared scaled distance of the dense reference paths.
-fn scaled_r2(x: &[f64], y: &[f64], h: &Hyper) -> f64 {
-    x.iter()
-        .zip(y)
-        .zip(&h.lengthscales)
-        .map(|((a, b), l)| {
-            let t = (a - b) / l;
-            t * t
-        })
-        .sum()
 }
 
 /// `Ok` if every right-hand side of a CG solve converged, else the first one that did not.

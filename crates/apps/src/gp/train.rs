@@ -2,7 +2,7 @@
 //! display, and the final evaluation (stochastic and exact loss, test RMSE and NLPD).
 
 use super::data::GpData;
-use super::model::{metrics, Gp, GpError, Hyper, Kernel, LossGrad, Stochastic, EXACT_MAX};
+use super::model::{dense_fits, metrics, Gp, GpError, Hyper, Kernel, LossGrad, Stochastic};
 use crate::report::Progress;
 use std::time::Instant;
 
@@ -96,7 +96,8 @@ pub struct TrainOutcome {
     pub final_loss: f64,
     /// Its standard error.
     pub final_loss_std_error: f64,
-    /// The exact loss at the final parameters (dense Cholesky), when `n_train ≤` [`EXACT_MAX`].
+    /// The exact loss at the final parameters (dense Cholesky), when the dense matrix fits the
+    /// memory ([`dense_fits`]).
     pub exact_final_loss: Option<f64>,
     /// Seconds of the exact evaluation.
     pub exact_seconds: Option<f64>,
@@ -104,7 +105,7 @@ pub struct TrainOutcome {
     pub test_rmse: f64,
     /// Test mean NLPD (standardised target units), over the first `nlpd_points` test points.
     pub test_nlpd: f64,
-    /// Number of test points of the NLPD (all, unless `n_train >` [`EXACT_MAX`]).
+    /// Number of test points of the NLPD (all, unless the dense matrix does not fit).
     pub nlpd_points: usize,
     /// Test predictions `(true, predicted mean)` in standardised units.
     pub test_pairs: Vec<(f64, f64)>,
@@ -177,7 +178,7 @@ pub fn train(
     let fin = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, cfg.epochs), &mut warm)?;
     let (exact_final_loss, exact_seconds) = if cfg.exact {
         (Some(fin.loss), Some(0.0))
-    } else if gp.n() <= EXACT_MAX {
+    } else if dense_fits(gp.n(), 1) {
         progress.println(&format!(
             "exact loss at the final parameters (dense Cholesky, n = {}) ...",
             gp.n()
@@ -198,7 +199,7 @@ pub fn train(
         let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
         // Variances: exact by dense Cholesky where it fits, otherwise block CG on the first
         // VAR_POINTS test points (the test split is already a random order).
-        if gp.n() <= EXACT_MAX {
+        if dense_fits(gp.n(), 1) {
             let (_, var) = gp.predict_exact(&raw, &data.x_test, m)?;
             (mean, var, m)
         } else {

@@ -340,6 +340,29 @@ impl<T: Scalar> KernelMatrix<T> {
         Ok(())
     }
 
+    /// The cross-kernel matrix `K(X, Z)` (`n × m`, column-major: column `j` holds
+    /// `k(x_i, z_j)`) for `m` new points `Z` (row-major `m×d`): the columns of a Gaussian-process
+    /// prediction block. **`O(n·m)` memory**; parallel over columns, each entry by the formula of
+    /// [`kernel`](Self::kernel) (deterministic).
+    ///
+    /// Errors on length mismatches or non-finite points.
+    pub fn cross_matrix(&self, points: &[T], m: usize) -> Result<Vec<T>, OperatorError> {
+        require_len("cross_matrix points", points.len(), m * self.d)?;
+        require_finite("cross_matrix points", points)?;
+        let (n, d) = (self.n, self.d);
+        let mut out = vec![T::ZERO; n * m];
+        if n == 0 {
+            return Ok(out);
+        }
+        out.par_chunks_mut(n).enumerate().for_each(|(j, col)| {
+            let z = &points[j * d..(j + 1) * d];
+            for (i, o) in col.iter_mut().enumerate() {
+                *o = self.kernel(&self.x[i * d..(i + 1) * d], z);
+            }
+        });
+        Ok(out)
+    }
+
     /// The explicit dense `n×n` matrix. **`O(n²)` memory and time**: for tests, small problems
     /// and the exact (Cholesky) Gaussian-process mode only. Column `j` is bit-identical to
     /// [`column`](ColumnAccess::column)`(j)`, and the matrix is bitwise symmetric. Errors only if
