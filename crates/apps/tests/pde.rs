@@ -4,15 +4,15 @@
 //! convergence orders of Dopri5 and Tsit5, the GP sampler's kernel, a short training run and
 //! the command line.
 
+use gradmat_apps::nn::Activation;
 use gradmat_apps::pde::data::{grid_points, GridKernel};
 use gradmat_apps::pde::rk::{self, DOPRI5, TSIT5};
-use gradmat_apps::pde::train::{self, loss_and_grad, FieldModel, Solver};
+use gradmat_apps::pde::train::{self, loss_and_grad, FieldModel, Loss, Solver, TrainSettings};
 use gradmat_apps::pde::{Dataset, WaveOperator};
 use gradmat_apps::report::Progress;
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::krylov::{apply_arnoldi, KrylovParams};
 use gradmat_operators::dense::DenseMatrix;
-use gradmat_operators::ggn::Activation;
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::{testing, AdjointOperator, Operator};
 
@@ -177,11 +177,15 @@ fn fd_problem() -> Dataset {
 /// Directional fourth-order central difference of the training loss in the model parameters
 /// (tanh MLP: smooth, so the difference quotient has no kink to cross) against the gradient.
 fn fd_check(solver: Solver, tol: f64) {
+    fd_check_loss(solver, Loss::RelativeNorm, tol)
+}
+
+fn fd_check_loss(solver: Solver, loss: Loss, tol: f64) {
     let g = 5;
     let data = fd_problem();
     let (train_idx, _) = data.split();
     let model = FieldModel::new(g, &[8, 8], Activation::Tanh, 4).unwrap();
-    let (l0, grad) = loss_and_grad(&model, &solver, &data, train_idx.clone()).unwrap();
+    let (l0, grad) = loss_and_grad(&model, &solver, loss, &data, train_idx.clone()).unwrap();
     assert!(l0.is_finite() && l0 > 0.0);
     let theta = model.params().to_vec();
     for seed in [5u64, 6] {
@@ -193,7 +197,7 @@ fn fd_check(solver: Solver, tol: f64) {
             let mut m = model.clone();
             let t: Vec<f64> = theta.iter().zip(&d).map(|(a, b)| a + s * b).collect();
             m.set_params(&t).unwrap();
-            loss_and_grad(&m, &solver, &data, train_idx.clone())
+            loss_and_grad(&m, &solver, loss, &data, train_idx.clone())
                 .unwrap()
                 .0
         };
@@ -202,8 +206,9 @@ fn fd_check(solver: Solver, tol: f64) {
         let an: f64 = grad.iter().zip(&d).map(|(a, b)| a * b).sum();
         let err = (fd - an).abs() / an.abs();
         eprintln!(
-            "{}: L = {l0:e}, fd {fd:e}, gradient {an:e}, relative {err:e}",
-            solver.name()
+            "{} ({}): L = {l0:e}, fd {fd:e}, gradient {an:e}, relative {err:e}",
+            solver.name(),
+            loss.name()
         );
         assert!(
             err < tol,
@@ -390,8 +395,11 @@ fn short_training_run_lowers_the_loss() {
         &mut model,
         &Solver::Arnoldi { depth: 10 },
         &data,
-        40,
-        1e-2,
+        &TrainSettings {
+            epochs: 40,
+            learning_rate: 1e-2,
+            loss: Loss::RelativeNorm,
+        },
         &Progress::quiet("epoch", 40),
     )
     .unwrap();
