@@ -385,3 +385,152 @@ fn typed_errors() {
     let op = GaussNewton::new(mlp.forward(&x, 2).unwrap(), OutputLoss::SquaredError).unwrap();
     assert!(op.with_scale(f64::NAN).is_err());
 }
+
+/// `f` for each point by plain loops over the layout of the type docs (the oracle of the GEMM
+/// forward pass).
+fn naive_forward(mlp: &Mlp<f64>, x: &[f64], n: usize) -> Vec<f64> {
+    let sizes = mlp.layer_sizes();
+    let theta = mlp.params();
+    let mut out = Vec::new();
+    for s in 0..n {
+        let mut a = x[s * sizes[0]..(s + 1) * sizes[0]].to_vec();
+        let mut off = 0;
+        for l in 0..sizes.len() - 1 {
+            let (fi, fo) = (sizes[l], sizes[l + 1]);
+            let (w, b) = (
+                &theta[off..off + fi * fo],
+                &theta[off + fi * fo..off + fi * fo + fo],
+            );
+            let mut z: Vec<f64> = (0..fo)
+                .map(|o| b[o] + (0..fi).map(|i| w[o * fi + i] * a[i]).sum::<f64>())
+                .collect();
+            if l + 2 < sizes.len() {
+                z.iter_mut().for_each(|v| *v = mlp.activation().eval(*v));
+            }
+            a = z;
+            off += fi * fo + fo;
+        }
+        out.extend(a);
+    }
+    out
+}
+
+/// A network and inputs large enough that every split of the batched kernels has several
+/// blocks: `n` points (data blocks of `n/8`), hidden widths above 16 (several unit blocks).
+fn wide(act: Activation, n: usize, seed: u64) -> (Mlp<f64>, Vec<f64>) {
+    let mut mlp = Mlp::<f64>::random(&[3, 40, 24, 5], act, seed).unwrap();
+    let mut p = mlp.params().to_vec();
+    let b = random_vector::<f64>(p.len(), seed + 100);
+    p.iter_mut().zip(&b).for_each(|(v, e)| *v += 0.1 * e);
+    mlp.set_params(&p).unwrap();
+    (mlp, random_vector::<f64>(n * 3, seed + 1))
+}
+
+#[test]
+fn gemm_forward_matches_per_point_loops() {
+    // Sums of ≤ 40 products of O(1) terms per layer: 1e-13 relative.
+    for (s, &act) in ACTS.iter().enumerate() {
+        for n in [1usize, 37, 300] {
+            let (mlp, x) = wide(act, n, 80 + s as u64);
+            let got = mlp.predict(&x, n).unwrap();
+            let want = naive_forward(&mlp, &x, n);
+            assert!(rel_err(&got, &want) < 1e-13, "{act:?} n = {n}");
+        }
+    }
+}
+
+#[test]
+fn block_products_equal_column_by_column_products_exactly() {
+    // The block forms run the same arithmetic per column: bit-identical results.
+    for (s, &act) in ACTS.iter().enumerate() {
+        for n in [5usize, 300, 4500] {
+            let (mlp, x) = wide(act, n, 90 + s as u64);
+            let batch = mlp.forward(&x, n).unwrap();
+            let (p, nc, k) = (batch.num_params(), n * batch.output_dim(), 3);
+            let v = random_vector::<f64>(p * k, 1);
+            let w = random_vector::<f64>(nc * k, 2);
+            let (mut jb, mut vb) = (vec![0.0; nc * k], vec![0.0; p * k]);
+            batch.jvp_block(&v, k, &mut jb);
+            batch.vjp_block(&w, k, &mut vb);
+            for j in 0..k {
+                let (mut jv, mut jtw) = (vec![0.0; nc], vec![0.0; p]);
+                batch.jvp(&v[j * p..(j + 1) * p], &mut jv);
+                batch.vjp(&w[j * nc..(j + 1) * nc], &mut jtw);
+                let same =
+                    |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same(&jv, &jb[j * nc..(j + 1) * nc]),
+                    "{act:?} n = {n} jvp {j}"
+                );
+                assert!(
+                    same(&jtw, &vb[j * p..(j + 1) * p]),
+                    "{act:?} n = {n} vjp {j}"
+                );
+            }
+            // The GGN's block product equals its column products exactly too.
+            let op = GaussNewton::new(batch, OutputLoss::SoftmaxCrossEntropy).unwrap();
+            testing::check_block_consistency(&op, 3, 5, 0.0).unwrap();
+        }
+    }
+}
+
+#[test]
+fn large_batches_pass_the_dot_product_and_finite_difference_tests() {
+    // n = 4500 takes the chunked weight-gradient path (partial sums over 2048-point chunks).
+    // Dot-product test: two sums of ≈ P·N·C products, 1e-12 relative. Finite differences as in
+    // `jvp_and_vjp_match_finite_differences` (tanh: smooth).
+    let n = 4500;
+    let (mlp, x) = wide(Activation::Tanh, n, 7);
+    let batch = mlp.forward(&x, n).unwrap();
+    let (p, nc) = (batch.num_params(), n * batch.output_dim());
+    let v = random_vector::<f64>(p, 3);
+    let w = random_vector::<f64>(nc, 4);
+    let (mut jv, mut jtw) = (vec![0.0; nc], vec![0.0; p]);
+    batch.jvp(&v, &mut jv);
+    batch.vjp(&w, &mut jtw);
+    let (a, b) = (dot(&jv, &w), dot(&v, &jtw));
+    assert!(
+        (a - b).abs() <= 1e-12 * (norm(&jv) * norm(&w) + norm(&v) * norm(&jtw)),
+        "{a} vs {b}"
+    );
+    let h = 1e-5;
+    let theta = mlp.params().to_vec();
+    let at = |sgn: f64| {
+        let mut m = mlp.clone();
+        let t: Vec<f64> = theta.iter().zip(&v).map(|(t, d)| t + sgn * h * d).collect();
+        m.set_params(&t).unwrap();
+        m.predict(&x, n).unwrap()
+    };
+    let fd: Vec<f64> = at(1.0)
+        .iter()
+        .zip(at(-1.0))
+        .map(|(a, b)| (a - b) / (2.0 * h))
+        .collect();
+    assert!(rel_err(&jv, &fd) < 1e-7, "{:e}", rel_err(&jv, &fd));
+}
+
+#[test]
+fn products_are_bit_identical_for_any_thread_count() {
+    // Every split depends on the sizes only: one and two threads give the same bits.
+    let n = 4500;
+    let (mlp, x) = wide(Activation::Relu, n, 11);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let batch = mlp.forward(&x, n).unwrap();
+            let (p, nc) = (batch.num_params(), n * batch.output_dim());
+            let (mut jv, mut jtw) = (vec![0.0; nc], vec![0.0; p]);
+            batch.jvp(&random_vector::<f64>(p, 5), &mut jv);
+            batch.vjp(&random_vector::<f64>(nc, 6), &mut jtw);
+            (batch.outputs().to_vec(), jv, jtw)
+        })
+    };
+    let (a, b) = (run(1), run(2));
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.0), bits(&b.0));
+    assert_eq!(bits(&a.1), bits(&b.1));
+    assert_eq!(bits(&a.2), bits(&b.2));
+}

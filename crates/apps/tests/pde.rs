@@ -230,6 +230,35 @@ fn arnoldi_loss_gradient_matches_finite_differences() {
     fd_check(Solver::Arnoldi { depth: 10 }, 1e-7);
 }
 
+/// The paper's relative MSE weights each entry by `1/(ε + |y|)`; for fixed targets it is a
+/// quadratic form in `ŵ` like the relative norm, so the same derivation and tolerances apply.
+#[test]
+fn paper_loss_gradients_match_finite_differences() {
+    fd_check_loss(Solver::Arnoldi { depth: 10 }, Loss::RelativeMse, 1e-7);
+    fd_check_loss(Solver::Tsit5 { steps: 3 }, Loss::RelativeMse, 1e-7);
+    fd_check_loss(Solver::Dopri5 { steps: 40 }, Loss::RelativeMse, 1e-5);
+}
+
+#[test]
+fn paper_loss_and_parameter_rmse_by_hand() {
+    // mean((ŷ − y)²/(ε + |y|)) over all entries, and the same on |ω̂| vs |ω|.
+    let eps = train::PAPER_NUGGET;
+    let (w, y) = ([1.0, -2.0, 0.5, 0.0], [0.5, -1.0, 0.0, 2.0]);
+    let want = (0.25 / (eps + 0.5) + 1.0 / (eps + 1.0) + 0.25 / eps + 4.0 / (eps + 2.0)) / 4.0;
+    let got = Loss::RelativeMse.value(&w, &y).unwrap();
+    assert!((got - want).abs() <= 1e-15 * want, "{got} vs {want}");
+    // Over two pairs the weight is 1/(2·len), the cotangent 2(ŷ − y)/(ε + |y|) times it.
+    let (v, cot) = Loss::RelativeMse.pair(&w, &y, 2).unwrap();
+    assert!((v - want / 2.0).abs() <= 1e-15 * want);
+    assert!((cot[0] - 2.0 * 0.5 / (eps + 0.5) / 8.0).abs() < 1e-15);
+    let learned = [-0.01, 0.02];
+    let truth = [0.02, -0.02];
+    let rmse = train::paper_parameter_rmse(&learned, &truth);
+    let want = (0.01f64.powi(2) / (eps + 0.02) + 0.0) / 2.0;
+    assert!((rmse - want).abs() <= 1e-15, "{rmse} vs {want}");
+    assert!(Loss::RelativeNorm.pair(&w, &[0.0; 4], 1).is_err());
+}
+
 #[test]
 fn tsit5_discrete_adjoint_gradient_matches_finite_differences() {
     fd_check(Solver::Tsit5 { steps: 3 }, 1e-7);

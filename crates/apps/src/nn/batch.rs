@@ -1,6 +1,6 @@
 //! [`MlpBatch`]: an [`Mlp`] evaluated on a batch, and its JVP/VJP as blocked GEMMs.
 
-use super::kernels::{data_block, gemm, unit_block, Scratch};
+use super::kernels::{data_block, data_chunk, gemm, unit_block, Scratch};
 use super::{require_finite, require_len, Mlp, Targets};
 use faer::{Accum, MatMut, MatRef};
 use gradmat_operators::ggn::{Model, OutputLoss};
@@ -218,46 +218,14 @@ impl<T: Scalar> MlpBatch<T> {
                 Some(0) => (&b0[0][..fo * n * k], &mut b1[0][..]),
                 Some(_) => (&b1[0][..fo * n * k], &mut b0[0][..]),
             };
-            // Weight and bias gradients: tasks over (vector, block of output units).
-            let ub = unit_block(fo);
-            let off = m.offsets[l];
-            let mut tasks = Vec::new();
-            for (j, oj) in out.chunks_mut(p).enumerate() {
-                let (gw, gb) = oj[off..off + fi * fo + fo].split_at_mut(fi * fo);
-                for (u, (gwb, gbb)) in gw.chunks_mut(fi * ub).zip(gb.chunks_mut(ub)).enumerate() {
-                    tasks.push((j, u * ub, gwb, gbb));
-                }
-            }
-            let acts = &self.acts[l];
-            let grads = || {
-                tasks.into_par_iter().for_each(|(j, o0, gwb, gbb)| {
-                    let nu = gbb.len();
-                    let dj = MatRef::from_column_major_slice(
-                        &delta[j * fo * n..(j + 1) * fo * n],
-                        fo,
-                        n,
-                    );
-                    // ∇Wᵀ (in × units, the row-major storage of ∇W) = A Δ[units, :]ᵀ.
-                    gemm(
-                        MatMut::from_column_major_slice_mut(gwb, fi, nu),
-                        Accum::Replace,
-                        MatRef::from_column_major_slice(acts, fi, n),
-                        dj.subrows(o0, nu).transpose(),
-                    );
-                    gbb.fill(T::ZERO);
-                    let dslice = &delta[j * fo * n..(j + 1) * fo * n];
-                    for col in dslice.chunks(fo) {
-                        gbb.iter_mut()
-                            .zip(&col[o0..o0 + nu])
-                            .for_each(|(g, d)| *g += *d);
-                    }
-                });
-            };
+            // Weight and bias gradients of this layer.
+            let mut grads = || self.weight_grads(l, delta, &mut *out, k);
             if l == 0 {
                 grads();
                 break;
             }
             // Δ of the layer below: tasks over (vector, block of data columns).
+            let acts = &self.acts[l];
             let wt = MatRef::from_column_major_slice(m.w_of(&m.params, l), fi, fo);
             let act = m.activation;
             let below = || {
@@ -293,6 +261,89 @@ impl<T: Scalar> MlpBatch<T> {
         let [x, y] = bufs;
         self.scratch.put(x);
         self.scratch.put(y);
+    }
+
+    /// Writes `∇W_l = Δ A_lᵀ` and `∇b_l = Δ 1` of every vector `j` into `out[:, j]` (its layer-`l`
+    /// range). Two fixed splits, chosen from the sizes alone: for many data points
+    /// (`N ≥ 2·`[`data_chunk`]) the sum over points is cut into chunks of [`data_chunk`] points
+    /// whose partial gradients are added in chunk order (every activation is read once); for
+    /// fewer, the output units are split (no partial sums).
+    fn weight_grads(&self, l: usize, delta: &[T], out: &mut [T], k: usize) {
+        let m = &self.mlp;
+        let (n, p) = (self.n, m.num_params());
+        let (fi, fo) = (m.sizes[l], m.sizes[l + 1]);
+        let off = m.offsets[l];
+        let acts = &self.acts[l];
+        let plen = fi * fo + fo;
+        let kc = data_chunk();
+        if n >= 2 * kc {
+            let nkb = n.div_ceil(kc);
+            let mut partial = self.scratch.take(k * nkb * plen);
+            partial
+                .par_chunks_mut(plen)
+                .enumerate()
+                .for_each(|(t, pb)| {
+                    let (j, b) = (t / nkb, t % nkb);
+                    let (c0, cols) = (b * kc, kc.min(n - b * kc));
+                    let d = &delta[j * fo * n + fo * c0..j * fo * n + fo * (c0 + cols)];
+                    let a = &acts[fi * c0..fi * (c0 + cols)];
+                    let (pw, pbias) = pb.split_at_mut(fi * fo);
+                    // ∇Wᵀ (in × out: the row-major storage of ∇W) = A Δᵀ on this chunk.
+                    gemm(
+                        MatMut::from_column_major_slice_mut(pw, fi, fo),
+                        Accum::Replace,
+                        MatRef::from_column_major_slice(a, fi, cols),
+                        MatRef::from_column_major_slice(d, fo, cols).transpose(),
+                    );
+                    pbias.fill(T::ZERO);
+                    for col in d.chunks(fo) {
+                        pbias.iter_mut().zip(col).for_each(|(g, v)| *g += *v);
+                    }
+                });
+            const SUM: usize = 4096;
+            for (j, oj) in out.chunks_mut(p).enumerate() {
+                let parts = &partial[j * nkb * plen..(j + 1) * nkb * plen];
+                oj[off..off + plen]
+                    .par_chunks_mut(SUM)
+                    .enumerate()
+                    .for_each(|(c, dst)| {
+                        let r = c * SUM;
+                        dst.copy_from_slice(&parts[r..r + dst.len()]);
+                        for b in 1..nkb {
+                            let src = &parts[b * plen + r..b * plen + r + dst.len()];
+                            dst.iter_mut().zip(src).for_each(|(x, y)| *x += *y);
+                        }
+                    });
+            }
+            self.scratch.put(partial);
+            return;
+        }
+        let ub = unit_block(fo);
+        let mut tasks = Vec::new();
+        for (j, oj) in out.chunks_mut(p).enumerate() {
+            let (gw, gb) = oj[off..off + plen].split_at_mut(fi * fo);
+            for (u, (gwb, gbb)) in gw.chunks_mut(fi * ub).zip(gb.chunks_mut(ub)).enumerate() {
+                tasks.push((j, u * ub, gwb, gbb));
+            }
+        }
+        tasks.into_par_iter().for_each(|(j, o0, gwb, gbb)| {
+            let nu = gbb.len();
+            let dslice = &delta[j * fo * n..(j + 1) * fo * n];
+            let dj = MatRef::from_column_major_slice(dslice, fo, n);
+            // ∇Wᵀ (in × units) = A Δ[units, :]ᵀ.
+            gemm(
+                MatMut::from_column_major_slice_mut(gwb, fi, nu),
+                Accum::Replace,
+                MatRef::from_column_major_slice(acts, fi, n),
+                dj.subrows(o0, nu).transpose(),
+            );
+            gbb.fill(T::ZERO);
+            for col in dslice.chunks(fo) {
+                gbb.iter_mut()
+                    .zip(&col[o0..o0 + nu])
+                    .for_each(|(g, d)| *g += *d);
+            }
+        });
     }
 
     /// Mean loss and its gradient with respect to the outputs (row-major `N×C`).

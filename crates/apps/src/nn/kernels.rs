@@ -18,10 +18,17 @@ pub(crate) fn gemm<T: Scalar>(
     matmul(dst, accum, lhs, rhs, T::ONE, Par::Seq);
 }
 
-/// Columns (data points) per parallel task: `N/8` clamped to `32..=256`. A function of `N`
+/// Columns (data points) per parallel task: `N/8` clamped to `32..=1024` (large blocks keep
+/// faer's packing of the weights rare; measured on the PDE's 500×500 layer over 16,384 points:
+/// 1024 columns per block cut the forward pass from 0.12 s to 0.08 s against 256). A function of `N`
 /// only, so the split — and every rounding — is the same for any thread count.
 pub(crate) fn data_block(n: usize) -> usize {
-    (n / 8).clamp(32, 256)
+    (n / 8).clamp(32, 1024)
+}
+
+/// Data points per partial sum of the weight gradients when there are many points (fixed).
+pub(crate) fn data_chunk() -> usize {
+    2048
 }
 
 /// Output units per task of the weight-gradient products: about eight tasks per layer, at
