@@ -55,6 +55,24 @@ fn main() -> anyhow::Result<()> {
         median(t8.clone()),
         median(t8) / 8.0
     );
+    if std::env::var_os("KRYLOV_ONLY").is_some() {
+        use gradmat_matfun::estimators::{logdet, SlqParams};
+        let d: Vec<f64> = (0..p).map(|i| 1.0 + (i as f64).sqrt()).collect();
+        let dop = gradmat_operators::algebra::Diagonal::new(d)?;
+        let params = SlqParams::new().num_probes(1).num_matvecs(depth).seed(1);
+        let t = Instant::now();
+        logdet(&dop, &params)?;
+        println!("Krylov forward alone: {:.3} s", t.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    if std::env::var_os("GGN_ONLY").is_some() {
+        let t = Instant::now();
+        for _ in 0..100 {
+            op.apply(&x[..p], &mut y[..p]);
+        }
+        println!("100 GGN products {:.3} s", t.elapsed().as_secs_f64());
+        return Ok(());
+    }
     for method in [
         LogdetMethod::Lanczos { probes: 1, depth },
         LogdetMethod::Diagonal { probes: depth },
