@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         inputs,
         targets,
         reference_crosscheck: 0.0,
+        stencil: gradmat_apps::pde::Stencil::Neumann,
     };
     let (train, _) = data.split();
     let model = FieldModel::new(g, &[500, 500], Activation::Relu, 1)?;

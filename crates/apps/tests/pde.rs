@@ -8,7 +8,7 @@ use gradmat_apps::nn::Activation;
 use gradmat_apps::pde::data::{grid_points, GridKernel};
 use gradmat_apps::pde::rk::{self, DOPRI5, TSIT5};
 use gradmat_apps::pde::train::{self, loss_and_grad, FieldModel, Loss, Solver, TrainSettings};
-use gradmat_apps::pde::{Dataset, WaveOperator};
+use gradmat_apps::pde::{Dataset, Stencil, WaveOperator};
 use gradmat_apps::report::Progress;
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::krylov::{apply_arnoldi, KrylovParams};
@@ -98,6 +98,48 @@ fn operator_matches_dense_construction_and_passes_conformance_kit() {
         testing::check_apply_and_vjp_consistency(&op, 9, 1e-13).unwrap();
         // ⟨u, A(ω)x⟩ is quadratic in ω, so central differences have no truncation error: the
         // step can be large (1) and the tolerance is rounding only.
+        testing::check_vjp_params_fd(&op, 10, 1.0, 1e-10).unwrap();
+    }
+}
+
+/// The paper code's operator: `[[0,1,0],[1,−2,1],[0,1,0]]/h²` convolved with the edge-padded
+/// field (`jnp.pad(mode="edge")`), computed here literally from that definition.
+fn padded_convolution(g: usize, u: &[f64]) -> Vec<f64> {
+    let h = 1.0 / (g as f64 - 1.0);
+    let at = |i: isize, j: isize| {
+        let (i, j) = (i.clamp(0, g as isize - 1), j.clamp(0, g as isize - 1));
+        u[i as usize + j as usize * g]
+    };
+    let mut out = vec![0.0; g * g];
+    for j in 0..g as isize {
+        for i in 0..g as isize {
+            let v = at(i - 1, j) + at(i + 1, j) + at(i, j - 1) + at(i, j + 1) - 2.0 * at(i, j);
+            out[i as usize + j as usize * g] = v / (h * h);
+        }
+    }
+    out
+}
+
+#[test]
+fn paper_code_stencil_is_the_edge_padded_convolution() {
+    for g in [2usize, 3, 6] {
+        let n = g * g;
+        let omega = random(n, 70 + g as u64);
+        let op = WaveOperator::with_stencil(g, omega.clone(), Stencil::PaperCode).unwrap();
+        let x = random(2 * n, 71);
+        let mut y = vec![0.0; 2 * n];
+        op.apply(&x, &mut y);
+        let conv = padded_convolution(g, &x[..n]);
+        let want: Vec<f64> = x[n..]
+            .iter()
+            .copied()
+            .chain(conv.iter().zip(&omega).map(|(c, w)| c * w * w))
+            .collect();
+        // Five-term sums scaled by h⁻²: 1e-12 relative.
+        let err = gradmat_apps::pde::data::rel_err(&y, &want);
+        assert!(err < 1e-12, "g = {g}: {err:e}");
+        testing::check_adjoint(&op, 5, 1e-13).unwrap();
+        testing::check_apply_and_vjp_consistency(&op, 9, 1e-13).unwrap();
         testing::check_vjp_params_fd(&op, 10, 1.0, 1e-10).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! `gradmat pde`: learn the coefficient field of a wave equation through differentiable
 //! `exp(A)v` (Arnoldi adjoint) or Runge–Kutta baselines; writes `summary.json` and PNG plots.
 
-use crate::pde::{self, Loss, PdeConfig, Solver};
+use crate::pde::{self, Loss, PdeConfig, Solver, Stencil};
 use crate::report::{self, Progress};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -27,6 +27,16 @@ pub enum PdeLoss {
     RelativeMse,
     /// The relative squared norm (1/n) Σ ‖ŵ_i − y_i‖²/‖y_i‖².
     RelativeNorm,
+}
+
+/// The spatial operator of `gradmat pde`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PdeStencil {
+    /// The five-point Neumann Laplacian (u_tt = ω² Δu, as the paper states the equation).
+    Neumann,
+    /// The stencil of the paper's experiment code, (0 1 0; 1 -2 1; 0 1 0)/h² on edge-padded
+    /// values (= Laplacian + 2/h²; its solutions grow in time).
+    PaperCode,
 }
 
 /// Arguments of `gradmat pde`.
@@ -65,6 +75,9 @@ pub struct PdeArgs {
     /// Training loss (both are reported on the test set).
     #[arg(long, value_enum, default_value = "relative-mse")]
     pub loss: PdeLoss,
+    /// Spatial operator.
+    #[arg(long, value_enum, default_value = "neumann")]
+    pub stencil: PdeStencil,
     /// Skip the work–precision study (Figure 5 A1/A2).
     #[arg(long)]
     pub no_work_precision: bool,
@@ -133,6 +146,10 @@ pub fn config(a: &PdeArgs) -> PdeConfig {
             PdeLoss::RelativeNorm => Loss::RelativeNorm,
         },
         work_precision: !a.no_work_precision,
+        stencil: match a.stencil {
+            PdeStencil::Neumann => Stencil::Neumann,
+            PdeStencil::PaperCode => Stencil::PaperCode,
+        },
     }
 }
 

@@ -6,7 +6,7 @@
 //! * [`Mlp`]: layer widths, activation, flat parameters (layout in the type docs), random
 //!   (LeCun-normal) initialisation, prediction and the mean loss with its gradient.
 //! * [`MlpBatch`]: the network evaluated on a batch, with its activations cached; it implements
-//!   [`Model`] (the interface of the Jacobian-free [`GaussNewton`](gradmat_operators::ggn::GaussNewton)
+//!   [`Model`](gradmat_operators::ggn::Model) (the interface of the Jacobian-free [`GaussNewton`](gradmat_operators::ggn::GaussNewton)
 //!   operator) including the block forms that serve `k` vectors with one pass of GEMMs.
 //!
 //! **Arithmetic.** Activations are stored column-major `width × N` (one point per column), so a

@@ -1,7 +1,7 @@
 //! Data of the PDE problem: Gaussian-process samples on the grid (drawn with gradmat's Lanczos
 //! square-root action), initial conditions and reference solutions `w(1) = exp(A) w₀`.
 
-use super::operator::WaveOperator;
+use super::operator::{Stencil, WaveOperator};
 use super::rk;
 use crate::pipeline::{ensure, PipelineError, StageContext};
 use gradmat_matfun::dense::MatrixFunction;
@@ -166,18 +166,30 @@ pub struct Dataset {
     /// Relative difference between the Arnoldi reference and a 256-step Dopri5 solution for the
     /// first initial condition (the cross-check of the reference).
     pub reference_crosscheck: f64,
+    /// The spatial operator of the equation (the targets were computed with it).
+    pub stencil: Stencil,
 }
 
 impl Dataset {
     /// Samples the true coefficient and `num` initial conditions from `seed` and solves for the
     /// targets. Deterministic for a given `(g, num, seed)` (independent of the thread count).
     pub fn generate(g: usize, num: usize, seed: u64) -> Result<Self> {
+        Self::generate_with(g, num, seed, Stencil::Neumann)
+    }
+
+    /// The wave operator of this data set's equation with coefficient `omega`.
+    pub fn operator(&self, omega: Vec<f64>) -> Result<WaveOperator> {
+        Ok(WaveOperator::with_stencil(self.grid, omega, self.stencil)?)
+    }
+
+    /// [`generate`](Self::generate) for the equation with the given stencil.
+    pub fn generate_with(g: usize, num: usize, seed: u64, stencil: Stencil) -> Result<Self> {
         ensure(num >= 1, || {
             "at least one initial condition is needed".into()
         })?;
         let mut rng = StdRng::seed_from_u64(seed);
         let omega = gp_sample(&coefficient_kernel(g)?, &mut rng)?;
-        let op = WaveOperator::new(g, omega.clone())?;
+        let op = WaveOperator::with_stencil(g, omega.clone(), stencil)?;
         let kic = initial_condition_kernel(g)?;
         let seeds: Vec<u64> = (0..num).map(|_| rng.random()).collect();
         let pairs: Vec<Result<(Vec<f64>, Vec<f64>)>> = seeds
@@ -205,6 +217,7 @@ impl Dataset {
             inputs,
             targets,
             reference_crosscheck,
+            stencil,
         })
     }
 

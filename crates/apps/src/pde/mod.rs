@@ -27,7 +27,7 @@ pub mod rk;
 pub mod train;
 
 pub use data::Dataset;
-pub use operator::WaveOperator;
+pub use operator::{Stencil, WaveOperator};
 pub use train::{FieldModel, Loss, Solver};
 
 use crate::nn::Activation;
@@ -57,6 +57,8 @@ pub struct PdeConfig {
     pub loss: Loss,
     /// Run the work–precision study (Figure 5 A1/A2).
     pub work_precision: bool,
+    /// The spatial operator (the Neumann Laplacian, or the paper code's stencil).
+    pub stencil: Stencil,
 }
 
 impl Default for PdeConfig {
@@ -73,6 +75,7 @@ impl Default for PdeConfig {
             learning_rate: 2e-4,
             loss: Loss::RelativeMse,
             work_precision: true,
+            stencil: Stencil::Neumann,
         }
     }
 }
@@ -122,7 +125,7 @@ pub fn run(cfg: &PdeConfig, progress: &Progress) -> Result<PdeOutcome, PipelineE
         cfg.initial_conditions,
         g = cfg.grid
     ));
-    let data = Dataset::generate(cfg.grid, cfg.initial_conditions, cfg.seed)?;
+    let data = Dataset::generate_with(cfg.grid, cfg.initial_conditions, cfg.seed, cfg.stencil)?;
     let data_seconds = t.elapsed().as_secs_f64();
     let init = FieldModel::new(cfg.grid, &cfg.hidden, Activation::Relu, cfg.seed ^ 0x00ff)?;
     let settings = TrainSettings {

@@ -16,14 +16,48 @@ pub fn neumann_laplacian(g: usize, u: &[f64], out: &mut [f64]) {
     let n = g * g;
     check_len("neumann_laplacian u", u.len(), n);
     check_len("neumann_laplacian out", out.len(), n);
-    stencil(g, u, |p, v| out[p] = v);
+    stencil(g, u, 0.0, |p, v| out[p] = v);
 }
 
-/// Calls `emit(p, (M u)_p)` for every node in order (row by row), so that products can be
-/// fused with what their callers do next (scaling by `ω²`, the parameter VJP) without a
+/// The spatial operator of the wave equation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stencil {
+    /// The five-point Neumann Laplacian [`neumann_laplacian`] (`u_tt = ω² Δu` as the paper
+    /// states it; the default).
+    #[default]
+    Neumann,
+    /// The operator of the paper's experiment code: the stencil `[[0,1,0],[1,−2,1],[0,1,0]]/h²`
+    /// on edge-padded values, which is `M + (2/h²) I` (centre weight −2 instead of −4). It has
+    /// positive eigenvalues up to `2/h²`, so its solutions grow in time.
+    PaperCode,
+}
+
+impl Stencil {
+    /// Short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stencil::Neumann => "neumann",
+            Stencil::PaperCode => "paper-code",
+        }
+    }
+
+    /// The diagonal shift `σ` of `M + σ I` on a `g×g` grid.
+    pub fn shift(&self, g: usize) -> f64 {
+        match self {
+            Stencil::Neumann => 0.0,
+            Stencil::PaperCode => {
+                let h = 1.0 / (g as f64 - 1.0);
+                2.0 / (h * h)
+            }
+        }
+    }
+}
+
+/// Calls `emit(p, ((M + σI) u)_p)` for every node in order (row by row), so that products can
+/// be fused with what their callers do next (scaling by `ω²`, the parameter VJP) without a
 /// temporary vector. `u.len() == G²` is the caller's responsibility.
 #[inline]
-fn stencil(g: usize, u: &[f64], mut emit: impl FnMut(usize, f64)) {
+fn stencil(g: usize, u: &[f64], shift: f64, mut emit: impl FnMut(usize, f64)) {
     let inv_h2 = {
         let h = 1.0 / (g as f64 - 1.0);
         1.0 / (h * h)
@@ -47,7 +81,11 @@ fn stencil(g: usize, u: &[f64], mut emit: impl FnMut(usize, f64)) {
             if let Some(a) = above {
                 s += a[i] - c;
             }
-            emit(i + j * g, s * inv_h2);
+            if shift != 0.0 {
+                emit(i + j * g, s * inv_h2 + shift * c);
+            } else {
+                emit(i + j * g, s * inv_h2);
+            }
         }
     }
 }
@@ -62,7 +100,8 @@ thread_local! {
 ///
 /// `A(ω) = [[0, I], [diag(ω²) M, 0]]`, `Aᵀ = [[0, M diag(ω²)], [I, 0]]`
 ///
-/// with `M` the [`neumann_laplacian`]. Never stored: a product costs one stencil pass.
+/// with `M` the [`neumann_laplacian`] (or `M + σI` for [`Stencil::PaperCode`]). Never stored:
+/// a product costs one stencil pass.
 ///
 /// **Parameters** (`ParamVjp`, `SetParams`): `θ = ω`, the `G²` grid values of the coefficient
 /// in node order `p = i + j·G`. `∇_ω ⟨a, A(ω) x⟩ = 2 ω ∘ a₂ ∘ (M x₁)` (`a₂` the lower half of
@@ -72,12 +111,22 @@ pub struct WaveOperator {
     g: usize,
     omega: Vec<f64>,
     omega2: Vec<f64>,
+    shift: f64,
 }
 
 impl WaveOperator {
     /// The operator on a `g×g` grid (`g ≥ 2`) with coefficient values `omega` (length `g²`,
     /// finite). Errors otherwise.
     pub fn new(g: usize, omega: Vec<f64>) -> Result<Self, OperatorError> {
+        Self::with_stencil(g, omega, Stencil::Neumann)
+    }
+
+    /// The operator with the given spatial stencil (see [`Stencil`]).
+    pub fn with_stencil(
+        g: usize,
+        omega: Vec<f64>,
+        stencil: Stencil,
+    ) -> Result<Self, OperatorError> {
         if g < 2 {
             return Err(OperatorError::InvalidArgument(format!(
                 "the wave operator needs a grid of at least 2×2 nodes, got {g}×{g}"
@@ -91,6 +140,7 @@ impl WaveOperator {
             g,
             omega: vec![0.0; n],
             omega2: vec![0.0; n],
+            shift: stencil.shift(g),
         };
         op.set_params(&omega)?;
         Ok(op)
@@ -128,7 +178,7 @@ impl Operator<f64> for WaveOperator {
         let (y1, y2) = y.split_at_mut(n);
         y1.copy_from_slice(x2);
         let w2 = &self.omega2;
-        stencil(self.g, x1, |p, v| y2[p] = v * w2[p]);
+        stencil(self.g, x1, self.shift, |p, v| y2[p] = v * w2[p]);
     }
 }
 
@@ -150,7 +200,7 @@ impl AdjointOperator<f64> for WaveOperator {
             };
             scaled.clear();
             scaled.extend(x2.iter().zip(&self.omega2).map(|(a, w)| a * w));
-            stencil(self.g, scaled, |p, v| y1[p] = v);
+            stencil(self.g, scaled, self.shift, |p, v| y1[p] = v);
         });
         y2.copy_from_slice(x1);
     }
@@ -171,7 +221,9 @@ impl ParamVjp<f64> for WaveOperator {
         check_len("WaveOperator::vjp_params x", x.len(), 2 * n);
         check_len("WaveOperator::vjp_params grad", grad.len(), n);
         let (w, u2) = (&self.omega, &u[n..]);
-        stencil(self.g, &x[..n], |p, v| grad[p] += 2.0 * w[p] * u2[p] * v);
+        stencil(self.g, &x[..n], self.shift, |p, v| {
+            grad[p] += 2.0 * w[p] * u2[p] * v
+        });
     }
     #[track_caller]
     fn apply_and_vjp_params(&self, x: &[f64], y: &mut [f64], u: &[f64], grad: &mut [f64]) {
@@ -185,7 +237,7 @@ impl ParamVjp<f64> for WaveOperator {
         y1.copy_from_slice(x2);
         // One stencil pass: the VJP uses the unscaled (M x₁)_p, the product its scaled value.
         let (w, w2, u2) = (&self.omega, &self.omega2, &u[n..]);
-        stencil(self.g, x1, |p, v| {
+        stencil(self.g, x1, self.shift, |p, v| {
             grad[p] += 2.0 * w[p] * u2[p] * v;
             y2[p] = v * w2[p];
         });

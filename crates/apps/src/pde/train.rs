@@ -348,7 +348,7 @@ pub fn loss_values(
     data: &Dataset,
     idx: std::ops::Range<usize>,
 ) -> Result<LossValues> {
-    let op = WaveOperator::new(data.grid, omega.to_vec())?;
+    let op = data.operator(omega.to_vec())?;
     let n = idx.len();
     ensure(n >= 1, || {
         "the loss needs at least one initial condition".into()
@@ -387,7 +387,7 @@ pub fn loss_and_grad(
     idx: std::ops::Range<usize>,
 ) -> Result<(f64, Vec<f64>)> {
     let (omega, batch) = model.omega_with_pullback()?;
-    let op = WaveOperator::new(data.grid, omega)?;
+    let op = data.operator(omega)?;
     let (l, omega_bar) = loss_and_omega_grad(solver, &op, loss, data, idx)?;
     Ok((l, model.pullback(&batch, &omega_bar)))
 }
@@ -488,7 +488,7 @@ pub fn train(
     })?;
     let loss = settings.loss;
     let initial_test_loss = {
-        let op = WaveOperator::new(data.grid, model.omega()?)?;
+        let op = data.operator(model.omega()?)?;
         loss_value(solver, &op, loss, data, test_idx.clone())?
     };
     let mut adam = Adam::new(lr, model.num_params());
@@ -554,7 +554,7 @@ pub type WorkPrecision = Vec<(Solver, Vec<WorkPrecisionPoint>)>;
 /// adjoint (relative difference).
 pub fn work_precision(data: &Dataset, seed: u64) -> Result<(WorkPrecision, f64)> {
     use rand::{Rng, SeedableRng};
-    let op = WaveOperator::new(data.grid, data.omega.clone())?;
+    let op = data.operator(data.omega.clone())?;
     let w0 = &data.inputs[0];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
     let u: Vec<f64> = (0..w0.len())

@@ -70,6 +70,7 @@ pub fn summary(cfg: &PdeConfig, o: &PdeOutcome) -> Value {
         "mlp_parameters": o.mlp_parameters,
         "learning_rate": cfg.learning_rate,
         "loss": cfg.loss.name(),
+        "stencil": cfg.stencil.name(),
         "paper_nugget": PAPER_NUGGET,
         "arnoldi_depth": depth,
         "rk_steps": steps,
