@@ -45,6 +45,6 @@ pub mod testing;
 pub mod traits;
 pub mod vector;
 
-pub use error::OperatorError;
+pub use error::{require_finite, require_len, OperatorError};
 pub use scalar::Scalar;
 pub use traits::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint, SetParams};

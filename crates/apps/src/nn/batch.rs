@@ -1,11 +1,11 @@
 //! [`MlpBatch`]: an [`Mlp`] evaluated on a batch, and its JVP/VJP as blocked GEMMs.
 
 use super::kernels::{data_block, data_chunk, gemm, unit_block, Scratch};
-use super::{require_finite, require_len, Mlp, Targets};
+use super::{Mlp, Targets};
 use faer::{Accum, MatMut, MatRef};
 use gradmat_operators::ggn::{Model, OutputLoss};
 use gradmat_operators::traits::check_len;
-use gradmat_operators::{OperatorError, Scalar};
+use gradmat_operators::{require_finite, require_len, OperatorError, Scalar};
 use rayon::prelude::*;
 
 /// An [`Mlp`] evaluated on a batch of `N` data points, with the activations of every layer

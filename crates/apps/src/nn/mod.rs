@@ -41,7 +41,7 @@ mod kernels;
 pub use batch::MlpBatch;
 
 use gradmat_operators::ggn::OutputLoss;
-use gradmat_operators::{OperatorError, Scalar};
+use gradmat_operators::{require_finite, require_len, OperatorError, Scalar};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -90,29 +90,6 @@ pub enum Targets<'a, T> {
     Values(&'a [T]),
     /// Class labels, `N` values in `0..C`.
     Classes(&'a [usize]),
-}
-
-pub(crate) fn require_len(
-    what: &'static str,
-    got: usize,
-    expected: usize,
-) -> Result<(), OperatorError> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(OperatorError::DimensionMismatch {
-            what,
-            expected,
-            got,
-        })
-    }
-}
-
-pub(crate) fn require_finite<T: Scalar>(what: &'static str, v: &[T]) -> Result<(), OperatorError> {
-    match v.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(OperatorError::NonFinite { what, index }),
-        None => Ok(()),
-    }
 }
 
 /// A multilayer perceptron `f = W_L σ(… σ(W_1 x + b_1) …) + b_L` with dense layers, a hidden
