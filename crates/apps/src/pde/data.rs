@@ -4,6 +4,8 @@
 use super::operator::{Stencil, WaveOperator};
 use super::rk;
 use crate::pipeline::{ensure, PipelineError, StageContext};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::krylov::{apply_arnoldi, apply_lanczos, KrylovParams};
 use gradmat_operators::algebra::Shifted;
@@ -80,8 +82,6 @@ impl Operator<f64> for GridKernel {
         check_len("GridKernel::apply x", x.len(), g * g);
         check_len("GridKernel::apply y", y.len(), g * g);
         // X[i, j] = x[i + j g] (column-major G×G); Y = s K₁ X K₁ (K₁ symmetric): two GEMMs.
-        use faer::linalg::matmul::matmul;
-        use faer::{Accum, MatMut, MatRef, Par};
         let k1 = MatRef::from_column_major_slice(&self.k1, g, g);
         let mut t = vec![0.0; g * g];
         matmul(
