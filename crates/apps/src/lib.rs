@@ -7,11 +7,16 @@
 //!
 //! Modules: [`cli`] (the `gradmat` subcommands `quadform`, `logdet`, `gp`, `pde`, `bnn`),
 //! [`gp`] (Gaussian-process fitting), [`pde`] (wave-equation coefficient learning), [`bnn`]
-//! (Laplace calibration of an MNIST classifier) and [`report`] (progress, plots, summaries).
+//! (Laplace calibration of an MNIST classifier), the shared pieces of the pipelines —
+//! [`nn`] (the dense network of the PDE field model and the BNN classifier), [`optim`] (Adam and
+//! softplus) — and [`report`] (progress, plots, summaries).
 
 pub mod bnn;
 pub mod cli;
 pub mod fuzz_checks;
 pub mod gp;
+pub mod nn;
+pub mod optim;
 pub mod pde;
+pub mod pipeline;
 pub mod report;

@@ -6,6 +6,7 @@
 //!   labels use DejaVu Sans embedded in the binary (`assets/fonts/`), so no system fonts are
 //!   needed.
 //! * [`write_json`] writes a `serde_json` value, pretty-printed, creating the directory.
+//! * [`pde`] and [`bnn`] write the outcomes of those pipelines (summary, plots, table).
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,6 +15,9 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Once;
 use std::time::{Duration, Instant};
+
+pub mod bnn;
+pub mod pde;
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 static FONT_ONCE: Once = Once::new();
@@ -35,6 +39,7 @@ pub struct Progress {
     label: String,
     start: Instant,
     quiet: bool,
+    terminal: bool,
 }
 
 impl Progress {
@@ -71,7 +76,19 @@ impl Progress {
             label: label.to_string(),
             start: Instant::now(),
             quiet,
+            terminal,
         }
+    }
+
+    /// A display for a stage of `total` steps in the same mode as this one (bar, plain lines or
+    /// quiet): pipelines take one `&Progress` and open one child per loop.
+    pub fn child(&self, label: &str, total: u64) -> Self {
+        Self::with_mode(label, total, self.terminal, self.quiet)
+    }
+
+    /// Whether this display prints nothing.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     /// Records that step `pos` (1-based) finished, with a short message (e.g. the loss).

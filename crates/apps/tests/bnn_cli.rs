@@ -158,6 +158,40 @@ fn missing_data_directory_exits_2() {
 }
 
 #[test]
+fn bad_options_exit_2_with_one_line() {
+    for args in [
+        vec!["bnn", "--hidden-layers", "0", "--quiet"],
+        vec!["bnn", "--hidden", "0", "--quiet"],
+        vec!["bnn", "--probes", "0", "--quiet"],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.status, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with("gradmat: "), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn two_hidden_layers_run_end_to_end() {
+    // --hidden-layers 2: a D-H-H-10 network, the flag of the 1.86M-parameter model.
+    let dir = scratch("deep");
+    write_split(&dir, "train", 120, 3);
+    write_split(&dir, "t10k", 40, 4);
+    let out = dir.join("out");
+    let mut args = small_args(dir.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--hidden-layers", "2", "--method", "lanczos"]);
+    let r = run(&args);
+    assert_eq!(r.status, 0, "stderr: {}", r.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["architecture"], serde_json::json!([64, 6, 6, 10]));
+    assert_eq!(summary["num_params"], 64 * 6 + 6 + 6 * 6 + 6 + 6 * 10 + 10);
+    let m = &summary["methods"][0];
+    assert!(m["median_step_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(m["trace"].as_array().unwrap().len(), 4);
+}
+
+#[test]
 fn malformed_idx_files_exit_2_naming_the_file() {
     let dir = scratch("bad");
     write_split(&dir, "train", 30, 1);

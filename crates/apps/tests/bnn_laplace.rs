@@ -7,10 +7,11 @@ use faer::{Mat, Side};
 use gradmat_apps::bnn::laplace::{
     diagonal_logdet, evaluate, param_groups, LaplacePrecision, LaplaceTerms, LogdetMethod,
 };
+use gradmat_apps::nn::{Activation, Mlp};
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::estimators::{probe_vector, Probe};
 use gradmat_matfun::krylov::{quadform_lanczos, KrylovParams};
-use gradmat_operators::ggn::{Activation, GaussNewton, Mlp, OutputLoss};
+use gradmat_operators::ggn::{GaussNewton, OutputLoss};
 use gradmat_operators::{Operator, ParamVjp, SetParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

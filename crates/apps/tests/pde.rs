@@ -4,15 +4,15 @@
 //! convergence orders of Dopri5 and Tsit5, the GP sampler's kernel, a short training run and
 //! the command line.
 
+use gradmat_apps::nn::Activation;
 use gradmat_apps::pde::data::{grid_points, GridKernel};
 use gradmat_apps::pde::rk::{self, DOPRI5, TSIT5};
-use gradmat_apps::pde::train::{self, loss_and_grad, FieldModel, Solver};
-use gradmat_apps::pde::{Dataset, WaveOperator};
+use gradmat_apps::pde::train::{self, loss_and_grad, FieldModel, Loss, Solver, TrainSettings};
+use gradmat_apps::pde::{Dataset, Stencil, WaveOperator};
 use gradmat_apps::report::Progress;
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::krylov::{apply_arnoldi, KrylovParams};
 use gradmat_operators::dense::DenseMatrix;
-use gradmat_operators::ggn::Activation;
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::{testing, AdjointOperator, Operator};
 
@@ -102,6 +102,48 @@ fn operator_matches_dense_construction_and_passes_conformance_kit() {
     }
 }
 
+/// The paper code's operator: `[[0,1,0],[1,−2,1],[0,1,0]]/h²` convolved with the edge-padded
+/// field (`jnp.pad(mode="edge")`), computed here literally from that definition.
+fn padded_convolution(g: usize, u: &[f64]) -> Vec<f64> {
+    let h = 1.0 / (g as f64 - 1.0);
+    let at = |i: isize, j: isize| {
+        let (i, j) = (i.clamp(0, g as isize - 1), j.clamp(0, g as isize - 1));
+        u[i as usize + j as usize * g]
+    };
+    let mut out = vec![0.0; g * g];
+    for j in 0..g as isize {
+        for i in 0..g as isize {
+            let v = at(i - 1, j) + at(i + 1, j) + at(i, j - 1) + at(i, j + 1) - 2.0 * at(i, j);
+            out[i as usize + j as usize * g] = v / (h * h);
+        }
+    }
+    out
+}
+
+#[test]
+fn paper_code_stencil_is_the_edge_padded_convolution() {
+    for g in [2usize, 3, 6] {
+        let n = g * g;
+        let omega = random(n, 70 + g as u64);
+        let op = WaveOperator::with_stencil(g, omega.clone(), Stencil::PaperCode).unwrap();
+        let x = random(2 * n, 71);
+        let mut y = vec![0.0; 2 * n];
+        op.apply(&x, &mut y);
+        let conv = padded_convolution(g, &x[..n]);
+        let want: Vec<f64> = x[n..]
+            .iter()
+            .copied()
+            .chain(conv.iter().zip(&omega).map(|(c, w)| c * w * w))
+            .collect();
+        // Five-term sums scaled by h⁻²: 1e-12 relative.
+        let err = gradmat_apps::pde::data::rel_err(&y, &want);
+        assert!(err < 1e-12, "g = {g}: {err:e}");
+        testing::check_adjoint(&op, 5, 1e-13).unwrap();
+        testing::check_apply_and_vjp_consistency(&op, 9, 1e-13).unwrap();
+        testing::check_vjp_params_fd(&op, 10, 1.0, 1e-10).unwrap();
+    }
+}
+
 #[test]
 fn bad_operator_input_is_an_error() {
     assert!(WaveOperator::new(1, vec![0.0]).is_err());
@@ -177,11 +219,15 @@ fn fd_problem() -> Dataset {
 /// Directional fourth-order central difference of the training loss in the model parameters
 /// (tanh MLP: smooth, so the difference quotient has no kink to cross) against the gradient.
 fn fd_check(solver: Solver, tol: f64) {
+    fd_check_loss(solver, Loss::RelativeNorm, tol)
+}
+
+fn fd_check_loss(solver: Solver, loss: Loss, tol: f64) {
     let g = 5;
     let data = fd_problem();
     let (train_idx, _) = data.split();
     let model = FieldModel::new(g, &[8, 8], Activation::Tanh, 4).unwrap();
-    let (l0, grad) = loss_and_grad(&model, &solver, &data, train_idx.clone()).unwrap();
+    let (l0, grad) = loss_and_grad(&model, &solver, loss, &data, train_idx.clone()).unwrap();
     assert!(l0.is_finite() && l0 > 0.0);
     let theta = model.params().to_vec();
     for seed in [5u64, 6] {
@@ -193,7 +239,7 @@ fn fd_check(solver: Solver, tol: f64) {
             let mut m = model.clone();
             let t: Vec<f64> = theta.iter().zip(&d).map(|(a, b)| a + s * b).collect();
             m.set_params(&t).unwrap();
-            loss_and_grad(&m, &solver, &data, train_idx.clone())
+            loss_and_grad(&m, &solver, loss, &data, train_idx.clone())
                 .unwrap()
                 .0
         };
@@ -202,8 +248,9 @@ fn fd_check(solver: Solver, tol: f64) {
         let an: f64 = grad.iter().zip(&d).map(|(a, b)| a * b).sum();
         let err = (fd - an).abs() / an.abs();
         eprintln!(
-            "{}: L = {l0:e}, fd {fd:e}, gradient {an:e}, relative {err:e}",
-            solver.name()
+            "{} ({}): L = {l0:e}, fd {fd:e}, gradient {an:e}, relative {err:e}",
+            solver.name(),
+            loss.name()
         );
         assert!(
             err < tol,
@@ -223,6 +270,35 @@ fn fd_check(solver: Solver, tol: f64) {
 #[test]
 fn arnoldi_loss_gradient_matches_finite_differences() {
     fd_check(Solver::Arnoldi { depth: 10 }, 1e-7);
+}
+
+/// The paper's relative MSE weights each entry by `1/(ε + |y|)`; for fixed targets it is a
+/// quadratic form in `ŵ` like the relative norm, so the same derivation and tolerances apply.
+#[test]
+fn paper_loss_gradients_match_finite_differences() {
+    fd_check_loss(Solver::Arnoldi { depth: 10 }, Loss::RelativeMse, 1e-7);
+    fd_check_loss(Solver::Tsit5 { steps: 3 }, Loss::RelativeMse, 1e-7);
+    fd_check_loss(Solver::Dopri5 { steps: 40 }, Loss::RelativeMse, 1e-5);
+}
+
+#[test]
+fn paper_loss_and_parameter_rmse_by_hand() {
+    // mean((ŷ − y)²/(ε + |y|)) over all entries, and the same on |ω̂| vs |ω|.
+    let eps = train::PAPER_NUGGET;
+    let (w, y) = ([1.0, -2.0, 0.5, 0.0], [0.5, -1.0, 0.0, 2.0]);
+    let want = (0.25 / (eps + 0.5) + 1.0 / (eps + 1.0) + 0.25 / eps + 4.0 / (eps + 2.0)) / 4.0;
+    let got = Loss::RelativeMse.value(&w, &y).unwrap();
+    assert!((got - want).abs() <= 1e-15 * want, "{got} vs {want}");
+    // Over two pairs the weight is 1/(2·len), the cotangent 2(ŷ − y)/(ε + |y|) times it.
+    let (v, cot) = Loss::RelativeMse.pair(&w, &y, 2).unwrap();
+    assert!((v - want / 2.0).abs() <= 1e-15 * want);
+    assert!((cot[0] - 2.0 * 0.5 / (eps + 0.5) / 8.0).abs() < 1e-15);
+    let learned = [-0.01, 0.02];
+    let truth = [0.02, -0.02];
+    let rmse = train::paper_parameter_rmse(&learned, &truth);
+    let want = (0.01f64.powi(2) / (eps + 0.02) + 0.0) / 2.0;
+    assert!((rmse - want).abs() <= 1e-15, "{rmse} vs {want}");
+    assert!(Loss::RelativeNorm.pair(&w, &[0.0; 4], 1).is_err());
 }
 
 #[test]
@@ -390,8 +466,11 @@ fn short_training_run_lowers_the_loss() {
         &mut model,
         &Solver::Arnoldi { depth: 10 },
         &data,
-        40,
-        1e-2,
+        &TrainSettings {
+            epochs: 40,
+            learning_rate: 1e-2,
+            loss: Loss::RelativeNorm,
+        },
         &Progress::quiet("epoch", 40),
     )
     .unwrap();

@@ -31,6 +31,7 @@ fn pde_all_solvers_writes_summary_and_plots() {
             "all",
             "--seed",
             "2",
+            "--quiet",
             "--out",
         ])
         .arg(&out)
@@ -87,6 +88,8 @@ fn pde_bad_input_is_one_line_and_status_2() {
         vec!["pde", "--steps", "0"],
         vec!["pde", "--grid", "4", "--depth", "33"],
         vec!["pde", "--solver", "euler"],
+        vec!["pde", "--loss", "mse"],
+        vec!["pde", "--stencil", "dirichlet"],
     ] {
         let o = Command::new(BIN)
             .args(&args)

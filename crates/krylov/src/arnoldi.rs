@@ -281,10 +281,12 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
         let scale = wnorm;
         let cols = k + 1;
         reduce::basis_t_vec(&out.q, n, cols, w, &mut hcol);
-        reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcol, w);
         if params.reorthogonalize == Reorthogonalize::Full {
-            reduce::basis_t_vec(&out.q, n, cols, w, &mut hcorr);
+            // Subtraction and the second projection in one pass over the basis.
+            reduce::basis_vec_acc_t_vec(-T::ONE, &out.q, n, cols, &hcol, w, &mut hcorr);
             reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcorr, w);
+        } else {
+            reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcol, w);
         }
         let len = reduce::norm(w);
         if !len.is_finite() {

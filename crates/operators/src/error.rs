@@ -74,8 +74,9 @@ pub(crate) fn first_non_finite<T: crate::Scalar>(values: &[T]) -> Option<usize> 
     values.iter().position(|v| !v.is_finite())
 }
 
-/// `Err(NonFinite)` if any value is NaN or infinite.
-pub(crate) fn require_finite<T: crate::Scalar>(
+/// `Err(NonFinite)` (naming `what` and the first bad position) if any value is NaN or
+/// infinite: the check every constructor of an operator or model makes on its data.
+pub fn require_finite<T: crate::Scalar>(
     what: &'static str,
     values: &[T],
 ) -> Result<(), OperatorError> {
@@ -85,12 +86,8 @@ pub(crate) fn require_finite<T: crate::Scalar>(
     }
 }
 
-/// `Err(DimensionMismatch)` if `got != expected`.
-pub(crate) fn require_len(
-    what: &'static str,
-    got: usize,
-    expected: usize,
-) -> Result<(), OperatorError> {
+/// `Err(DimensionMismatch)` (naming `what`) if `got != expected`.
+pub fn require_len(what: &'static str, got: usize, expected: usize) -> Result<(), OperatorError> {
     if got == expected {
         Ok(())
     } else {

@@ -8,7 +8,7 @@
 //!   [`SetParams`] over a sealed real [`Scalar`] (`f32`, `f64`).
 //! * Operators: [`dense`] (general and symmetric), [`csr`] (general and symmetric storage,
 //!   parallel SpMV/SpMM), [`kernel`] (matrix-free squared-exponential and Matérn kernel
-//!   matrices), [`ggn`] (Gauss–Newton matrices of a model, with a multilayer perceptron).
+//!   matrices), [`ggn`] (Gauss–Newton matrices of a model given by its JVP and VJP).
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
 //! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip).
 //! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
@@ -45,6 +45,6 @@ pub mod testing;
 pub mod traits;
 pub mod vector;
 
-pub use error::OperatorError;
+pub use error::{require_finite, require_len, OperatorError};
 pub use scalar::Scalar;
 pub use traits::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint, SetParams};

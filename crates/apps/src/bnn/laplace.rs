@@ -14,8 +14,10 @@
 //! right-hand side has no further constant). `∂/∂α_g = −‖θ*_g‖²/2 + P_g/(2α_g) − ½ ∂ log det/∂α_g`.
 //!
 //! `G` is applied Jacobian-free through [`GaussNewton`] on a subsample of `m` training points
-//! scaled by `N/m`, split into chunks applied in parallel (the chunk count is fixed, and the
-//! chunk results are added in order, so products are deterministic for any thread count).
+//! scaled by `N/m`: one JVP and one VJP of the network, each a handful of GEMMs over all `m`
+//! points ([`crate::nn`], parallel inside, deterministic for any thread count). A block of `k`
+//! vectors (the diagonal estimator's probes, lock-step SLQ probes) costs one block JVP and one
+//! block VJP. The subsample may be split into chunks whose products are added in order.
 //!
 //! * **Lanczos:** `log det(G + diag α)` by stochastic Lanczos quadrature with `L` probes of
 //!   depth `K` ([`logdet_with_grad`]), whose exact gradient in `α` comes from the Lanczos adjoint
@@ -25,13 +27,15 @@
 //!   negative estimates clipped to 0 since `G` is positive semi-definite), then
 //!   `log det ≈ Σ_i log(d_i + α_{g(i)})` and its closed-form gradient `Σ_{i∈g} 1/(d_i + α_g)`.
 
+use crate::nn::{Mlp, MlpBatch};
 use gradmat_matfun::estimators::{diagonal_estimate, logdet_with_grad, SlqParams};
-use gradmat_operators::ggn::{GaussNewton, Mlp, MlpBatch, OutputLoss};
+use gradmat_operators::ggn::{GaussNewton, OutputLoss};
+use gradmat_operators::traits::check_len;
 use gradmat_operators::{
     AdjointOperator, Operator, OperatorError, ParamVjp, SelfAdjoint, SetParams,
 };
-use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// Parameter groups of an [`Mlp`]: one range for an isotropic prior, or one range per layer
 /// (weights and bias of layer `l` together) in the MLP's parameter layout.
@@ -52,18 +56,46 @@ pub fn param_groups(mlp: &Mlp<f64>, per_layer: bool) -> Vec<Range<usize>> {
 /// The posterior precision `scale · Σ_chunks G_chunk + diag(α_{g(i)})` of the Laplace
 /// approximation, as a self-adjoint operator whose parameters are the prior precisions `α_g`
 /// (layout: one entry per parameter group, in group order).
-#[derive(Debug, Clone)]
 pub struct LaplacePrecision {
     chunks: Vec<GaussNewton<f64, MlpBatch<f64>>>,
     scale: f64,
     groups: Vec<Range<usize>>,
     alpha: Vec<f64>,
     p: usize,
+    /// Buffers for the per-chunk products when there is more than one chunk.
+    scratch: Mutex<Vec<Vec<f64>>>,
+}
+
+impl Clone for LaplacePrecision {
+    fn clone(&self) -> Self {
+        Self {
+            chunks: self.chunks.clone(),
+            scale: self.scale,
+            groups: self.groups.clone(),
+            alpha: self.alpha.clone(),
+            p: self.p,
+            scratch: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for LaplacePrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaplacePrecision")
+            .field("num_params", &self.p)
+            .field("chunks", &self.chunks.len())
+            .field("scale", &self.scale)
+            .field("groups", &self.groups)
+            .field("alpha", &self.alpha)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LaplacePrecision {
     /// The precision for `mlp` on the `n` inputs `x` (row-major `n×D`, cross-entropy loss),
-    /// split into `num_chunks` chunks, with GGN factor `scale` (e.g. `N_train/n`), parameter
+    /// split into `num_chunks` chunks (1 is fastest: each product is parallel inside; more
+    /// chunks only bound the memory of the cached activations), with GGN factor `scale` (e.g.
+    /// `N_train/n`), parameter
     /// groups `groups` (see [`param_groups`]) and prior precisions `alpha` (one per group,
     /// positive).
     ///
@@ -120,6 +152,7 @@ impl LaplacePrecision {
             groups,
             alpha: vec![1.0; ng],
             p,
+            scratch: Mutex::new(Vec::new()),
         };
         op.set_params(&alpha)?;
         Ok(op)
@@ -141,23 +174,60 @@ impl LaplacePrecision {
     }
 
     /// `y = scale · Σ_chunks G_chunk x` (the Gauss–Newton part alone).
+    ///
+    /// # Panics
+    /// If `x.len() != P` or `y.len() != P`.
+    #[track_caller]
     pub fn apply_ggn(&self, x: &[f64], y: &mut [f64]) {
-        gradmat_operators::traits::check_len("LaplacePrecision x", x.len(), self.p);
-        gradmat_operators::traits::check_len("LaplacePrecision y", y.len(), self.p);
-        let parts: Vec<Vec<f64>> = self
-            .chunks
-            .par_iter()
-            .map(|g| {
-                let mut out = vec![0.0; self.p];
-                g.apply(x, &mut out);
-                out
-            })
-            .collect();
-        y.fill(0.0);
-        for part in &parts {
-            y.iter_mut().zip(part).for_each(|(a, b)| *a += *b);
+        check_len("LaplacePrecision x", x.len(), self.p);
+        check_len("LaplacePrecision y", y.len(), self.p);
+        self.ggn_block(x, y, 1);
+    }
+
+    /// `Y = scale · Σ_chunks G_chunk X` for a column-major block of `k` vectors: one block
+    /// product per chunk, chunks added in order.
+    fn ggn_block(&self, x: &[f64], y: &mut [f64], k: usize) {
+        let (first, rest) = match self.chunks.split_first() {
+            Some(v) => v,
+            None => {
+                y.fill(0.0);
+                return;
+            }
+        };
+        first.apply_block(x, y, k);
+        if !rest.is_empty() {
+            let mut part = self
+                .scratch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_default();
+            part.resize(y.len(), 0.0);
+            for g in rest {
+                g.apply_block(x, &mut part, k);
+                y.iter_mut().zip(&part).for_each(|(a, b)| *a += *b);
+            }
+            self.scratch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(part);
         }
         y.iter_mut().for_each(|v| *v *= self.scale);
+    }
+
+    /// Adds `diag(α) x` to `y` for a block of `k` vectors.
+    fn add_prior(&self, x: &[f64], y: &mut [f64], k: usize) {
+        for j in 0..k {
+            let (xj, yj) = (
+                &x[j * self.p..(j + 1) * self.p],
+                &mut y[j * self.p..(j + 1) * self.p],
+            );
+            for (g, a) in self.groups.iter().zip(&self.alpha) {
+                for i in g.clone() {
+                    yj[i] += a * xj[i];
+                }
+            }
+        }
     }
 
     /// The Gauss–Newton part alone as an operator (for the diagonal estimate).
@@ -180,6 +250,11 @@ impl Operator<f64> for GgnPart<'_> {
     fn apply(&self, x: &[f64], y: &mut [f64]) {
         self.0.apply_ggn(x, y)
     }
+    fn apply_block(&self, x: &[f64], y: &mut [f64], k: usize) {
+        check_len("GgnPart::apply_block x", x.len(), self.0.p * k);
+        check_len("GgnPart::apply_block y", y.len(), self.0.p * k);
+        self.0.ggn_block(x, y, k)
+    }
 }
 
 impl Operator<f64> for LaplacePrecision {
@@ -195,11 +270,17 @@ impl Operator<f64> for LaplacePrecision {
     /// If `x.len() != P` or `y.len() != P`.
     fn apply(&self, x: &[f64], y: &mut [f64]) {
         self.apply_ggn(x, y);
-        for (g, a) in self.groups.iter().zip(&self.alpha) {
-            for i in g.clone() {
-                y[i] += a * x[i];
-            }
-        }
+        self.add_prior(x, y, 1);
+    }
+    /// `Y = scale · G X + diag(α) X` with one block product per chunk.
+    ///
+    /// # Panics
+    /// If `x.len() != P·k` or `y.len() != P·k`.
+    fn apply_block(&self, x: &[f64], y: &mut [f64], k: usize) {
+        check_len("LaplacePrecision::apply_block x", x.len(), self.p * k);
+        check_len("LaplacePrecision::apply_block y", y.len(), self.p * k);
+        self.ggn_block(x, y, k);
+        self.add_prior(x, y, k);
     }
 }
 
@@ -346,10 +427,13 @@ pub fn evaluate(
     let (logdet, dlogdet, diagonal) = match *method {
         LogdetMethod::Lanczos { probes, depth } => {
             let mut g = vec![0.0; op.num_params()];
+            // Several probes run in lock-step, so that each Lanczos step is one block product
+            // (one pass of GEMMs for all probes).
             let params = SlqParams::new()
                 .num_probes(probes)
                 .num_matvecs(depth)
-                .seed(seed);
+                .seed(seed)
+                .lockstep(probes > 1);
             let est = logdet_with_grad(op, &params, &mut g)?;
             (est.value, g, None)
         }

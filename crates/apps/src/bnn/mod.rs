@@ -4,8 +4,9 @@
 //!
 //! The pipeline ([`run`]):
 //!
-//! 1. load MNIST-style IDX(.gz) files ([`idx`]), train a `D → H → 10` tanh MLP to a MAP
-//!    estimate with Adam ([`train`]);
+//! 1. load MNIST-style IDX(.gz) files ([`idx`]), train a `D → H → … → H → 10` tanh MLP
+//!    ([`crate::nn`]; one hidden layer of 128 by default, `hidden_layers = 2` with `H = 1024`
+//!    gives the 1.9M-parameter network) to a MAP estimate with Adam ([`train`]);
 //! 2. build the posterior precision `G + diag α` of the Laplace approximation with the
 //!    Jacobian-free Gauss–Newton operator on a training subsample ([`laplace`]);
 //! 3. maximise the Laplace log marginal likelihood in `log α` by Adam, with `log det` from SLQ
@@ -14,15 +15,18 @@
 //! 4. sample weights from `N(θ*, (G + diag α)⁻¹)` (Lanczos inverse square root, or the diagonal)
 //!    and report accuracy, NLPD, joint log-likelihood, ECE on train and test, and the AUROC of
 //!    telling test digits from pixel-shuffled ones ([`mod@predict`]);
-//! 5. write `summary.json`, `table.md` and `objective.png` to the output directory.
+//! 5. return a [`BnnOutcome`], which [`crate::report::bnn`] writes as `summary.json`,
+//!    `table.md` and `objective.png`.
 
 pub mod idx;
 pub mod laplace;
 pub mod predict;
 pub mod train;
 
-use crate::report::{self, Progress, Scale, Series};
-use anyhow::Context as _;
+use crate::nn::Mlp;
+use crate::optim::Adam;
+use crate::pipeline::{ensure, PipelineError, StageContext};
+use crate::report::Progress;
 use gradmat_matfun::estimators::{logdet, SlqParams};
 use gradmat_operators::SetParams as _;
 use laplace::{evaluate, param_groups, LaplacePrecision, LaplaceTerms, LogdetMethod};
@@ -32,7 +36,6 @@ use predict::{
 };
 use rand::seq::SliceRandom as _;
 use rand::SeedableRng as _;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -74,10 +77,10 @@ impl MethodSpec {
 pub struct BnnConfig {
     /// Directory with `train-*` and `t10k-*` IDX(.gz) files.
     pub data: PathBuf,
-    /// Output directory.
-    pub out: PathBuf,
     /// Hidden width `H`.
     pub hidden: usize,
+    /// Number of hidden layers of width `H` (1: `D-H-10`; 2: `D-H-H-10`).
+    pub hidden_layers: usize,
     /// MAP training epochs.
     pub map_epochs: usize,
     /// Mini-batch size of MAP training.
@@ -90,7 +93,8 @@ pub struct BnnConfig {
     pub train_limit: usize,
     /// Training points of the GGN subsample (`m`; the GGN is scaled by `N/m`).
     pub ggn_subsample: usize,
-    /// Chunks of the GGN subsample applied in parallel (fixed for determinism).
+    /// Chunks of the GGN subsample, applied one after the other and added in order (each
+    /// product is parallel inside; more chunks only bound the memory of the activations).
     pub ggn_chunks: usize,
     /// Estimators to compare.
     pub methods: Vec<MethodSpec>,
@@ -110,23 +114,21 @@ pub struct BnnConfig {
     pub reference_matvecs: usize,
     /// Master seed.
     pub seed: u64,
-    /// Suppress progress output.
-    pub quiet: bool,
 }
 
 impl Default for BnnConfig {
     fn default() -> Self {
         Self {
             data: PathBuf::from("../shared/data/images"),
-            out: PathBuf::from("bnn-out"),
             hidden: 128,
+            hidden_layers: 1,
             map_epochs: 3,
             batch_size: 128,
             learning_rate: 1e-3,
             prior_precision: 1.0,
             train_limit: 0,
             ggn_subsample: 1000,
-            ggn_chunks: 4,
+            ggn_chunks: 1,
             methods: vec![
                 MethodSpec::lanczos(50, 1),
                 MethodSpec::lanczos(150, 1),
@@ -140,26 +142,102 @@ impl Default for BnnConfig {
             eval_train: 10_000,
             reference_matvecs: 150,
             seed: 0,
-            quiet: false,
         }
     }
 }
 
-fn progress(cfg: &BnnConfig, label: &str, total: u64) -> Progress {
-    if cfg.quiet {
-        Progress::quiet(label, total)
-    } else {
-        Progress::new(label, total)
+impl BnnConfig {
+    /// The layer widths `[D, H, …, H, 10]` for `D` input pixels.
+    pub fn architecture(&self, input: usize) -> Vec<usize> {
+        let mut sizes = vec![input];
+        sizes.extend(std::iter::repeat_n(self.hidden, self.hidden_layers));
+        sizes.push(idx::NUM_CLASSES);
+        sizes
     }
 }
 
-fn metrics_json(m: &Metrics) -> serde_json::Value {
-    json!({
-        "accuracy": m.accuracy,
-        "nlpd": m.nlpd,
-        "joint_loglik": m.joint_loglik,
-        "ece": m.ece,
-    })
+/// The MAP network and its metrics.
+#[derive(Debug, Clone)]
+pub struct MapOutcome {
+    /// Mean mini-batch loss of each epoch.
+    pub epoch_losses: Vec<f64>,
+    /// Seconds of MAP training.
+    pub seconds: f64,
+    /// `L(θ*)`, the summed cross-entropy over the training set.
+    pub train_nll_sum: f64,
+    /// Metrics on the train evaluation subset.
+    pub train: Metrics,
+    /// Metrics on the test set.
+    pub test: Metrics,
+    /// AUROC of test vs pixel-shuffled test images.
+    pub ood_auroc: f64,
+}
+
+/// One step of the α optimisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceStep {
+    /// 0-based step.
+    pub step: usize,
+    /// The objective (approximate log marginal likelihood) at the step's α.
+    pub objective: f64,
+    /// The log-determinant estimate.
+    pub logdet: f64,
+    /// The prior precisions at which it was evaluated.
+    pub alpha: Vec<f64>,
+    /// Seconds of the evaluation (estimator forward + gradient).
+    pub seconds: f64,
+}
+
+/// The outcome of one method.
+#[derive(Debug, Clone)]
+pub struct MethodOutcome {
+    /// Display name.
+    pub name: String,
+    /// Matvecs per objective evaluation.
+    pub matvecs: usize,
+    /// Final prior precisions.
+    pub alpha: Vec<f64>,
+    /// Seconds of the whole α optimisation.
+    pub optimisation_seconds: f64,
+    /// Seconds of drawing the posterior samples.
+    pub sampling_seconds: f64,
+    /// The final objective with the method's own estimator.
+    pub log_marginal_likelihood: f64,
+    /// The final objective on the common SLQ yardstick (None if skipped).
+    pub reference_log_marginal_likelihood: Option<f64>,
+    /// Metrics on the train evaluation subset.
+    pub train: Metrics,
+    /// Metrics on the test set.
+    pub test: Metrics,
+    /// AUROC of test vs pixel-shuffled test images.
+    pub ood_auroc: f64,
+    /// The optimisation trace.
+    pub trace: Vec<TraceStep>,
+}
+
+/// What [`run`] produces (written by [`crate::report::bnn`]).
+#[derive(Debug, Clone)]
+pub struct BnnOutcome {
+    /// Layer widths.
+    pub architecture: Vec<usize>,
+    /// Parameters `P`.
+    pub num_params: usize,
+    /// Training examples `N`.
+    pub num_train: usize,
+    /// Test examples.
+    pub num_test: usize,
+    /// Training examples of the train metrics.
+    pub num_eval_train: usize,
+    /// GGN subsample `m`.
+    pub ggn_subsample: usize,
+    /// GGN factor `N/m`.
+    pub ggn_scale: f64,
+    /// The MAP stage.
+    pub map: MapOutcome,
+    /// One entry per method.
+    pub methods: Vec<MethodOutcome>,
+    /// Seconds of the whole run.
+    pub total_seconds: f64,
 }
 
 /// Evaluation data: train subset, test set, OOD inputs.
@@ -171,85 +249,94 @@ struct EvalSets {
 
 /// Metrics of one posterior (offsets) on the evaluation sets, and the OOD AUROC.
 fn evaluate_posterior(
-    mlp: &gradmat_operators::ggn::Mlp<f64>,
+    mlp: &Mlp<f64>,
     sets: &EvalSets,
     offsets: &[Vec<f64>],
     predictive: Predictive,
-) -> anyhow::Result<(Metrics, Metrics, f64)> {
-    let tr = predict(
+) -> Result<(Metrics, Metrics, f64), PipelineError> {
+    let (tr, te) = (&sets.train, &sets.test);
+    let ptr = predict(
         mlp,
-        &sets.train.images,
-        sets.train.len(),
-        Some(&sets.train.labels),
+        &tr.images,
+        tr.len(),
+        Some(&tr.labels),
         offsets,
         predictive,
     )?;
-    let te = predict(
+    let pte = predict(
         mlp,
-        &sets.test.images,
-        sets.test.len(),
-        Some(&sets.test.labels),
+        &te.images,
+        te.len(),
+        Some(&te.labels),
         offsets,
         predictive,
     )?;
-    let ood = predict(mlp, &sets.ood, sets.test.len(), None, offsets, predictive)?;
+    let ood = predict(mlp, &sets.ood, te.len(), None, offsets, predictive)?;
     let au = auroc(
-        &confidences(&te.probs, te.classes),
+        &confidences(&pte.probs, pte.classes),
         &confidences(&ood.probs, ood.classes),
     );
-    Ok((
-        metrics(&tr, &sets.train.labels),
-        metrics(&te, &sets.test.labels),
-        au,
-    ))
+    Ok((metrics(&ptr, &tr.labels), metrics(&pte, &te.labels), au))
 }
 
-/// Runs the whole pipeline and returns the summary (also written to `out/summary.json`).
-///
-/// # Errors
-/// Missing or malformed data (an [`idx::IdxError`] naming the file), invalid options, failures
-/// of the estimators, or output files that cannot be written.
-pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
-    anyhow::ensure!(cfg.hidden > 0, "--hidden must be at least 1");
-    anyhow::ensure!(!cfg.methods.is_empty(), "no method to run");
-    anyhow::ensure!(cfg.ggn_subsample > 0, "--ggn-subsample must be at least 1");
-    anyhow::ensure!(
-        cfg.alpha_lr.is_finite() && cfg.alpha_lr > 0.0,
-        "--alpha-lr must be positive"
-    );
-    anyhow::ensure!(
+fn check(cfg: &BnnConfig) -> Result<(), PipelineError> {
+    ensure(cfg.hidden > 0, || "--hidden must be at least 1".into())?;
+    ensure(cfg.hidden_layers > 0, || {
+        "--hidden-layers must be at least 1".into()
+    })?;
+    ensure(!cfg.methods.is_empty(), || "no method to run".into())?;
+    ensure(cfg.ggn_subsample > 0, || {
+        "--ggn-subsample must be at least 1".into()
+    })?;
+    ensure(cfg.alpha_lr.is_finite() && cfg.alpha_lr > 0.0, || {
+        "--alpha-lr must be positive".into()
+    })?;
+    ensure(
         cfg.prior_precision.is_finite() && cfg.prior_precision > 0.0,
-        "--prior-precision must be positive"
-    );
-    let t_all = Instant::now();
+        || "--prior-precision must be positive".into(),
+    )
+}
+
+/// Loads the training (possibly truncated) and test splits.
+fn load_data(cfg: &BnnConfig) -> Result<(idx::Dataset, idx::Dataset), PipelineError> {
     let mut train = idx::load_split(&cfg.data, "train")?;
     let test = idx::load_split(&cfg.data, "t10k")?;
-    anyhow::ensure!(
-        train.dim == test.dim,
-        "{}: test images have {} pixels but training images have {}",
-        cfg.data.display(),
-        test.dim,
-        train.dim
-    );
-    anyhow::ensure!(
-        !train.is_empty(),
-        "{}: the training set is empty",
-        cfg.data.display()
-    );
-    anyhow::ensure!(
-        !test.is_empty(),
-        "{}: the test set is empty",
-        cfg.data.display()
-    );
+    let dir = cfg.data.display();
+    ensure(train.dim == test.dim, || {
+        format!(
+            "{dir}: test images have {} pixels but training images have {}",
+            test.dim, train.dim
+        )
+    })?;
+    ensure(!train.is_empty(), || {
+        format!("{dir}: the training set is empty")
+    })?;
+    ensure(!test.is_empty(), || format!("{dir}: the test set is empty"))?;
     if cfg.train_limit > 0 && cfg.train_limit < train.len() {
         train = train.head(cfg.train_limit);
     }
+    Ok((train, test))
+}
+
+/// Runs the whole pipeline.
+///
+/// # Errors
+/// Missing or malformed data (an [`idx::IdxError`] naming the file), invalid options and
+/// failures of the estimators, as a [`PipelineError`].
+pub fn run(cfg: &BnnConfig, progress: &Progress) -> Result<BnnOutcome, PipelineError> {
+    check(cfg)?;
+    let t_all = Instant::now();
+    let (train, test) = load_data(cfg)?;
     let n_train = train.len();
-    let classes = idx::NUM_CLASSES;
 
     // 1. MAP training.
     let t_map = Instant::now();
-    let mut mlp = train::new_mlp(train.dim, cfg.hidden, classes, cfg.seed)?;
+    let mut mlp = train::new_mlp(
+        train.dim,
+        &vec![cfg.hidden; cfg.hidden_layers],
+        idx::NUM_CLASSES,
+        cfg.seed,
+    )?;
     let opts = train::TrainOptions {
         epochs: cfg.map_epochs,
         batch_size: cfg.batch_size,
@@ -257,16 +344,15 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
         prior_precision: cfg.prior_precision,
         seed: cfg.seed,
     };
-    let bar = progress(cfg, "MAP epoch", cfg.map_epochs as u64);
+    let bar = progress.child("MAP epoch", cfg.map_epochs as u64);
     let history = train::train_map(&mut mlp, &train, &opts, |e, l| {
         bar.step(e as u64, &format!("loss {l:.4}"))
     })?;
     bar.finish();
     let map_seconds = t_map.elapsed().as_secs_f64();
     let nll = train::summed_nll(&mlp, &train)?;
-    let p = mlp.num_params();
 
-    // Evaluation sets.
+    // Evaluation sets (a seeded permutation), then the GGN subsample (a second one).
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0xe7a1);
     let mut perm: Vec<usize> = (0..n_train).collect();
     perm.shuffle(&mut rng);
@@ -281,8 +367,6 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
         test,
     };
     let (map_tr, map_te, map_au) = evaluate_posterior(&mlp, &sets, &[], cfg.predictive)?;
-
-    // 2. The GGN subsample (a second seeded permutation).
     let mut perm2: Vec<usize> = (0..n_train).collect();
     perm2.shuffle(&mut rng);
     let m = cfg.ggn_subsample.min(n_train);
@@ -300,217 +384,164 @@ pub fn run(cfg: &BnnConfig) -> anyhow::Result<serde_json::Value> {
         vec![cfg.prior_precision; groups.len()],
     )?;
 
-    // 3.–4. Each method.
-    let mut rows = Vec::new();
-    let mut curves = Vec::new();
+    // 2.–4. Each method.
+    let mut methods = Vec::with_capacity(cfg.methods.len());
     for spec in &cfg.methods {
-        op.set_params(&vec![cfg.prior_precision; groups.len()])?;
-        let mut log_alpha: Vec<f64> = op.alpha().iter().map(|a| a.ln()).collect();
-        let k = log_alpha.len();
-        let (mut am, mut av) = (vec![0.0; k], vec![0.0; k]);
-        let mut trace = Vec::with_capacity(cfg.alpha_steps);
-        let bar = progress(
-            cfg,
-            &format!("{} α-step", spec.name),
-            cfg.alpha_steps as u64,
-        );
-        let t_opt = Instant::now();
-        for step in 0..cfg.alpha_steps {
-            let seed = cfg.seed.wrapping_add(1 + step as u64);
-            let ev = evaluate(&op, &terms, &spec.method, seed)
-                .with_context(|| format!("{}: objective at step {}", spec.name, step + 1))?;
-            trace.push(json!({
-                "step": step,
-                "objective": ev.value,
-                "objective_per_datum": ev.value / n_train as f64,
-                "logdet": ev.logdet,
-                "alpha": op.alpha(),
-            }));
-            curves.push((spec.name.clone(), step, ev.value / n_train as f64));
-            // Adam ascent in u = log α: ∂/∂u = α ∂/∂α.
-            let t = (step + 1) as i32;
-            for g in 0..k {
-                let gu = ev.grad[g] * op.alpha()[g];
-                am[g] = 0.9 * am[g] + 0.1 * gu;
-                av[g] = 0.999 * av[g] + 0.001 * gu * gu;
-                let mh = am[g] / (1.0 - 0.9f64.powi(t));
-                let vh = av[g] / (1.0 - 0.999f64.powi(t));
-                log_alpha[g] += cfg.alpha_lr * mh / (vh.sqrt() + 1e-12);
-            }
-            let alpha: Vec<f64> = log_alpha.iter().map(|u| u.exp()).collect();
-            op.set_params(&alpha)?;
-            bar.step(
-                step as u64 + 1,
-                &format!(
-                    "objective/N {:.5}, α {:.4e}",
-                    ev.value / n_train as f64,
-                    alpha[0]
-                ),
-            );
-        }
-        bar.finish();
-        let opt_seconds = t_opt.elapsed().as_secs_f64();
-        // Final objective with the method's own estimator (fixed seed), and a common reference.
-        let final_seed = cfg.seed.wrapping_add(1_000_000);
-        let fin = evaluate(&op, &terms, &spec.method, final_seed)?;
-        let reference = if cfg.reference_matvecs > 0 {
-            let est = logdet(
-                &op,
-                &SlqParams::new()
-                    .num_probes(1)
-                    .num_matvecs(cfg.reference_matvecs)
-                    .seed(final_seed),
-            )?;
-            let mut g = vec![0.0; k];
-            let v = terms.objective(op.alpha(), est.value, &vec![0.0; k], &mut g);
-            Some(v)
-        } else {
-            None
-        };
-        // Posterior samples.
+        let (mo, diagonal) = run_method(cfg, spec, &mut op, &terms, n_train, progress)?;
         let t_s = Instant::now();
-        let sample_seed = cfg.seed.wrapping_add(2_000_000);
-        let offsets = match &spec.method {
-            LogdetMethod::Lanczos { probes, depth } => {
-                lanczos_offsets(&op, cfg.samples, probes * depth, sample_seed)?
-            }
-            LogdetMethod::Diagonal { .. } => diagonal_offsets(
-                fin.diagonal.as_deref().unwrap_or(&[]),
-                &groups,
-                op.alpha(),
-                cfg.samples,
-                sample_seed,
-            ),
-        };
-        let sample_seconds = t_s.elapsed().as_secs_f64();
+        let offsets = posterior_offsets(cfg, spec, &op, diagonal.as_deref())?;
+        let sampling_seconds = t_s.elapsed().as_secs_f64();
         let (tr, te, au) = evaluate_posterior(&mlp, &sets, &offsets, cfg.predictive)?;
-        if !cfg.quiet {
-            eprintln!(
-                "{}: α = {:?}, log marginal likelihood/N = {:.5}, test acc {:.4}, ECE {:.4}, AUROC {:.4}",
-                spec.name,
-                op.alpha(),
-                fin.value / n_train as f64,
-                te.accuracy,
-                te.ece,
-                au
-            );
-        }
-        rows.push(json!({
-            "method": spec.name,
-            "matvecs_per_evaluation": spec.matvecs,
-            "alpha": op.alpha(),
-            "optimisation_seconds": opt_seconds,
-            "sampling_seconds": sample_seconds,
-            "log_marginal_likelihood": fin.value,
-            "log_marginal_likelihood_per_datum": fin.value / n_train as f64,
-            "reference_log_marginal_likelihood_per_datum": reference.map(|v| v / n_train as f64),
-            "train": metrics_json(&tr),
-            "test": metrics_json(&te),
-            "ood_auroc": au,
-            "trace": trace,
-        }));
+        progress.println(&format!(
+            "{}: α = {:?}, log marginal likelihood/N = {:.5}, test acc {:.4}, ECE {:.4}, AUROC {:.4}",
+            spec.name,
+            op.alpha(),
+            mo.log_marginal_likelihood / n_train as f64,
+            te.accuracy,
+            te.ece,
+            au
+        ));
+        methods.push(MethodOutcome {
+            sampling_seconds,
+            train: tr,
+            test: te,
+            ood_auroc: au,
+            ..mo
+        });
     }
-
-    // 5. Outputs.
-    std::fs::create_dir_all(&cfg.out)
-        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
-    let series: Vec<Series> = cfg
-        .methods
-        .iter()
-        .map(|s| Series {
-            name: s.name.clone(),
-            points: curves
-                .iter()
-                .filter(|c| c.0 == s.name)
-                .map(|c| (c.1 as f64, c.2))
-                .collect(),
-        })
-        .collect();
-    let plot = cfg.out.join("objective.png");
-    if cfg.alpha_steps > 0 {
-        report::line_plot(
-            &plot,
-            "Laplace log marginal likelihood vs. iteration",
-            "iteration",
-            "objective / N",
-            &series,
-            Scale::Linear,
-            Scale::Linear,
-        )?;
-    }
-    let table = markdown_table(&rows, &map_tr, &map_te, map_au);
-    std::fs::write(cfg.out.join("table.md"), &table)
-        .with_context(|| format!("cannot write {}", cfg.out.join("table.md").display()))?;
-    let summary = json!({
-        "data": cfg.data.display().to_string(),
-        "architecture": [sets.train.dim, cfg.hidden, classes],
-        "activation": "tanh",
-        "num_params": p,
-        "num_train": n_train,
-        "num_test": sets.test.len(),
-        "num_eval_train": n_eval,
-        "ggn_subsample": m,
-        "ggn_scale": scale,
-        "per_layer": cfg.per_layer,
-        "samples": cfg.samples,
-        "predictive": match cfg.predictive { Predictive::Glm => "glm", Predictive::Nn => "nn" },
-        "ood": "pixel-shuffled test images",
-        "seed": cfg.seed,
-        "map": {
-            "epochs": cfg.map_epochs,
-            "prior_precision": cfg.prior_precision,
-            "epoch_losses": history,
-            "seconds": map_seconds,
-            "train_nll_sum": nll,
-            "train": metrics_json(&map_tr),
-            "test": metrics_json(&map_te),
-            "ood_auroc": map_au,
+    Ok(BnnOutcome {
+        architecture: mlp.layer_sizes().to_vec(),
+        num_params: mlp.num_params(),
+        num_train: n_train,
+        num_test: sets.test.len(),
+        num_eval_train: n_eval,
+        ggn_subsample: m,
+        ggn_scale: scale,
+        map: MapOutcome {
+            epoch_losses: history,
+            seconds: map_seconds,
+            train_nll_sum: nll,
+            train: map_tr,
+            test: map_te,
+            ood_auroc: map_au,
         },
-        "methods": rows,
-        "total_seconds": t_all.elapsed().as_secs_f64(),
-    });
-    report::write_json(&cfg.out.join("summary.json"), &summary)?;
-    Ok(summary)
+        methods,
+        total_seconds: t_all.elapsed().as_secs_f64(),
+    })
 }
 
-fn fmt(v: &serde_json::Value) -> String {
-    v.as_f64().map_or("–".into(), |x| format!("{x:.4}"))
+/// The seed of the final objective evaluations (own estimator and the common reference).
+fn final_seed(cfg: &BnnConfig) -> u64 {
+    cfg.seed.wrapping_add(1_000_000)
 }
 
-/// The Table-5-like markdown table of a run.
-fn markdown_table(rows: &[serde_json::Value], tr: &Metrics, te: &Metrics, au: f64) -> String {
-    let mut s = String::from(
-        "| method | α | runtime α-opt. (s) | log marg. lik./N | ref. log marg. lik./N | joint LL/N train | joint LL/N test | NLPD test | acc. test | ECE train | ECE test | AUROC |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    s += &format!(
-        "| MAP | – | – | – | – | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
-        tr.joint_loglik, te.joint_loglik, te.nlpd, te.accuracy, tr.ece, te.ece, au
-    );
-    for r in rows {
-        let alpha = r["alpha"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|v| format!("{:.3e}", v.as_f64().unwrap_or(f64::NAN)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        s += &format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r["method"].as_str().unwrap_or("?"),
-            alpha,
-            r["optimisation_seconds"].as_f64().unwrap_or(f64::NAN),
-            fmt(&r["log_marginal_likelihood_per_datum"]),
-            fmt(&r["reference_log_marginal_likelihood_per_datum"]),
-            fmt(&r["train"]["joint_loglik"]),
-            fmt(&r["test"]["joint_loglik"]),
-            fmt(&r["test"]["nlpd"]),
-            fmt(&r["test"]["accuracy"]),
-            fmt(&r["train"]["ece"]),
-            fmt(&r["test"]["ece"]),
-            fmt(&r["ood_auroc"]),
+/// Adam ascent of the objective in `log α` from `α₀` with fresh probes at every step, then the
+/// final objective with the method's estimator and on the common reference. Leaves `op` at the
+/// final `α`. The metrics of the returned outcome are placeholders (filled in by [`run`]);
+/// also returns the final GGN diagonal estimate of the diagonal method.
+fn run_method(
+    cfg: &BnnConfig,
+    spec: &MethodSpec,
+    op: &mut LaplacePrecision,
+    terms: &LaplaceTerms,
+    n_train: usize,
+    progress: &Progress,
+) -> Result<(MethodOutcome, Option<Vec<f64>>), PipelineError> {
+    op.set_params(&vec![cfg.prior_precision; op.groups().len()])?;
+    let mut log_alpha: Vec<f64> = op.alpha().iter().map(|a| a.ln()).collect();
+    let mut adam = Adam::new(cfg.alpha_lr, log_alpha.len()).with_eps(1e-12);
+    let mut trace = Vec::with_capacity(cfg.alpha_steps);
+    let bar = progress.child(&format!("{} α-step", spec.name), cfg.alpha_steps as u64);
+    let t_opt = Instant::now();
+    for step in 0..cfg.alpha_steps {
+        let seed = cfg.seed.wrapping_add(1 + step as u64);
+        let t = Instant::now();
+        let ev = evaluate(op, terms, &spec.method, seed)
+            .stage(|| format!("{}: objective at step {}", spec.name, step + 1))?;
+        trace.push(TraceStep {
+            step,
+            objective: ev.value,
+            logdet: ev.logdet,
+            alpha: op.alpha().to_vec(),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        // Ascent in u = log α (∂/∂u = α ∂/∂α): a descent step on the negated gradient.
+        let neg: Vec<f64> = ev
+            .grad
+            .iter()
+            .zip(op.alpha())
+            .map(|(g, a)| -g * a)
+            .collect();
+        adam.step(&mut log_alpha, &neg);
+        let alpha: Vec<f64> = log_alpha.iter().map(|u| u.exp()).collect();
+        op.set_params(&alpha)?;
+        bar.step(
+            step as u64 + 1,
+            &format!(
+                "objective/N {:.5}, α {:.4e}",
+                ev.value / n_train as f64,
+                alpha[0]
+            ),
         );
     }
-    s
+    bar.finish();
+    let optimisation_seconds = t_opt.elapsed().as_secs_f64();
+    let fin = evaluate(op, terms, &spec.method, final_seed(cfg))
+        .stage(|| format!("{}: final objective", spec.name))?;
+    let reference = if cfg.reference_matvecs > 0 {
+        let params = SlqParams::new()
+            .num_probes(1)
+            .num_matvecs(cfg.reference_matvecs)
+            .seed(final_seed(cfg));
+        let est = logdet(&*op, &params).stage(|| format!("{}: reference objective", spec.name))?;
+        let k = op.alpha().len();
+        let mut g = vec![0.0; k];
+        Some(terms.objective(op.alpha(), est.value, &vec![0.0; k], &mut g))
+    } else {
+        None
+    };
+    let placeholder = Metrics {
+        accuracy: f64::NAN,
+        nlpd: f64::NAN,
+        joint_loglik: f64::NAN,
+        ece: f64::NAN,
+    };
+    let outcome = MethodOutcome {
+        name: spec.name.clone(),
+        matvecs: spec.matvecs,
+        alpha: op.alpha().to_vec(),
+        optimisation_seconds,
+        sampling_seconds: f64::NAN,
+        log_marginal_likelihood: fin.value,
+        reference_log_marginal_likelihood: reference,
+        train: placeholder.clone(),
+        test: placeholder,
+        ood_auroc: f64::NAN,
+        trace,
+    };
+    Ok((outcome, fin.diagonal))
+}
+
+/// Posterior weight offsets for the method at the operator's current `α` (`diagonal`: the
+/// diagonal method's final GGN diagonal estimate).
+fn posterior_offsets(
+    cfg: &BnnConfig,
+    spec: &MethodSpec,
+    op: &LaplacePrecision,
+    diagonal: Option<&[f64]>,
+) -> Result<Vec<Vec<f64>>, PipelineError> {
+    let sample_seed = cfg.seed.wrapping_add(2_000_000);
+    Ok(match &spec.method {
+        LogdetMethod::Lanczos { probes, depth } => {
+            lanczos_offsets(op, cfg.samples, probes * depth, sample_seed)
+                .stage(|| format!("{}: posterior samples", spec.name))?
+        }
+        LogdetMethod::Diagonal { .. } => diagonal_offsets(
+            diagonal.unwrap_or(&[]),
+            op.groups(),
+            op.alpha(),
+            cfg.samples,
+            sample_seed,
+        ),
+    })
 }

@@ -10,12 +10,13 @@
 //!   posterior the GGN Laplace approximation is; the default) or the network itself at `θ_s`.
 
 use super::laplace::LaplacePrecision;
+use crate::nn::Mlp;
+use crate::pipeline::{ensure, PipelineError};
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::estimators::{probe_vector, Probe};
 use gradmat_matfun::krylov::{apply_lanczos, KrylovParams};
-use gradmat_operators::ggn::{Mlp, Model};
+use gradmat_operators::ggn::Model;
 use gradmat_operators::Operator as _;
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// How a weight sample is turned into predictions.
@@ -108,16 +109,20 @@ pub fn predict(
     labels: Option<&[usize]>,
     offsets: &[Vec<f64>],
     predictive: Predictive,
-) -> anyhow::Result<Predictions> {
+) -> Result<Predictions, PipelineError> {
     let d = mlp.input_dim();
     let c = mlp.output_dim();
-    anyhow::ensure!(x.len() == n * d, "inputs of the wrong length");
+    let p = mlp.num_params();
+    ensure(x.len() == n * d, || "inputs of the wrong length".into())?;
     if let Some(l) = labels {
-        anyhow::ensure!(l.len() == n, "labels of the wrong length");
+        ensure(l.len() == n, || "labels of the wrong length".into())?;
     }
-    let zero = vec![vec![0.0; mlp.num_params()]];
+    let zero = vec![vec![0.0; p]];
     let offsets: &[Vec<f64>] = if offsets.is_empty() { &zero } else { offsets };
     let s_count = offsets.len();
+    ensure(offsets.iter().all(|o| o.len() == p), || {
+        "posterior offsets of the wrong length".into()
+    })?;
     let nets: Vec<Mlp<f64>> = if predictive == Predictive::Nn {
         offsets
             .iter()
@@ -127,7 +132,13 @@ pub fn predict(
                 m.set_params(&theta)?;
                 Ok(m)
             })
-            .collect::<anyhow::Result<_>>()?
+            .collect::<Result<_, PipelineError>>()?
+    } else {
+        Vec::new()
+    };
+    // The offsets as one column-major P×S block: the GLM predictive is one block JVP.
+    let block: Vec<f64> = if predictive == Predictive::Glm {
+        offsets.iter().flatten().copied().collect()
     } else {
         Vec::new()
     };
@@ -137,29 +148,39 @@ pub fn predict(
         .collect();
     // Per chunk: probabilities, log predictive of the label, per-sample log-likelihood sums.
     type Part = (Vec<f64>, Vec<f64>, Vec<f64>);
-    let parts: Vec<anyhow::Result<Part>> = ranges
-        .par_iter()
+    let parts: Vec<Result<Part, PipelineError>> = ranges
+        .iter()
         .map(|&(a, b)| {
             let m = b - a;
             let xs = &x[a * d..b * d];
-            let batch = mlp.forward(xs, m)?;
-            let mut probs = vec![0.0; m * c];
-            let mut logp_samples = vec![0.0; m * s_count]; // [point][sample]
-            let mut ll = vec![0.0; s_count];
-            let mut f = vec![0.0; m * c];
-            let mut lp = vec![0.0; c];
-            for (s, off) in offsets.iter().enumerate() {
-                match predictive {
-                    Predictive::Glm => {
-                        batch.jvp(off, &mut f);
-                        f.iter_mut()
+            // f[s] = outputs of sample s, row-major m×C, for all samples at once.
+            let f: Vec<f64> = match predictive {
+                Predictive::Glm => {
+                    let batch = mlp.forward(xs, m)?;
+                    let mut f = vec![0.0; m * c * s_count];
+                    batch.jvp_block(&block, s_count, &mut f);
+                    for fs in f.chunks_mut(m * c) {
+                        fs.iter_mut()
                             .zip(batch.outputs())
                             .for_each(|(a, b)| *a += *b);
                     }
-                    Predictive::Nn => f = nets[s].predict(xs, m)?,
+                    f
                 }
+                Predictive::Nn => {
+                    let mut f = Vec::with_capacity(m * c * s_count);
+                    for net in &nets {
+                        f.extend(net.predict(xs, m)?);
+                    }
+                    f
+                }
+            };
+            let mut probs = vec![0.0; m * c];
+            let mut logp_samples = vec![0.0; m * s_count]; // [point][sample]
+            let mut ll = vec![0.0; s_count];
+            let mut lp = vec![0.0; c];
+            for (s, fs) in f.chunks(m * c).enumerate() {
                 for i in 0..m {
-                    log_softmax(&f[i * c..(i + 1) * c], &mut lp);
+                    log_softmax(&fs[i * c..(i + 1) * c], &mut lp);
                     for k in 0..c {
                         probs[i * c + k] += lp[k].exp() / s_count as f64;
                     }

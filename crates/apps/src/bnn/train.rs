@@ -3,7 +3,10 @@
 //! `N(0, α₀⁻¹ I)`, divided by `N`).
 
 use super::idx::Dataset;
-use gradmat_operators::ggn::{Activation, Mlp, OutputLoss, Targets};
+use crate::nn::{Activation, Mlp, Targets};
+use crate::optim::Adam;
+use crate::pipeline::{ensure, PipelineError};
+use gradmat_operators::ggn::OutputLoss;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -23,17 +26,20 @@ pub struct TrainOptions {
     pub seed: u64,
 }
 
-/// A fresh `D → hidden → C` tanh MLP (LeCun initialisation from `seed`).
+/// A fresh `D → hidden[0] → … → C` tanh MLP (LeCun initialisation from `seed`).
 ///
 /// # Errors
 /// Zero sizes.
 pub fn new_mlp(
     input: usize,
-    hidden: usize,
+    hidden: &[usize],
     classes: usize,
     seed: u64,
 ) -> Result<Mlp<f64>, gradmat_operators::OperatorError> {
-    Mlp::random(&[input, hidden, classes], Activation::Tanh, seed)
+    let mut sizes = vec![input];
+    sizes.extend_from_slice(hidden);
+    sizes.push(classes);
+    Mlp::random(&sizes, Activation::Tanh, seed)
 }
 
 /// Trains `mlp` in place and calls `progress(epoch, mean_loss)` after each epoch; returns the
@@ -46,16 +52,15 @@ pub fn train_map(
     data: &Dataset,
     opts: &TrainOptions,
     mut progress: impl FnMut(usize, f64),
-) -> anyhow::Result<Vec<f64>> {
+) -> Result<Vec<f64>, PipelineError> {
     let n = data.len();
-    anyhow::ensure!(n > 0, "the training set is empty");
-    anyhow::ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
+    ensure(n > 0, || "the training set is empty".into())?;
+    ensure(opts.batch_size > 0, || {
+        "--batch-size must be at least 1".into()
+    })?;
     let d = data.dim;
     let p = mlp.num_params();
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-    let mut m = vec![0.0; p];
-    let mut v = vec![0.0; p];
-    let mut t = 0i32;
+    let mut adam = Adam::new(opts.learning_rate, p);
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x5eed_0001);
     let mut order: Vec<usize> = (0..n).collect();
     let mut theta = mlp.params().to_vec();
@@ -73,7 +78,7 @@ pub fn train_map(
                 xb.extend_from_slice(&data.images[i * d..(i + 1) * d]);
                 yb.push(data.labels[i]);
             }
-            let (loss, grad) = mlp.loss_and_grad(
+            let (loss, mut grad) = mlp.loss_and_grad(
                 &xb,
                 chunk.len(),
                 Targets::Classes(&yb),
@@ -81,14 +86,9 @@ pub fn train_map(
             )?;
             total += loss;
             batches += 1;
-            t += 1;
-            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-            for i in 0..p {
-                let g = grad[i] + wd * theta[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * g;
-                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                theta[i] -= opts.learning_rate * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
-            }
+            // Weight decay of the prior: ∇ [α₀‖θ‖²/(2N)] = (α₀/N) θ.
+            grad.iter_mut().zip(&theta).for_each(|(g, t)| *g += wd * t);
+            adam.step(&mut theta, &grad);
             mlp.set_params(&theta)?;
         }
         let mean = total / batches as f64;
@@ -102,7 +102,7 @@ pub fn train_map(
 ///
 /// # Errors
 /// Errors of the model.
-pub fn summed_nll(mlp: &Mlp<f64>, data: &Dataset) -> anyhow::Result<f64> {
+pub fn summed_nll(mlp: &Mlp<f64>, data: &Dataset) -> Result<f64, PipelineError> {
     let d = data.dim;
     let mut total = 0.0;
     for (xc, yc) in data.images.chunks(4096 * d).zip(data.labels.chunks(4096)) {

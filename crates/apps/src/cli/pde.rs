@@ -1,15 +1,11 @@
 //! `gradmat pde`: learn the coefficient field of a wave equation through differentiable
 //! `exp(A)v` (Arnoldi adjoint) or Runge–Kutta baselines; writes `summary.json` and PNG plots.
 
-use crate::pde::train::{self, FieldModel, Solver, TrainReport};
-use crate::pde::Dataset;
-use crate::report::{self, Field, Progress, Scale, Series};
+use crate::pde::{self, Loss, PdeConfig, Solver, Stencil};
+use crate::report::{self, Progress};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use gradmat_operators::ggn::Activation;
-use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// The solver of `gradmat pde`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +18,25 @@ pub enum PdeSolver {
     Tsit5,
     /// All three in turn from the same initial model (for the loss-vs-time comparison).
     All,
+}
+
+/// The training loss of `gradmat pde`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PdeLoss {
+    /// The paper's relative MSE, mean((ŵ − y)²/(ε + |y|)) over all pairs and entries.
+    RelativeMse,
+    /// The relative squared norm (1/n) Σ ‖ŵ_i − y_i‖²/‖y_i‖².
+    RelativeNorm,
+}
+
+/// The spatial operator of `gradmat pde`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PdeStencil {
+    /// The five-point Neumann Laplacian (u_tt = ω² Δu, as the paper states the equation).
+    Neumann,
+    /// The stencil of the paper's experiment code, (0 1 0; 1 -2 1; 0 1 0)/h² on edge-padded
+    /// values (= Laplacian + 2/h²; its solutions grow in time).
+    PaperCode,
 }
 
 /// Arguments of `gradmat pde`.
@@ -57,6 +72,18 @@ pub struct PdeArgs {
     /// Runge–Kutta steps on [0, 1] (6 forward matvecs each).
     #[arg(long, value_name = "STEPS", default_value_t = 3)]
     pub steps: usize,
+    /// Training loss (both are reported on the test set).
+    #[arg(long, value_enum, default_value = "relative-mse")]
+    pub loss: PdeLoss,
+    /// Spatial operator.
+    #[arg(long, value_enum, default_value = "neumann")]
+    pub stencil: PdeStencil,
+    /// Skip the work–precision study (Figure 5 A1/A2).
+    #[arg(long)]
+    pub no_work_precision: bool,
+    /// No progress output on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 fn check(a: &PdeArgs) -> Result<()> {
@@ -94,37 +121,9 @@ fn check(a: &PdeArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_json(r: &TrainReport) -> Value {
-    json!({
-        "solver": r.solver.name(),
-        "test_loss": r.test_loss,
-        "initial_test_loss": r.initial_test_loss,
-        "final_train_loss": r.train_loss.last().copied(),
-        "parameter_rmse": r.parameter_rmse,
-        "parameter_rel_mse": r.parameter_rel_mse,
-        "seconds_per_epoch": r.seconds_per_epoch,
-        "matvecs_per_epoch": r.forward_matvecs_per_epoch,
-        "matvecs_per_epoch_with_backward": r.total_matvecs_per_epoch,
-        "train_loss": r.train_loss,
-        "seconds": r.timestamps,
-    })
-}
-
-/// Runs `pde` and returns the one-line JSON summary (the full summary goes to
-/// `DIR/summary.json`, the plots to `DIR/*.png`).
-pub fn run(a: &PdeArgs) -> Result<String> {
-    check(a)?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let t = Instant::now();
-    eprintln!(
-        "gradmat pde: sampling {} initial conditions on a {g}×{g} grid …",
-        a.initial_conditions,
-        g = a.grid
-    );
-    let data = Dataset::generate(a.grid, a.initial_conditions, a.seed)?;
-    let data_seconds = t.elapsed().as_secs_f64();
-    let solvers: Vec<Solver> = match a.solver {
+/// The pipeline configuration of the arguments.
+pub fn config(a: &PdeArgs) -> PdeConfig {
+    let solvers = match a.solver {
         PdeSolver::Arnoldi => vec![Solver::Arnoldi { depth: a.depth }],
         PdeSolver::Dopri5 => vec![Solver::Dopri5 { steps: a.steps }],
         PdeSolver::Tsit5 => vec![Solver::Tsit5 { steps: a.steps }],
@@ -134,167 +133,39 @@ pub fn run(a: &PdeArgs) -> Result<String> {
             Solver::Tsit5 { steps: a.steps },
         ],
     };
-    let hidden = [a.hidden, a.hidden];
-    let init = FieldModel::new(a.grid, &hidden, Activation::Relu, a.seed ^ 0x00ff)?;
-    let mut reports = Vec::new();
-    for s in &solvers {
-        let mut model = init.clone();
-        let progress = Progress::new(&format!("pde {}", s.name()), a.epochs as u64);
-        let r = train::train(&mut model, s, &data, a.epochs, a.learning_rate, &progress)?;
-        progress.finish();
-        reports.push(r);
+    PdeConfig {
+        grid: a.grid,
+        epochs: a.epochs,
+        solvers,
+        initial_conditions: a.initial_conditions,
+        seed: a.seed,
+        hidden: vec![a.hidden, a.hidden],
+        learning_rate: a.learning_rate,
+        loss: match a.loss {
+            PdeLoss::RelativeMse => Loss::RelativeMse,
+            PdeLoss::RelativeNorm => Loss::RelativeNorm,
+        },
+        work_precision: !a.no_work_precision,
+        stencil: match a.stencil {
+            PdeStencil::Neumann => Stencil::Neumann,
+            PdeStencil::PaperCode => Stencil::PaperCode,
+        },
     }
-    let (wp, grad_crosscheck) = train::work_precision(&data, a.seed)?;
+}
 
-    // Plots.
-    let g = a.grid;
-    let abs_true: Vec<f64> = data.omega.iter().map(|v| v.abs()).collect();
-    let abs_learned: Vec<Vec<f64>> = reports
-        .iter()
-        .map(|r| r.omega.iter().map(|v| v.abs()).collect())
-        .collect();
-    let mut fields = vec![Field {
-        title: "true |ω|".into(),
-        rows: g,
-        cols: g,
-        values: &abs_true,
-    }];
-    for (r, v) in reports.iter().zip(&abs_learned) {
-        fields.push(Field {
-            title: format!("learned |ω| ({})", r.solver.name()),
-            rows: g,
-            cols: g,
-            values: v,
-        });
-    }
-    report::heatmaps(
-        &a.out.join("fields.png"),
-        &format!("Coefficient field, {g}×{g} grid"),
-        &fields,
-    )?;
-    let fwd: Vec<Series> = wp
-        .iter()
-        .map(|(s, pts)| Series {
-            name: s.name().into(),
-            points: pts
-                .iter()
-                .map(|p| (p.matvecs as f64, p.forward_error))
-                .collect(),
-        })
-        .collect();
-    let rev: Vec<Series> = wp
-        .iter()
-        .map(|(s, pts)| Series {
-            name: s.name().into(),
-            points: pts
-                .iter()
-                .map(|p| (p.matvecs as f64, p.gradient_error))
-                .collect(),
-        })
-        .collect();
-    report::line_plot(
-        &a.out.join("work_precision_forward.png"),
-        "Forward error of w(1) vs matvecs",
-        "matrix-vector products (forward)",
-        "relative error",
-        &fwd,
-        Scale::Linear,
-        Scale::Log,
-    )?;
-    report::line_plot(
-        &a.out.join("work_precision_gradient.png"),
-        "Gradient error vs matvecs",
-        "matrix-vector products (forward)",
-        "relative error of the gradient",
-        &rev,
-        Scale::Linear,
-        Scale::Log,
-    )?;
-    let curves: Vec<Series> = reports
-        .iter()
-        .map(|r| Series {
-            name: r.solver.name().into(),
-            points: r
-                .timestamps
-                .iter()
-                .copied()
-                .zip(r.train_loss.iter().copied())
-                .collect(),
-        })
-        .collect();
-    if a.epochs > 0 {
-        report::line_plot(
-            &a.out.join("loss_vs_time.png"),
-            "Training loss vs wall time",
-            "seconds",
-            "training loss (relative MSE)",
-            &curves,
-            Scale::Linear,
-            Scale::Log,
-        )?;
-    }
-
-    let wp_json: Vec<Value> = wp
-        .iter()
-        .map(|(s, pts)| {
-            json!({
-                "solver": s.name(),
-                "matvecs": pts.iter().map(|p| p.matvecs).collect::<Vec<_>>(),
-                "forward_error": pts.iter().map(|p| p.forward_error).collect::<Vec<_>>(),
-                "gradient_error": pts.iter().map(|p| p.gradient_error).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let (train_idx, test_idx) = data.split();
-    let mut summary = json!({
-        "grid": g,
-        "dimension": 2 * g * g,
-        "initial_conditions": a.initial_conditions,
-        "train": train_idx.len(),
-        "test": test_idx.len(),
-        "epochs": a.epochs,
-        "seed": a.seed,
-        "hidden": [a.hidden, a.hidden],
-        "mlp_parameters": init.num_params(),
-        "learning_rate": a.learning_rate,
-        "arnoldi_depth": a.depth,
-        "rk_steps": a.steps,
-        "data_seconds": data_seconds,
-        "reference_crosscheck_dopri5_256": data.reference_crosscheck,
-        "gradient_crosscheck_tsit5_256": grad_crosscheck,
-        "runs": reports.iter().map(run_json).collect::<Vec<_>>(),
-        "work_precision": wp_json,
-    });
-    if let ([r], Some(obj)) = (reports.as_slice(), summary.as_object_mut()) {
-        for key in [
-            "solver",
-            "test_loss",
-            "parameter_rmse",
-            "parameter_rel_mse",
-            "seconds_per_epoch",
-            "matvecs_per_epoch",
-        ] {
-            obj.insert(key.into(), run_json(r)[key].clone());
-        }
-    }
-    report::write_json(&a.out.join("summary.json"), &summary)?;
-    let short: Vec<Value> = reports
-        .iter()
-        .map(|r| {
-            json!({
-                "solver": r.solver.name(),
-                "test_loss": r.test_loss,
-                "parameter_rmse": r.parameter_rmse,
-                "seconds_per_epoch": r.seconds_per_epoch,
-                "matvecs_per_epoch": r.forward_matvecs_per_epoch,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "grid": g,
-        "epochs": a.epochs,
-        "runs": short,
-        "summary": a.out.join("summary.json").display().to_string(),
-    })
-    .to_string())
+/// Runs `pde` and returns the one-line JSON summary (the full summary goes to
+/// `DIR/summary.json`, the plots to `DIR/*.png`).
+pub fn run(a: &PdeArgs) -> Result<String> {
+    check(a)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let cfg = config(a);
+    let progress = if a.quiet {
+        Progress::quiet("pde", a.epochs as u64)
+    } else {
+        Progress::new("pde", a.epochs as u64)
+    };
+    let outcome = pde::run(&cfg, &progress)?;
+    report::pde::write(&cfg, &outcome, &a.out)?;
+    Ok(report::pde::summary_line(&cfg, &outcome, &a.out).to_string())
 }

@@ -44,30 +44,7 @@ pub const NOISE_FLOOR: f64 = 1e-4;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
-/// `log(1 + eˣ)`, stable for all `x`.
-pub fn softplus(x: f64) -> f64 {
-    if x > 30.0 {
-        x
-    } else if x < -30.0 {
-        x.exp()
-    } else {
-        x.exp().ln_1p()
-    }
-}
-
-/// `d softplus / dx = 1 / (1 + e⁻ˣ)`.
-pub fn softplus_grad(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// The inverse of [`softplus`] (`y > 0`).
-pub fn softplus_inv(y: f64) -> f64 {
-    if y > 30.0 {
-        y
-    } else {
-        y.exp_m1().ln()
-    }
-}
+pub use crate::optim::{softplus, softplus_grad, softplus_inv};
 
 /// Errors of the GP computations.
 #[derive(Debug, thiserror::Error)]

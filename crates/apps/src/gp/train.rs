@@ -6,46 +6,7 @@ use super::model::{dense_fits, metrics, Gp, GpError, Hyper, Kernel, LossGrad, St
 use crate::report::Progress;
 use std::time::Instant;
 
-/// The Adam optimiser (Kingma & Ba, 2015) with bias correction.
-#[derive(Debug, Clone)]
-pub struct Adam {
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: i32,
-}
-
-impl Adam {
-    /// Adam with learning rate `lr`, β = (0.9, 0.999), ε = 1e-8, for `p` parameters.
-    pub fn new(lr: f64, p: usize) -> Self {
-        Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            m: vec![0.0; p],
-            v: vec![0.0; p],
-            t: 0,
-        }
-    }
-
-    /// One descent step on `x` with gradient `g`.
-    pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
-        self.t += 1;
-        let b1t = 1.0 - self.beta1.powi(self.t);
-        let b2t = 1.0 - self.beta2.powi(self.t);
-        for i in 0..x.len() {
-            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g[i];
-            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g[i] * g[i];
-            let mh = self.m[i] / b1t;
-            let vh = self.v[i] / b2t;
-            x[i] -= self.lr * mh / (vh.sqrt() + self.eps);
-        }
-    }
-}
+pub use crate::optim::Adam;
 
 /// Training settings.
 #[derive(Debug, Clone)]

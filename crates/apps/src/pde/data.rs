@@ -1,9 +1,11 @@
 //! Data of the PDE problem: Gaussian-process samples on the grid (drawn with gradmat's Lanczos
 //! square-root action), initial conditions and reference solutions `w(1) = exp(A) w₀`.
 
-use super::operator::WaveOperator;
+use super::operator::{Stencil, WaveOperator};
 use super::rk;
-use anyhow::{Context, Result};
+use crate::pipeline::{ensure, PipelineError, StageContext};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::krylov::{apply_arnoldi, apply_lanczos, KrylovParams};
 use gradmat_operators::algebra::Shifted;
@@ -14,14 +16,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-/// `softplus(x) = log(1 + eˣ)` (stable for large `|x|`).
-pub fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
-    }
-}
+pub use crate::optim::softplus;
+
+type Result<T> = std::result::Result<T, PipelineError>;
 
 /// Grid coordinates `(x₁, x₂) = (i h, j h)`, `h = 1/(G−1)`, row-major `G²×2` in node order
 /// `p = i + j·G`.
@@ -53,11 +50,13 @@ impl GridKernel {
     /// The kernel with lengthscale `ell > 0` and output scale (variance) `scale > 0` on the
     /// `g×g` grid of [`grid_points`] (`g ≥ 2`).
     pub fn new(g: usize, ell: f64, scale: f64) -> Result<Self> {
-        anyhow::ensure!(g >= 2, "the grid needs at least 2×2 nodes, got {g}×{g}");
-        anyhow::ensure!(
+        ensure(g >= 2, || {
+            format!("the grid needs at least 2×2 nodes, got {g}×{g}")
+        })?;
+        ensure(
             ell.is_finite() && ell > 0.0 && scale.is_finite() && scale > 0.0,
-            "kernel lengthscale {ell} and scale {scale} must be positive and finite"
-        );
+            || format!("kernel lengthscale {ell} and scale {scale} must be positive and finite"),
+        )?;
         let h = 1.0 / (g as f64 - 1.0);
         let mut k1 = vec![0.0; g * g];
         for a in 0..g {
@@ -82,26 +81,25 @@ impl Operator<f64> for GridKernel {
         let g = self.g;
         check_len("GridKernel::apply x", x.len(), g * g);
         check_len("GridKernel::apply y", y.len(), g * g);
-        // X[i, j] = x[i + j g]; Y = s K₁ X K₁ (K₁ symmetric).
+        // X[i, j] = x[i + j g] (column-major G×G); Y = s K₁ X K₁ (K₁ symmetric): two GEMMs.
+        let k1 = MatRef::from_column_major_slice(&self.k1, g, g);
         let mut t = vec![0.0; g * g];
-        // T = X K₁: T[i, j] = Σ_b X[i, b] K₁[b, j].
-        for j in 0..g {
-            let tj = &mut t[j * g..(j + 1) * g];
-            for b in 0..g {
-                let c = self.k1[b + j * g];
-                let xb = &x[b * g..(b + 1) * g];
-                tj.iter_mut().zip(xb).for_each(|(o, v)| *o += c * v);
-            }
-        }
-        // Y = K₁ T: Y[i, j] = Σ_a K₁[i, a] T[a, j].
-        for j in 0..g {
-            let tj = &t[j * g..(j + 1) * g];
-            let yj = &mut y[j * g..(j + 1) * g];
-            for (i, yv) in yj.iter_mut().enumerate() {
-                let row = &self.k1[i * g..(i + 1) * g];
-                *yv = self.scale * row.iter().zip(tj).map(|(a, b)| a * b).sum::<f64>();
-            }
-        }
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut t, g, g),
+            Accum::Replace,
+            MatRef::from_column_major_slice(x, g, g),
+            k1,
+            1.0,
+            Par::Seq,
+        );
+        matmul(
+            MatMut::from_column_major_slice_mut(y, g, g),
+            Accum::Replace,
+            k1,
+            MatRef::from_column_major_slice(&t, g, g),
+            self.scale,
+            Par::Seq,
+        );
     }
 }
 
@@ -116,14 +114,14 @@ pub const SAMPLE_DEPTH: usize = 32;
 pub fn gp_sample(k: &GridKernel, rng: &mut StdRng) -> Result<Vec<f64>> {
     let n = k.nrows();
     let z: Vec<f64> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
-    let shifted = Shifted::new(k.clone(), 1e-8 * k.scale).context("GP kernel")?;
+    let shifted = Shifted::new(k.clone(), 1e-8 * k.scale).stage(|| "GP kernel".into())?;
     let s = apply_lanczos(
         &shifted,
         &z,
         &MatrixFunction::Sqrt,
         &KrylovParams::new(SAMPLE_DEPTH),
     )
-    .context("Lanczos square root of the GP kernel")?;
+    .stage(|| "Lanczos square root of the GP kernel".into())?;
     Ok(s.into_value())
 }
 
@@ -150,7 +148,7 @@ pub fn reference_solution(op: &WaveOperator, w0: &[f64]) -> Result<Vec<f64>> {
         &MatrixFunction::Exp,
         &KrylovParams::new(REFERENCE_DEPTH),
     )
-    .context("reference solution (Arnoldi)")?;
+    .stage(|| "reference solution (Arnoldi)".into())?;
     Ok(r.into_value())
 }
 
@@ -168,16 +166,30 @@ pub struct Dataset {
     /// Relative difference between the Arnoldi reference and a 256-step Dopri5 solution for the
     /// first initial condition (the cross-check of the reference).
     pub reference_crosscheck: f64,
+    /// The spatial operator of the equation (the targets were computed with it).
+    pub stencil: Stencil,
 }
 
 impl Dataset {
     /// Samples the true coefficient and `num` initial conditions from `seed` and solves for the
     /// targets. Deterministic for a given `(g, num, seed)` (independent of the thread count).
     pub fn generate(g: usize, num: usize, seed: u64) -> Result<Self> {
-        anyhow::ensure!(num >= 1, "at least one initial condition is needed");
+        Self::generate_with(g, num, seed, Stencil::Neumann)
+    }
+
+    /// The wave operator of this data set's equation with coefficient `omega`.
+    pub fn operator(&self, omega: Vec<f64>) -> Result<WaveOperator> {
+        Ok(WaveOperator::with_stencil(self.grid, omega, self.stencil)?)
+    }
+
+    /// [`generate`](Self::generate) for the equation with the given stencil.
+    pub fn generate_with(g: usize, num: usize, seed: u64, stencil: Stencil) -> Result<Self> {
+        ensure(num >= 1, || {
+            "at least one initial condition is needed".into()
+        })?;
         let mut rng = StdRng::seed_from_u64(seed);
         let omega = gp_sample(&coefficient_kernel(g)?, &mut rng)?;
-        let op = WaveOperator::new(g, omega.clone())?;
+        let op = WaveOperator::with_stencil(g, omega.clone(), stencil)?;
         let kic = initial_condition_kernel(g)?;
         let seeds: Vec<u64> = (0..num).map(|_| rng.random()).collect();
         let pairs: Vec<Result<(Vec<f64>, Vec<f64>)>> = seeds
@@ -205,6 +217,7 @@ impl Dataset {
             inputs,
             targets,
             reference_crosscheck,
+            stencil,
         })
     }
 

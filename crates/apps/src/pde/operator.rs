@@ -16,30 +16,83 @@ pub fn neumann_laplacian(g: usize, u: &[f64], out: &mut [f64]) {
     let n = g * g;
     check_len("neumann_laplacian u", u.len(), n);
     check_len("neumann_laplacian out", out.len(), n);
+    stencil(g, u, 0.0, |p, v| out[p] = v);
+}
+
+/// The spatial operator of the wave equation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stencil {
+    /// The five-point Neumann Laplacian [`neumann_laplacian`] (`u_tt = ω² Δu` as the paper
+    /// states it; the default).
+    #[default]
+    Neumann,
+    /// The operator of the paper's experiment code: the stencil `[[0,1,0],[1,−2,1],[0,1,0]]/h²`
+    /// on edge-padded values, which is `M + (2/h²) I` (centre weight −2 instead of −4). It has
+    /// positive eigenvalues up to `2/h²`, so its solutions grow in time.
+    PaperCode,
+}
+
+impl Stencil {
+    /// Short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stencil::Neumann => "neumann",
+            Stencil::PaperCode => "paper-code",
+        }
+    }
+
+    /// The diagonal shift `σ` of `M + σ I` on a `g×g` grid.
+    pub fn shift(&self, g: usize) -> f64 {
+        match self {
+            Stencil::Neumann => 0.0,
+            Stencil::PaperCode => {
+                let h = 1.0 / (g as f64 - 1.0);
+                2.0 / (h * h)
+            }
+        }
+    }
+}
+
+/// Calls `emit(p, ((M + σI) u)_p)` for every node in order (row by row), so that products can
+/// be fused with what their callers do next (scaling by `ω²`, the parameter VJP) without a
+/// temporary vector. `u.len() == G²` is the caller's responsibility.
+#[inline]
+fn stencil(g: usize, u: &[f64], shift: f64, mut emit: impl FnMut(usize, f64)) {
     let inv_h2 = {
         let h = 1.0 / (g as f64 - 1.0);
         1.0 / (h * h)
     };
     for j in 0..g {
+        let row = &u[j * g..(j + 1) * g];
+        let below = (j > 0).then(|| &u[(j - 1) * g..j * g]);
+        let above = (j + 1 < g).then(|| &u[(j + 1) * g..(j + 2) * g]);
         for i in 0..g {
-            let p = i + j * g;
-            let c = u[p];
+            let c = row[i];
             let mut s = 0.0;
             if i > 0 {
-                s += u[p - 1] - c;
+                s += row[i - 1] - c;
             }
             if i + 1 < g {
-                s += u[p + 1] - c;
+                s += row[i + 1] - c;
             }
-            if j > 0 {
-                s += u[p - g] - c;
+            if let Some(b) = below {
+                s += b[i] - c;
             }
-            if j + 1 < g {
-                s += u[p + g] - c;
+            if let Some(a) = above {
+                s += a[i] - c;
             }
-            out[p] = s * inv_h2;
+            if shift != 0.0 {
+                emit(i + j * g, s * inv_h2 + shift * c);
+            } else {
+                emit(i + j * g, s * inv_h2);
+            }
         }
     }
+}
+
+thread_local! {
+    /// Scratch of `WaveOperator::apply_transpose` (`ω² ∘ x₂`), reused across calls.
+    static SCALED: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The wave equation `u_tt = ω(x)² Δu` on `[0,1]²` with Neumann boundaries as the first-order
@@ -47,7 +100,8 @@ pub fn neumann_laplacian(g: usize, u: &[f64], out: &mut [f64]) {
 ///
 /// `A(ω) = [[0, I], [diag(ω²) M, 0]]`, `Aᵀ = [[0, M diag(ω²)], [I, 0]]`
 ///
-/// with `M` the [`neumann_laplacian`]. Never stored: a product costs one stencil pass.
+/// with `M` the [`neumann_laplacian`] (or `M + σI` for [`Stencil::PaperCode`]). Never stored:
+/// a product costs one stencil pass.
 ///
 /// **Parameters** (`ParamVjp`, `SetParams`): `θ = ω`, the `G²` grid values of the coefficient
 /// in node order `p = i + j·G`. `∇_ω ⟨a, A(ω) x⟩ = 2 ω ∘ a₂ ∘ (M x₁)` (`a₂` the lower half of
@@ -57,12 +111,22 @@ pub struct WaveOperator {
     g: usize,
     omega: Vec<f64>,
     omega2: Vec<f64>,
+    shift: f64,
 }
 
 impl WaveOperator {
     /// The operator on a `g×g` grid (`g ≥ 2`) with coefficient values `omega` (length `g²`,
     /// finite). Errors otherwise.
     pub fn new(g: usize, omega: Vec<f64>) -> Result<Self, OperatorError> {
+        Self::with_stencil(g, omega, Stencil::Neumann)
+    }
+
+    /// The operator with the given spatial stencil (see [`Stencil`]).
+    pub fn with_stencil(
+        g: usize,
+        omega: Vec<f64>,
+        stencil: Stencil,
+    ) -> Result<Self, OperatorError> {
         if g < 2 {
             return Err(OperatorError::InvalidArgument(format!(
                 "the wave operator needs a grid of at least 2×2 nodes, got {g}×{g}"
@@ -76,6 +140,7 @@ impl WaveOperator {
             g,
             omega: vec![0.0; n],
             omega2: vec![0.0; n],
+            shift: stencil.shift(g),
         };
         op.set_params(&omega)?;
         Ok(op)
@@ -112,8 +177,8 @@ impl Operator<f64> for WaveOperator {
         let (x1, x2) = x.split_at(n);
         let (y1, y2) = y.split_at_mut(n);
         y1.copy_from_slice(x2);
-        neumann_laplacian(self.g, x1, y2);
-        y2.iter_mut().zip(&self.omega2).for_each(|(v, w)| *v *= *w);
+        let w2 = &self.omega2;
+        stencil(self.g, x1, self.shift, |p, v| y2[p] = v * w2[p]);
     }
 }
 
@@ -125,9 +190,18 @@ impl AdjointOperator<f64> for WaveOperator {
         check_len("WaveOperator::apply_transpose y", y.len(), 2 * n);
         let (x1, x2) = x.split_at(n);
         let (y1, y2) = y.split_at_mut(n);
-        // y₁ = M (ω² ∘ x₂) through one scratch vector.
-        let scaled: Vec<f64> = x2.iter().zip(&self.omega2).map(|(a, w)| a * w).collect();
-        neumann_laplacian(self.g, &scaled, y1);
+        // y₁ = M (ω² ∘ x₂) through one scratch vector per thread (no allocation per product).
+        SCALED.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let scaled = match guard.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut fresh,
+            };
+            scaled.clear();
+            scaled.extend(x2.iter().zip(&self.omega2).map(|(a, w)| a * w));
+            stencil(self.g, scaled, self.shift, |p, v| y1[p] = v);
+        });
         y2.copy_from_slice(x1);
     }
 }
@@ -146,11 +220,10 @@ impl ParamVjp<f64> for WaveOperator {
         check_len("WaveOperator::vjp_params u", u.len(), 2 * n);
         check_len("WaveOperator::vjp_params x", x.len(), 2 * n);
         check_len("WaveOperator::vjp_params grad", grad.len(), n);
-        let mut mx = vec![0.0; n];
-        neumann_laplacian(self.g, &x[..n], &mut mx);
-        for p in 0..n {
-            grad[p] += 2.0 * self.omega[p] * u[n + p] * mx[p];
-        }
+        let (w, u2) = (&self.omega, &u[n..]);
+        stencil(self.g, &x[..n], self.shift, |p, v| {
+            grad[p] += 2.0 * w[p] * u2[p] * v
+        });
     }
     #[track_caller]
     fn apply_and_vjp_params(&self, x: &[f64], y: &mut [f64], u: &[f64], grad: &mut [f64]) {
@@ -162,12 +235,12 @@ impl ParamVjp<f64> for WaveOperator {
         let (x1, x2) = x.split_at(n);
         let (y1, y2) = y.split_at_mut(n);
         y1.copy_from_slice(x2);
-        // y₂ = M x₁ (then scaled); the VJP needs the unscaled M x₁.
-        neumann_laplacian(self.g, x1, y2);
-        for p in 0..n {
-            grad[p] += 2.0 * self.omega[p] * u[n + p] * y2[p];
-            y2[p] *= self.omega2[p];
-        }
+        // One stencil pass: the VJP uses the unscaled (M x₁)_p, the product its scaled value.
+        let (w, w2, u2) = (&self.omega, &self.omega2, &u[n..]);
+        stencil(self.g, x1, self.shift, |p, v| {
+            grad[p] += 2.0 * w[p] * u2[p] * v;
+            y2[p] = v * w2[p];
+        });
     }
 }
 

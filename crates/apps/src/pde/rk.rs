@@ -110,15 +110,75 @@ pub const TSIT5: Tableau = Tableau {
 /// Products with the operator per step (forward).
 pub const STAGES: usize = 6;
 
-/// `z = y + h Σ_{j<i} a_ij k_j`.
-fn stage_input(tab: &Tableau, i: usize, h: f64, y: &[f64], k: &[Vec<f64>], z: &mut [f64]) {
-    z.copy_from_slice(y);
-    for (j, kj) in k.iter().enumerate().take(i) {
-        let c = h * tab.a[i][j];
-        if c != 0.0 {
-            z.iter_mut().zip(kj).for_each(|(zv, kv)| *zv += c * kv);
+/// Elements per cache block of the fused vector updates.
+const BLOCK: usize = 512;
+
+thread_local! {
+    /// Work vectors of the solvers, reused across calls on the same thread.
+    static POOL: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A vector of length `n` from this thread's pool (contents unspecified: every user overwrites
+/// it before reading).
+fn take(n: usize) -> Vec<f64> {
+    let mut v = POOL
+        .with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .unwrap_or_default();
+    v.resize(n, 0.0);
+    v
+}
+
+fn put(v: Vec<f64>) {
+    POOL.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.push(v);
+        }
+    });
+}
+
+fn take_stages(n: usize) -> Vec<Vec<f64>> {
+    (0..STAGES).map(|_| take(n)).collect()
+}
+
+fn put_all(vs: Vec<Vec<f64>>) {
+    vs.into_iter().for_each(put);
+}
+
+/// `out = base + Σ_t c_t x_t` (terms with `c_t = 0` skipped), in cache blocks: each input is
+/// read once and `out` written once, with the additions in the order of the terms (the same
+/// rounding as `out = base` followed by one axpy per term).
+fn combine(out: &mut [f64], base: Option<&[f64]>, terms: &[(f64, &[f64])]) {
+    for (b, ob) in out.chunks_mut(BLOCK).enumerate() {
+        let r = b * BLOCK..b * BLOCK + ob.len();
+        if let Some(base) = base {
+            ob.copy_from_slice(&base[r.clone()]);
+        }
+        for &(c, x) in terms {
+            if c != 0.0 {
+                ob.iter_mut()
+                    .zip(&x[r.clone()])
+                    .for_each(|(o, v)| *o += c * v);
+            }
         }
     }
+}
+
+/// `z = y + h Σ_{j<i} a_ij k_j`.
+fn stage_input(tab: &Tableau, i: usize, h: f64, y: &[f64], k: &[Vec<f64>], z: &mut [f64]) {
+    let mut terms: [(f64, &[f64]); STAGES] = [(0.0, &[]); STAGES];
+    for (j, kj) in k.iter().enumerate().take(i) {
+        terms[j] = (h * tab.a[i][j], kj);
+    }
+    combine(z, Some(y), &terms[..i.min(k.len())]);
+}
+
+/// `y += h Σ_i b_i k_i`.
+fn advance(tab: &Tableau, h: f64, y: &mut [f64], k: &[Vec<f64>]) {
+    let mut terms: [(f64, &[f64]); STAGES] = [(0.0, &[]); STAGES];
+    for (i, ki) in k.iter().enumerate().take(STAGES) {
+        terms[i] = (h * tab.b[i], ki);
+    }
+    combine(y, None, &terms[..k.len().min(STAGES)]);
 }
 
 /// One forward step `y ← y + h Σ b_i k_i`, `k_i = A z_i`; the stage inputs are written to `zs`
@@ -139,14 +199,7 @@ fn step<A: Operator<f64> + ?Sized>(
             zs[i].copy_from_slice(z);
         }
     }
-    for (i, ki) in k.iter().enumerate() {
-        let c = h * tab.b[i];
-        y.iter_mut().zip(ki).for_each(|(yv, kv)| *yv += c * kv);
-    }
-}
-
-fn scratch(n: usize) -> Vec<Vec<f64>> {
-    vec![vec![0.0; n]; STAGES]
+    advance(tab, h, y, k);
 }
 
 /// `w(t) ≈ exp(tA) w₀` by `steps` fixed steps of the method (`steps·6` products with `A`).
@@ -168,11 +221,13 @@ pub fn solve<A: Operator<f64> + ?Sized>(
         return y;
     }
     let h = t / steps as f64;
-    let mut k = scratch(n);
-    let mut z = vec![0.0; n];
+    let mut k = take_stages(n);
+    let mut z = take(n);
     for _ in 0..steps {
         step(op, tab, h, &mut y, &mut k, &mut z, None);
     }
+    put_all(k);
+    put(z);
     y
 }
 
@@ -208,9 +263,9 @@ where
         return Ok((value, w1, a));
     }
     let h = t / steps as f64;
-    let (mut kw, mut ka) = (scratch(n), scratch(n));
-    let (mut zw, mut za) = (vec![0.0; n], vec![0.0; n]);
-    let mut u = vec![0.0; n];
+    let (mut kw, mut ka) = (take_stages(n), take_stages(n));
+    let (mut zw, mut za) = (take(n), take(n));
+    let mut u = take(n);
     for _ in 0..steps {
         for i in 0..STAGES {
             stage_input(tab, i, h, &w, &kw[..i], &mut zw);
@@ -226,12 +281,14 @@ where
             kw[i].iter_mut().for_each(|v| *v = -*v);
             op.apply_transpose(&za, &mut ka[i]);
         }
-        for i in 0..STAGES {
-            let c = h * tab.b[i];
-            w.iter_mut().zip(&kw[i]).for_each(|(y, k)| *y += c * k);
-            a.iter_mut().zip(&ka[i]).for_each(|(y, k)| *y += c * k);
-        }
+        advance(tab, h, &mut w, &kw);
+        advance(tab, h, &mut a, &ka);
     }
+    put_all(kw);
+    put_all(ka);
+    put(zw);
+    put(za);
+    put(u);
     Ok((value, w1, a))
 }
 
@@ -257,21 +314,32 @@ where
     let n = op.ncols();
     assert_eq!(w0.len(), n, "rk::discrete_vjp: start vector length");
     let h = if steps == 0 { 0.0 } else { t / steps as f64 };
-    let mut k = scratch(n);
-    let mut z = vec![0.0; n];
+    let mut k = take_stages(n);
+    let mut z = take(n);
     let mut checkpoints = Vec::with_capacity(steps);
     let mut y = w0.to_vec();
     for _ in 0..steps {
-        checkpoints.push(y.clone());
+        let mut c = take(n);
+        c.copy_from_slice(&y);
+        checkpoints.push(c);
         step(op, tab, h, &mut y, &mut k, &mut z, None);
     }
-    let (value, mut ybar) = cot(&y)?;
-    let mut zs = scratch(n);
-    let mut kbar = scratch(n);
-    let mut zbar = vec![0.0; n];
+    let (value, mut ybar) = match cot(&y) {
+        Ok(v) => v,
+        Err(e) => {
+            put_all(checkpoints);
+            put_all(k);
+            put(z);
+            return Err(e);
+        }
+    };
+    let mut zs = take_stages(n);
+    let mut kbar = take_stages(n);
+    let mut zbar = take(n);
+    let mut yc = take(n);
     for yn in checkpoints.iter().rev() {
         // Recompute the stage inputs of this step from its checkpoint.
-        let mut yc = yn.clone();
+        yc.copy_from_slice(yn);
         step(op, tab, h, &mut yc, &mut k, &mut z, Some(&mut zs));
         for (i, kb) in kbar.iter_mut().enumerate() {
             let c = h * tab.b[i];
@@ -281,14 +349,31 @@ where
         for i in (0..STAGES).rev() {
             op.apply_transpose(&kbar[i], &mut zbar);
             op.vjp_params(&kbar[i], &zs[i], theta_grad);
-            ybar.iter_mut().zip(&zbar).for_each(|(o, v)| *o += v);
-            for j in 0..i {
-                let c = h * tab.a[i][j];
-                if c != 0.0 {
-                    kbar[j].iter_mut().zip(&zbar).for_each(|(o, v)| *o += c * v);
+            let (lower, _) = kbar.split_at_mut(i);
+            for (b, zb) in zbar.chunks(BLOCK).enumerate() {
+                let r = b * BLOCK..b * BLOCK + zb.len();
+                ybar[r.clone()]
+                    .iter_mut()
+                    .zip(zb)
+                    .for_each(|(o, v)| *o += v);
+                for (j, kj) in lower.iter_mut().enumerate() {
+                    let c = h * tab.a[i][j];
+                    if c != 0.0 {
+                        kj[r.clone()]
+                            .iter_mut()
+                            .zip(zb)
+                            .for_each(|(o, v)| *o += c * v);
+                    }
                 }
             }
         }
     }
+    put_all(checkpoints);
+    put_all(k);
+    put_all(zs);
+    put_all(kbar);
+    put(z);
+    put(zbar);
+    put(yc);
     Ok((value, y, ybar))
 }
