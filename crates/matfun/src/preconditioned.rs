@@ -343,64 +343,63 @@ where
     let probe_weight = params.weight_logdet / T::from_usize(l);
     let quad_weight = -params.weight_quad;
     type ProbeOut<T> = Result<(T, usize, usize, (f64, f64)), MatfunError>;
-    let (probes, cg): (Vec<ProbeOut<T>>, Result<(Vec<T>, CgInfo<T>), MatfunError>) =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..l)
-                .map(|idx| {
-                    let member = gather.member_weighted(idx, probe_weight);
-                    let (w, kp) = (&w, &kp);
-                    s.spawn(move || -> ProbeOut<T> {
-                        let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
-                        let run = || -> ProbeOut<T> {
-                            let m = Whitened::new(&member, w)?;
-                            let qf =
-                                quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
-                            // The gathered VJPs go to the group's accumulator; this buffer only
-                            // satisfies the length check and stays zero.
-                            let mut unused = vec![T::ZERO; p];
-                            qf.gradient(&m, &mut unused)?;
-                            let range = match qf.ritz_values() {
-                                Some(th) if !th.is_empty() => (th[0], th[th.len() - 1]),
-                                _ => (f64::NAN, f64::NAN),
-                            };
-                            Ok((qf.value(), qf.depth(), qf.num_matvecs(), range))
+    type CgOut<T> = Result<(Vec<T>, CgInfo<T>), MatfunError>;
+    let (probes, cg): (Vec<ProbeOut<T>>, CgOut<T>) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..l)
+            .map(|idx| {
+                let member = gather.member_weighted(idx, probe_weight);
+                let (w, kp) = (&w, &kp);
+                s.spawn(move || -> ProbeOut<T> {
+                    let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
+                    let run = || -> ProbeOut<T> {
+                        let m = Whitened::new(&member, w)?;
+                        let qf = quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
+                        // The gathered VJPs go to the group's accumulator; this buffer only
+                        // satisfies the length check and stays zero.
+                        let mut unused = vec![T::ZERO; p];
+                        qf.gradient(&m, &mut unused)?;
+                        let range = match qf.ritz_values() {
+                            Some(th) if !th.is_empty() => (th[0], th[th.len() - 1]),
+                            _ => (f64::NAN, f64::NAN),
                         };
-                        let r = run();
-                        drop(member);
-                        r.map_err(|e| MatfunError::Probe {
-                            probe: idx,
-                            source: Box::new(e),
-                        })
+                        Ok((qf.value(), qf.depth(), qf.num_matvecs(), range))
+                    };
+                    let r = run();
+                    drop(member);
+                    r.map_err(|e| MatfunError::Probe {
+                        probe: idx,
+                        source: Box::new(e),
                     })
                 })
-                .collect();
-            let member = gather.member_weighted(l, quad_weight);
-            let cg = (|| {
-                let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
-                let info = solve_in_place(
-                    &member,
-                    precond,
-                    rhs,
-                    1,
-                    &mut alpha,
-                    &mut CgWorkspace::new(),
-                    &params.cg,
-                )?;
-                // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
-                let mut unused = vec![T::ZERO; p];
-                member.vjp_params(&alpha, &alpha, &mut unused);
-                Ok((alpha, info))
-            })();
-            drop(member);
-            let probes = handles
-                .into_iter()
-                .map(|h| match h.join() {
-                    Ok(r) => r,
-                    Err(payload) => std::panic::resume_unwind(payload),
-                })
-                .collect();
-            (probes, cg)
-        });
+            })
+            .collect();
+        let member = gather.member_weighted(l, quad_weight);
+        let cg = (|| {
+            let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
+            let info = solve_in_place(
+                &member,
+                precond,
+                rhs,
+                1,
+                &mut alpha,
+                &mut CgWorkspace::new(),
+                &params.cg,
+            )?;
+            // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
+            let mut unused = vec![T::ZERO; p];
+            member.vjp_params(&alpha, &alpha, &mut unused);
+            Ok((alpha, info))
+        })();
+        drop(member);
+        let probes = handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(payload) => std::panic::resume_unwind(payload),
+            })
+            .collect();
+        (probes, cg)
+    });
     let (alpha, info) = cg?;
     let mut values = Vec::with_capacity(l);
     let (mut depth, mut matvecs) = (0, 0);

@@ -751,3 +751,129 @@ impl<T: Scalar> ColumnAccess<T> for Identity {
         out[j] = T::ONE;
     }
 }
+
+/// An operator whose products go through a stored dense copy of it (one GEMM per block, row
+/// blocks in parallel), everything else — parameter VJPs, column access, transposed products —
+/// through the wrapped operator. For matrix-free operators that are cheap enough to store for a
+/// while (a kernel matrix within a memory budget, reused for every product of an optimisation
+/// step): the copy costs `O(n²)` memory once, and each product is then a dense GEMM instead of
+/// re-evaluating the operator.
+///
+/// The copy must equal the wrapped operator ([`Cached::new`] checks the dimensions only); its
+/// products then agree with the wrapped operator's to rounding. Results are deterministic for
+/// any thread count (each output row block is computed by one GEMM).
+#[derive(Debug, Clone)]
+pub struct Cached<A, T: Scalar> {
+    inner: A,
+    dense: crate::dense::DenseMatrix<T>,
+}
+
+impl<A: Operator<T>, T: Scalar> Cached<A, T> {
+    /// Products of `inner` through `dense` (its explicit matrix, e.g. from
+    /// `KernelMatrix::to_dense`).
+    ///
+    /// # Errors
+    /// [`OperatorError::DimensionMismatch`] if the sizes differ.
+    pub fn new(inner: A, dense: crate::dense::DenseMatrix<T>) -> Result<Self, OperatorError> {
+        if dense.nrows() != inner.nrows() || dense.ncols() != inner.ncols() {
+            return Err(OperatorError::DimensionMismatch {
+                what: "dense copy",
+                expected: inner.nrows() * inner.ncols(),
+                got: dense.nrows() * dense.ncols(),
+            });
+        }
+        Ok(Self { inner, dense })
+    }
+
+    /// The wrapped operator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+/// Rows per block of [`Cached`]'s parallel GEMM.
+const CACHED_ROWS: usize = 512;
+
+impl<A: Operator<T>, T: Scalar> Operator<T> for Cached<A, T> {
+    fn nrows(&self) -> usize {
+        self.inner.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.inner.ncols()
+    }
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.apply_block(x, y, 1);
+    }
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+        use rayon::prelude::*;
+        let (m, n) = (self.nrows(), self.ncols());
+        crate::traits::check_block_len("Cached::apply_block x", x.len(), n, k);
+        crate::traits::check_block_len("Cached::apply_block y", y.len(), m, k);
+        let a = self.dense.as_faer();
+        let xm = MatRef::from_column_major_slice(x, n, k);
+        let nblocks = m.div_ceil(CACHED_ROWS);
+        // Row blocks are strided in the column-major output: compute each into its own buffer.
+        let parts: Vec<Vec<T>> = (0..nblocks)
+            .into_par_iter()
+            .map(|b| {
+                let (r0, r1) = (b * CACHED_ROWS, ((b + 1) * CACHED_ROWS).min(m));
+                let mut buf = vec![T::ZERO; (r1 - r0) * k];
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut buf, r1 - r0, k),
+                    Accum::Replace,
+                    a.subrows(r0, r1 - r0),
+                    xm,
+                    T::ONE,
+                    Par::Seq,
+                );
+                buf
+            })
+            .collect();
+        for (b, buf) in parts.into_iter().enumerate() {
+            let r0 = b * CACHED_ROWS;
+            let rows = buf.len() / k.max(1);
+            for c in 0..k {
+                y[c * m + r0..c * m + r0 + rows].copy_from_slice(&buf[c * rows..(c + 1) * rows]);
+            }
+        }
+    }
+}
+
+impl<A: AdjointOperator<T>, T: Scalar> AdjointOperator<T> for Cached<A, T> {
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.inner.apply_transpose(x, y)
+    }
+}
+
+impl<A: SelfAdjoint<T>, T: Scalar> SelfAdjoint<T> for Cached<A, T> {}
+
+impl<A: ParamVjp<T>, T: Scalar> ParamVjp<T> for Cached<A, T> {
+    fn num_params(&self) -> usize {
+        self.inner.num_params()
+    }
+    fn params(&self, out: &mut [T]) {
+        self.inner.params(out)
+    }
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.inner.vjp_params(u, x, grad)
+    }
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.inner.vjp_params_block(u, x, k, grad)
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.inner.prefers_block_vjp()
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.inner.vjp_block_size()
+    }
+}
+
+impl<A: ColumnAccess<T>, T: Scalar> ColumnAccess<T> for Cached<A, T> {
+    fn diagonal(&self, out: &mut [T]) {
+        self.inner.diagonal(out)
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        self.inner.column(j, out)
+    }
+}

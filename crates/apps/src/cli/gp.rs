@@ -1,10 +1,10 @@
 //! `gradmat gp`: Gaussian-process hyperparameter fitting with progress, `summary.json` and
 //! plots (see [`crate::gp`]).
 
-use super::{GpArgs, GpKernel, GpPreset};
+use super::{GpArgs, GpCache, GpKernel, GpPreset};
 use crate::gp::csv::{read_csv, read_csv_from, Table};
 use crate::gp::data::{prepare_with, resolve_target};
-use crate::gp::model::{Kernel, Stochastic};
+use crate::gp::model::{default_cache_budget, Kernel, KernelCache, Stochastic};
 use crate::gp::train::{train, TrainConfig};
 use crate::report::{line_plot, scatter_plot, write_json, Progress, Scale, Series};
 use anyhow::Context as _;
@@ -78,7 +78,22 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         precond_rank: args.precond_rank.unwrap_or(15),
         cg_tol: args.cg_tol.unwrap_or(if paper { 0.0 } else { 1e-4 }),
         cg_atol: args.cg_atol.unwrap_or(if paper { 1.0 } else { 0.0 }),
+        kernel_cache: match args.kernel_cache {
+            GpCache::Off => KernelCache::MatrixFree,
+            GpCache::Dense => KernelCache::Dense,
+            GpCache::Auto => KernelCache::Auto {
+                budget: args
+                    .memory_budget
+                    .map_or_else(default_cache_budget, |g| g * 1e9),
+            },
+        },
     };
+    if let Some(g) = args.memory_budget {
+        anyhow::ensure!(
+            g.is_finite() && g >= 0.0,
+            "--memory-budget must be a non-negative number of GB"
+        );
+    }
     anyhow::ensure!(st.depth >= 1, "--depth must be at least 1");
     anyhow::ensure!(st.probes >= 1, "--probes must be at least 1");
     anyhow::ensure!(
@@ -123,6 +138,15 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         seed: args.seed,
         exact: args.exact,
     };
+    let cached = !args.exact && st.kernel_cache.dense_for(data.n_train());
+    let products = if cached {
+        format!(
+            "kernel stored for each epoch ({:.2} GB)",
+            8.0 * (data.n_train() as f64).powi(2) / 1e9
+        )
+    } else {
+        "kernel matrix-free".to_string()
+    };
     let progress = if args.quiet {
         Progress::quiet("epoch", args.epochs as u64)
     } else {
@@ -141,7 +165,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "exact (dense Cholesky)".to_string()
         } else {
             format!(
-                "CG (rank-{} pivoted Cholesky) + SLQ (depth {}, {} probes), preset {}",
+                "CG (rank-{} pivoted Cholesky) + SLQ (depth {}, {} probes), preset {}, {products}",
                 st.precond_rank,
                 st.depth,
                 st.probes,
@@ -179,6 +203,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "precond_rank": st.precond_rank,
             "cg_tol": st.cg_tol,
             "cg_atol": st.cg_atol,
+            "kernel_products": if args.exact { "dense (exact mode)" } else if cached { "stored" } else { "matrix-free" },
             "subsample": subsample,
             "seed": args.seed,
             "threads": rayon::current_num_threads(),

@@ -112,6 +112,14 @@ pub struct GpArgs {
     /// 1].
     #[arg(long, value_name = "TOL")]
     pub cg_atol: Option<f64>,
+    /// Kernel products: `auto` stores the kernel matrix for the products of an epoch when it
+    /// fits --memory-budget and n_train ≤ 8,192 (where that is faster than the matrix-free
+    /// engine), `dense` always stores it, `off` stays matrix-free.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernel_cache: GpCache,
+    /// Memory the stored kernel matrix may use, in GB [default: a quarter of the machine's].
+    #[arg(long, value_name = "GB")]
+    pub memory_budget: Option<f64>,
     /// Use N rows drawn at random (0: all) [default: 2500 for the bundled diamonds, all
     /// otherwise].
     #[arg(long, value_name = "N")]
@@ -132,6 +140,17 @@ pub struct GpArgs {
     /// No progress output on stderr.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Kernel-product modes of `gp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpCache {
+    /// Stored when it fits the budget and pays off.
+    Auto,
+    /// Always stored.
+    Dense,
+    /// Always matrix-free.
+    Off,
 }
 
 /// Settings presets of `gp`.

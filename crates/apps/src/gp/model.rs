@@ -35,7 +35,7 @@ use gradmat_krylov::cg::{solve_in_place, CgParams, CgWorkspace};
 use gradmat_krylov::precond::{PartialCholesky, PartialCholeskyParams};
 use gradmat_matfun::estimators::SlqParams;
 use gradmat_matfun::preconditioned::{logdet_and_solve_with_grad, SolveLogdetParams};
-use gradmat_operators::algebra::Shifted;
+use gradmat_operators::algebra::{Cached, Shifted};
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::ParamVjp;
 
@@ -192,6 +192,49 @@ pub struct Stochastic {
     pub cg_tol: f64,
     /// Absolute CG tolerance (the paper's setting: `‖r‖ ≤ 1`).
     pub cg_atol: f64,
+    /// Whether the kernel matrix is stored for the products of an epoch.
+    pub kernel_cache: KernelCache,
+}
+
+/// How the kernel products of an epoch are computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KernelCache {
+    /// Dense when `8n²` bytes fit `budget` and `n ≤` [`CACHE_MAX_N`] (where the stored matrix
+    /// is faster than the matrix-free engine), matrix-free otherwise.
+    Auto {
+        /// Bytes the stored matrix may use.
+        budget: f64,
+    },
+    /// Always matrix-free (tiles evaluated for every product).
+    MatrixFree,
+    /// Always stored (the caller has checked the memory).
+    Dense,
+}
+
+/// Above this many training points the matrix-free kernel engine is as fast as a product with
+/// the stored matrix (which is then bound by memory bandwidth), so [`KernelCache::Auto`] stays
+/// matrix-free.
+pub const CACHE_MAX_N: usize = 8192;
+
+impl KernelCache {
+    /// Whether an epoch on `n` training points stores the kernel matrix.
+    pub fn dense_for(self, n: usize) -> bool {
+        match self {
+            KernelCache::Auto { budget } => n <= CACHE_MAX_N && 8.0 * (n as f64).powi(2) <= budget,
+            KernelCache::MatrixFree => false,
+            KernelCache::Dense => true,
+        }
+    }
+}
+
+/// A quarter of the machine's memory (`MemTotal`; 4 GiB where it cannot be read): the default
+/// budget of [`KernelCache::Auto`].
+pub fn default_cache_budget() -> f64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    });
+    total.map_or(4.0 * (1u64 << 30) as f64, |kb| kb * 1024.0 / 4.0)
 }
 
 impl Default for Stochastic {
@@ -205,6 +248,9 @@ impl Default for Stochastic {
             precond_rank: 15,
             cg_tol: 1e-4,
             cg_atol: 0.0,
+            kernel_cache: KernelCache::Auto {
+                budget: default_cache_budget(),
+            },
         }
     }
 }
@@ -325,7 +371,6 @@ impl<'a> Gp<'a> {
         } else {
             PartialCholesky::from_factor(n, 0, Vec::new(), h.noise)?
         };
-        let op = Shifted::new(kern, h.noise)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let nf = n as f64;
         let mut cg = CgParams::new()
@@ -342,8 +387,16 @@ impl<'a> Gp<'a> {
         // loss = (½ rᵀK⁻¹r + ½ log det K + (n/2) log 2π) / n.
         params.weight_logdet = 0.5 / nf;
         params.weight_quad = 0.5 / nf;
-        let mut gtheta = vec![0.0; op.num_params()];
-        let res = logdet_and_solve_with_grad(&op, &pc, &r, warm.as_deref(), &params, &mut gtheta)?;
+        let mut gtheta = vec![0.0; kern.num_params() + 1];
+        let res = if settings.kernel_cache.dense_for(n) {
+            // Products through the stored matrix, VJPs through the engine.
+            let dense = kern.to_dense()?;
+            let op = Shifted::new(Cached::new(kern, dense)?, h.noise)?;
+            logdet_and_solve_with_grad(&op, &pc, &r, warm.as_deref(), &params, &mut gtheta)?
+        } else {
+            let op = Shifted::new(kern, h.noise)?;
+            logdet_and_solve_with_grad(&op, &pc, &r, warm.as_deref(), &params, &mut gtheta)?
+        };
         check_converged(&res.cg, settings.cg_tol.max(settings.cg_atol))?;
         let alpha = res.solution;
         let loss = (0.5 * res.quad + 0.5 * res.logdet.value + 0.5 * nf * LN_2PI) / nf;
