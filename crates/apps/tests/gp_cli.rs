@@ -41,8 +41,36 @@ fn short_run_writes_summary_and_plots() {
         "5",
         "--out",
         out.to_str().unwrap(),
+        "--save-split",
+        dir.join("split").to_str().unwrap(),
     ]);
     assert_eq!(status, 0, "{stderr}");
+    // The saved split: 240 / 60 rows of 9 standardised inputs and the target, which round-trip
+    // to the standardised statistics (training inputs: mean 0 per column).
+    let train = std::fs::read_to_string(dir.join("split/train.csv")).unwrap();
+    let test = std::fs::read_to_string(dir.join("split/test.csv")).unwrap();
+    assert_eq!(train.lines().count(), 240);
+    assert_eq!(test.lines().count(), 60);
+    let rows: Vec<Vec<f64>> = train
+        .lines()
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.iter().all(|r| r.len() == 10));
+    for c in 0..10 {
+        let mean = rows.iter().map(|r| r[c]).sum::<f64>() / 240.0;
+        assert!(mean.abs() < 1e-12, "column {c}: mean {mean}");
+    }
+    for key in ["peak_rss_training_mb", "kernel_products", "passes_per_epoch"] {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let v = if key == "kernel_products" {
+            &s["settings"][key]
+        } else {
+            &s[key]
+        };
+        assert!(!v.is_null(), "summary.json lacks {key}");
+    }
     // Not a terminal: plain progress lines on stderr, the one-line JSON on stdout.
     assert!(stderr.contains("epoch 3/3"), "{stderr}");
     let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -64,6 +64,28 @@ fn load(spec: &str) -> anyhow::Result<(String, Table)> {
     Ok((name, read_csv(path)?))
 }
 
+/// Writes `dir/train.csv` and `dir/test.csv`: one row per point, the `d` standardised inputs and
+/// then the scaled target, `%.17e` (round-trips every `f64`).
+fn save_split(dir: &Path, data: &crate::gp::data::GpData) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (file, x, y) in [
+        ("train.csv", &data.x_train, &data.y_train),
+        ("test.csv", &data.x_test, &data.y_test),
+    ] {
+        let mut text = String::with_capacity(y.len() * (data.d + 1) * 25);
+        for (row, yi) in x.chunks_exact(data.d.max(1)).zip(y.iter()) {
+            for v in row {
+                write!(text, "{v:.17e},")?;
+            }
+            writeln!(text, "{yi:.17e}")?;
+        }
+        let path = dir.join(file);
+        crate::report::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Runs `gradmat gp`; returns the one-line JSON printed on stdout.
 pub fn run(args: &GpArgs) -> anyhow::Result<String> {
     anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
@@ -123,6 +145,9 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             "dropped constant input columns: {}",
             data.dropped.join(", ")
         );
+    }
+    if let Some(dir) = &args.save_split {
+        save_split(dir, &data)?;
     }
     let kernel = match args.kernel {
         GpKernel::Matern12 => Kernel::Matern12,
@@ -224,6 +249,8 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         "matvecs_per_epoch": matvecs_per_epoch,
         "passes_per_epoch": passes_per_epoch,
         "predict_seconds": out.predict_seconds,
+        "peak_rss_training_mb": out.peak_rss_training.map(|b| b as f64 / 1e6),
+        "peak_rss_mb": crate::cli::ops::peak_rss().map(|b| b as f64 / 1e6),
         "hyperparameters": {
             "lengthscales": h.lengthscales,
             "outputscale": h.outputscale,

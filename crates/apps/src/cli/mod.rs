@@ -137,6 +137,11 @@ pub struct GpArgs {
     /// Output directory (summary.json, loss.png, predictions.png).
     #[arg(long, value_name = "DIR", default_value = "gradmat-out/gp")]
     pub out: PathBuf,
+    /// Also write the prepared split to DIR/train.csv and DIR/test.csv (standardised inputs,
+    /// then the scaled target; no header; `%.17e`), so that another library can be run on
+    /// exactly the same rows (`bench/gp_peer.py`).
+    #[arg(long, value_name = "DIR")]
+    pub save_split: Option<PathBuf>,
     /// No progress output on stderr.
     #[arg(long)]
     pub quiet: bool,

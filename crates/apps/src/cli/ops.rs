@@ -125,13 +125,30 @@ pub fn require_square(path: &std::path::Path, nrows: usize, ncols: usize) -> Res
     Ok(())
 }
 
+/// The value of `key` (a line `key: <number> kB`) in the Linux status file `file`, in bytes;
+/// `None` where the file or the line is not readable (non-Linux systems).
+fn proc_bytes(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(key))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
 /// Bytes of memory the system reports as available (`MemAvailable` in `/proc/meminfo`), or
 /// `None` where that is not readable (non-Linux systems: no check).
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
+    proc_bytes("/proc/meminfo", "MemAvailable")
+}
+
+/// Bytes of memory the machine has (`MemTotal`), or `None` where that is not readable.
+pub fn total_memory() -> Option<u64> {
+    proc_bytes("/proc/meminfo", "MemTotal")
+}
+
+/// The peak resident set size of this process so far (`VmHWM` in `/proc/self/status`), in
+/// bytes, or `None` where that is not readable.
+pub fn peak_rss() -> Option<u64> {
+    proc_bytes("/proc/self/status", "VmHWM")
 }
 
 /// Fails when a computation on the `n×n` matrix of `path` needs at least `bytes` bytes and the

@@ -29,7 +29,7 @@
 use super::data::GpData;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
-use faer::{Mat, Par};
+use faer::{MatMut, MatRef, Par};
 use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_krylov::cg::{solve_in_place, CgParams, CgWorkspace};
 use gradmat_krylov::precond::{PartialCholesky, PartialCholeskyParams};
@@ -230,11 +230,7 @@ impl KernelCache {
 /// A quarter of the machine's memory (`MemTotal`; 4 GiB where it cannot be read): the default
 /// budget of [`KernelCache::Auto`].
 pub fn default_cache_budget() -> f64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
-        line.split_whitespace().nth(1)?.parse::<f64>().ok()
-    });
-    total.map_or(4.0 * (1u64 << 30) as f64, |kb| kb * 1024.0 / 4.0)
+    crate::cli::ops::total_memory().map_or(4.0 * (1u64 << 30) as f64, |b| b as f64 / 4.0)
 }
 
 impl Default for Stochastic {
@@ -419,10 +415,11 @@ impl<'a> Gp<'a> {
         })
     }
 
-    /// The dense kernel matrix `K = k(X, X) + σ²I` (column-major `faer::Mat`), built by the
-    /// kernel engine (SIMD, parallel). `copies` is the number of `n×n` matrices the caller
-    /// will hold (for the memory check).
-    fn dense(&self, h: &Hyper, copies: usize) -> Result<Mat<f64>, GpError> {
+    /// The dense kernel matrix `K = k(X, X) + σ²I`, column-major, built by the kernel engine
+    /// (SIMD, parallel) directly in the buffer the factorisation then works in (one `n×n`
+    /// allocation). `copies` is the number of `n×n` matrices the caller will hold (for the
+    /// memory check).
+    fn dense(&self, h: &Hyper, copies: usize) -> Result<Square, GpError> {
         let n = self.n();
         if !dense_fits(n, copies) {
             return Err(GpError::TooLargeForExact {
@@ -431,19 +428,16 @@ impl<'a> Gp<'a> {
                 max: dense_limit(copies),
             });
         }
-        let dense = self.kernel_matrix(h)?.to_dense()?;
-        let data = dense.into_vec();
-        let mut k = Mat::<f64>::from_fn(n, n, |i, j| data[i + j * n]);
-        drop(data);
+        let mut data = self.kernel_matrix(h)?.to_dense()?.into_vec();
         for j in 0..n {
-            k[(j, j)] += h.noise;
+            data[j * n + j] += h.noise;
         }
-        Ok(k)
+        Ok(Square { n, data })
     }
 
     /// Cholesky factor (lower) in place; `log det`.
-    fn cholesky(k: &mut Mat<f64>) -> Result<f64, GpError> {
-        let n = k.nrows();
+    fn cholesky(k: &mut Square) -> Result<f64, GpError> {
+        let n = k.n;
         let par = Par::rayon(2);
         let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
             n,
@@ -458,16 +452,21 @@ impl<'a> Gp<'a> {
             Default::default(),
         )
         .map_err(|_| GpError::NotPositiveDefinite)?;
-        Ok(2.0 * (0..n).map(|i| k[(i, i)].ln()).sum::<f64>())
+        Ok(2.0 * (0..n).map(|i| k.data[i * n + i].ln()).sum::<f64>())
     }
 
-    fn solve(l: &Mat<f64>, b: &[f64]) -> Vec<f64> {
-        let n = l.nrows();
-        let mut x = Mat::<f64>::from_fn(n, 1, |i, _| b[i]);
+    fn solve(l: &Square, b: &[f64]) -> Vec<f64> {
+        let n = l.n;
+        let mut x = b.to_vec();
         let par = Par::Seq;
         let mut buf = MemBuffer::new(llt::solve::solve_in_place_scratch::<f64>(n, 1, par));
-        llt::solve::solve_in_place(l.as_ref(), x.as_mut(), par, MemStack::new(&mut buf));
-        (0..n).map(|i| x[(i, 0)]).collect()
+        llt::solve::solve_in_place(
+            l.as_ref(),
+            MatMut::from_column_major_slice_mut(&mut x, n, 1),
+            par,
+            MemStack::new(&mut buf),
+        );
+        x
     }
 
     /// The exact loss only (Cholesky, no inverse): the reference value at the end of training.
@@ -500,11 +499,15 @@ impl<'a> Gp<'a> {
         let alpha = Self::solve(&l, &r);
         let quad: f64 = r.iter().zip(&alpha).map(|(a, b)| a * b).sum();
         // K⁻¹ (lower triangle) from the factor.
-        let mut kinv = Mat::<f64>::zeros(n, n);
+        let mut kinv = Square {
+            n,
+            data: vec![0.0; n * n],
+        };
         let par = Par::rayon(2);
         let mut buf = MemBuffer::new(llt::inverse::inverse_scratch::<f64>(n, par));
         llt::inverse::inverse(kinv.as_mut(), l.as_ref(), par, MemStack::new(&mut buf));
         drop(l);
+        let kinv = kinv.as_ref();
         // Σ_ab W_ab ∂K_ab/∂θ over the lower triangle (off-diagonal pairs twice).
         let kind = self.kernel.kind();
         let s = h.outputscale;
@@ -633,34 +636,73 @@ impl<'a> Gp<'a> {
         xs: &[f64],
         m: usize,
     ) -> Result<(Vec<f64>, Vec<f64>), GpError> {
+        let e = self.evaluate_exact(raw, xs, m)?;
+        Ok((e.mean, e.var))
+    }
+
+    /// The exact loss and the exact posterior predictive mean and variance (noise included) at
+    /// `m` points, from **one** dense Cholesky factorisation (one `n×n` matrix in memory): the
+    /// end-of-training evaluation. Variances are `s + σ² − ‖L⁻¹k*_j‖²`, blocks of 256 test
+    /// points through one triangular solve each.
+    ///
+    /// # Errors
+    /// As [`loss_exact_value`](Self::loss_exact_value).
+    pub fn evaluate_exact(&self, raw: &[f64], xs: &[f64], m: usize) -> Result<Exact, GpError> {
         let h = Hyper::from_raw(raw)?;
         let n = self.n();
         let mut l = self.dense(&h, 1)?;
-        Self::cholesky(&mut l)?;
+        let logdet = Self::cholesky(&mut l)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let alpha = Self::solve(&l, &r);
+        let quad: f64 = r.iter().zip(&alpha).map(|(a, b)| a * b).sum();
+        let nf = n as f64;
+        let loss = (0.5 * quad + 0.5 * logdet + 0.5 * nf * LN_2PI) / nf;
         let kern = self.kernel_matrix(&h)?;
         let mut mean = vec![0.0; m];
         kern.cross_apply(xs, m, &alpha, &mut mean)?;
         mean.iter_mut().for_each(|v| *v += h.mean);
-        // var_j = s + σ² − ‖L⁻¹ k*_j‖², blocks of test points through one triangular solve each.
         const BLOCK: usize = 256;
         let mut var = Vec::with_capacity(m);
         for start in (0..m).step_by(BLOCK) {
             let b = BLOCK.min(m - start);
-            let cross = kern.cross_matrix(&xs[start * self.d..(start + b) * self.d], b)?;
-            let mut v = Mat::<f64>::from_fn(n, b, |i, j| cross[i + j * n]);
+            let mut v = kern.cross_matrix(&xs[start * self.d..(start + b) * self.d], b)?;
             faer::linalg::triangular_solve::solve_lower_triangular_in_place(
                 l.as_ref(),
-                v.as_mut(),
+                MatMut::from_column_major_slice_mut(&mut v, n, b),
                 Par::rayon(2),
             );
-            for j in 0..b {
-                let q: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
+            for col in v.chunks_exact(n) {
+                let q: f64 = col.iter().map(|x| x * x).sum();
                 var.push((h.outputscale + h.noise - q).max(h.noise));
             }
         }
-        Ok((mean, var))
+        Ok(Exact { loss, mean, var })
+    }
+}
+
+/// The exact end-of-training evaluation ([`Gp::evaluate_exact`]).
+#[derive(Debug, Clone)]
+pub struct Exact {
+    /// The exact loss (negative log marginal likelihood per training point).
+    pub loss: f64,
+    /// Posterior predictive means.
+    pub mean: Vec<f64>,
+    /// Posterior predictive variances (noise included).
+    pub var: Vec<f64>,
+}
+
+/// A dense column-major `n×n` matrix in one allocation (faer views over it).
+struct Square {
+    n: usize,
+    data: Vec<f64>,
+}
+
+impl Square {
+    fn as_ref(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.data, self.n, self.n)
+    }
+    fn as_mut(&mut self) -> MatMut<'_, f64> {
+        MatMut::from_column_major_slice_mut(&mut self.data, self.n, self.n)
     }
 }
 

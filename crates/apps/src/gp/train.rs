@@ -60,7 +60,8 @@ pub struct TrainOutcome {
     /// The exact loss at the final parameters (dense Cholesky), when the dense matrix fits the
     /// memory ([`dense_fits`]).
     pub exact_final_loss: Option<f64>,
-    /// Seconds of the exact evaluation.
+    /// Seconds of the exact evaluation (one Cholesky factorisation: the exact loss and the
+    /// exact predictions).
     pub exact_seconds: Option<f64>,
     /// Test RMSE (standardised target units).
     pub test_rmse: f64,
@@ -70,8 +71,11 @@ pub struct TrainOutcome {
     pub nlpd_points: usize,
     /// Test predictions `(true, predicted mean)` in standardised units.
     pub test_pairs: Vec<(f64, f64)>,
-    /// Seconds of prediction.
+    /// Seconds of the final evaluation (exact loss and predictions, or CG predictions).
     pub predict_seconds: f64,
+    /// Peak resident memory of the process at the end of training, before the final
+    /// evaluation (bytes; `None` where it cannot be read).
+    pub peak_rss_training: Option<u64>,
 }
 
 /// The probe seed of epoch `e`: distinct per epoch (matfun mixes it again per probe).
@@ -136,38 +140,29 @@ pub fn train(
         );
     }
     progress.finish();
+    let peak_rss_training = crate::cli::ops::peak_rss();
     let fin = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, cfg.epochs), &mut warm)?;
-    let (exact_final_loss, exact_seconds) = if cfg.exact {
-        (Some(fin.loss), Some(0.0))
-    } else if dense_fits(gp.n(), 1) {
-        progress.println(&format!(
-            "exact loss at the final parameters (dense Cholesky, n = {}) ...",
-            gp.n()
-        ));
-        let t0 = Instant::now();
-        let v = gp.loss_exact_value(&raw)?;
-        (Some(v), Some(t0.elapsed().as_secs_f64()))
-    } else {
-        (None, None)
-    };
-    let t0 = Instant::now();
     let m = data.n_test();
     let rank = cfg.stochastic.precond_rank.max(1);
-    let (mean, var, var_points) = if cfg.exact {
-        let (mean, var) = gp.predict_exact(&raw, &data.x_test, m)?;
-        (mean, var, m)
+    // With the dense matrix in memory: the exact loss and exact predictions from one Cholesky
+    // factorisation; otherwise the mean by CG and variances by block CG on the first
+    // VAR_POINTS test points (the test split is already a random order).
+    let t0 = Instant::now();
+    let (exact_final_loss, exact_seconds, mean, var, var_points) = if dense_fits(gp.n(), 1) {
+        if !cfg.exact {
+            progress.println(&format!(
+                "exact loss and predictions at the final parameters (dense Cholesky, n = {}) ...",
+                gp.n()
+            ));
+        }
+        let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
+        let secs = t0.elapsed().as_secs_f64();
+        (Some(e.loss), Some(secs), e.mean, e.var, m)
     } else {
         let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
-        // Variances: exact by dense Cholesky where it fits, otherwise block CG on the first
-        // VAR_POINTS test points (the test split is already a random order).
-        if dense_fits(gp.n(), 1) {
-            let (_, var) = gp.predict_exact(&raw, &data.x_test, m)?;
-            (mean, var, m)
-        } else {
-            let k = m.min(VAR_POINTS);
-            let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
-            (mean, var, k)
-        }
+        let k = m.min(VAR_POINTS);
+        let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+        (None, None, mean, var, k)
     };
     let predict_seconds = t0.elapsed().as_secs_f64();
     let (test_rmse, _) = metrics(&data.y_test, &mean, &mean);
@@ -185,6 +180,7 @@ pub fn train(
         nlpd_points: var_points,
         test_pairs: data.y_test.iter().copied().zip(mean).collect(),
         predict_seconds,
+        peak_rss_training,
     })
 }
 
