@@ -125,8 +125,15 @@ fn run<A>(
                             Reorthogonalize::Full
                         };
                         let t0 = Instant::now();
-                        let dec =
-                            lanczos(a, &v, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
+                        let dec = lanczos(
+                            a,
+                            &v,
+                            &LanczosParams {
+                                reorthogonalize: reorth,
+                                ..LanczosParams::new(k)
+                            },
+                        )
+                        .unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
                         if forward_only {
                             tb.push(0.0);
@@ -155,8 +162,15 @@ fn run<A>(
                             Reorthogonalize::Full
                         };
                         let t0 = Instant::now();
-                        let dec =
-                            arnoldi(a, &v, &ArnoldiParams::new(k).reorthogonalize(reorth)).unwrap();
+                        let dec = arnoldi(
+                            a,
+                            &v,
+                            &ArnoldiParams {
+                                reorthogonalize: reorth,
+                                ..ArnoldiParams::new(k)
+                            },
+                        )
+                        .unwrap();
                         tf.push(t0.elapsed().as_secs_f64());
                         if forward_only {
                             tb.push(0.0);

@@ -16,7 +16,10 @@ use gradmat_operators::dense::DenseMatrix;
 pub fn hilbert_identity_rmse(n: usize, project: bool) -> f64 {
     let a = DenseMatrix::from_fn(n, n, |i, j| 1.0 / (i + j + 1) as f64).unwrap();
     let v: Vec<f64> = (0..n).map(|i| 1.0 + 0.1 * i as f64).collect();
-    let params = ArnoldiParams::new(n).reorthogonalize(Reorthogonalize::Full);
+    let params = ArnoldiParams {
+        reorthogonalize: Reorthogonalize::Full,
+        ..ArnoldiParams::new(n)
+    };
     let dec = arnoldi(&a, &v, &params).unwrap();
     let k = dec.depth();
     let (q, h) = (dec.basis(), dec.hessenberg());

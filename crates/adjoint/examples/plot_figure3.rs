@@ -55,7 +55,15 @@ fn run_once(a: &SymCsrMatrix<f64>, v: &[f64], variant: &str, k: usize) -> (f64, 
                 Reorthogonalize::Full
             };
             let t0 = Instant::now();
-            let dec = lanczos(a, v, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
+            let dec = lanczos(
+                a,
+                v,
+                &LanczosParams {
+                    reorthogonalize: reorth,
+                    ..LanczosParams::new(k)
+                },
+            )
+            .unwrap();
             let tf = t0.elapsed().as_secs_f64();
             let abar = vec![1.0; dec.depth()];
             let t0 = Instant::now();
@@ -81,7 +89,15 @@ fn run_once(a: &SymCsrMatrix<f64>, v: &[f64], variant: &str, k: usize) -> (f64, 
                 Reorthogonalize::Full
             };
             let t0 = Instant::now();
-            let dec = arnoldi(a, v, &ArnoldiParams::new(k).reorthogonalize(reorth)).unwrap();
+            let dec = arnoldi(
+                a,
+                v,
+                &ArnoldiParams {
+                    reorthogonalize: reorth,
+                    ..ArnoldiParams::new(k)
+                },
+            )
+            .unwrap();
             let tf = t0.elapsed().as_secs_f64();
             let kk = dec.depth();
             let mut hbar = vec![0.0; kk * kk];

@@ -22,7 +22,7 @@ pub fn cg_vjp<T, A, P>(
     x: &[T],
     xbar: &[T],
     k: usize,
-    params: &CgParams<T>,
+    params: &CgParams,
     theta_grad: &mut [T],
 ) -> Result<(Vec<T>, CgInfo<T>), AdjointError>
 where

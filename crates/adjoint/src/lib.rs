@@ -9,6 +9,13 @@
 //! result. It is exact up to rounding: it differentiates the algorithm that ran, not a
 //! stochastic surrogate.
 //!
+//! **Start here.** For a value and its gradient in one call — `log det A`, `tr f(A)`,
+//! `vᵀf(A)v`, `f(A)v` — use `gradmat-matfun` (`logdet_with_grad`, `quadform_lanczos(…)
+//! .gradient(…)`, `apply_arnoldi(…).vjp(…)`): it builds the cotangents of the decomposition from
+//! the dense reverse rules and calls this crate. Use this crate directly when your own scalar
+//! function of the decomposition (its basis, small matrix, residual, `1/‖v‖`) needs
+//! differentiating.
+//!
 //! * [`lanczos_vjp`]: three-term Lanczos (no reorthogonalisation) by the Lanczos adjoint; fully
 //!   reorthogonalised Lanczos through the projected Arnoldi adjoint on `T = (H + Hᵀ)/2`.
 //! * [`arnoldi_vjp`]: Arnoldi, with the re-projection step (on by default).

@@ -21,7 +21,11 @@ fn cg_vjp_matches_finite_differences() {
     let a = SymmetricDense::from_col_major(n, matrix_with_spectrum(&lam, 1)).unwrap();
     let b = random_vector::<f64>(2 * n, 2);
     let w = random_vector::<f64>(2 * n, 3);
-    let params = CgParams::new().with_rtol(1e-14).with_atol(0.0);
+    let params = CgParams {
+        rtol: Some(1e-14),
+        atol: 0.0,
+        ..CgParams::default()
+    };
     let x = solve(&a, &b, 2, &params).unwrap();
     let mut grad = vec![0.0; a.num_params()];
     let (bbar, info) = cg_vjp(
@@ -173,7 +177,15 @@ fn accumulation_modes_agree_and_auto_resolves() {
         gradmat_krylov::arnoldi::Reorthogonalize::None,
         gradmat_krylov::arnoldi::Reorthogonalize::Full,
     ] {
-        let dec = lanczos(&a, &x, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
+        let dec = lanczos(
+            &a,
+            &x,
+            &LanczosParams {
+                reorthogonalize: reorth,
+                ..LanczosParams::new(k)
+            },
+        )
+        .unwrap();
         let grads: Vec<Vec<f64>> = [
             ParamAccumulation::Auto,
             ParamAccumulation::Online,
@@ -226,7 +238,10 @@ fn three_term_and_projected_lanczos_adjoints_agree() {
     let full = lanczos(
         &a,
         &x,
-        &LanczosParams::new(k).reorthogonalize(Reorthogonalize::Full),
+        &LanczosParams {
+            reorthogonalize: Reorthogonalize::Full,
+            ..LanczosParams::new(k)
+        },
     )
     .unwrap();
     let cot = LanczosCot::random(n, k, 7);

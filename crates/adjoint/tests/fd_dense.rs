@@ -32,7 +32,10 @@ fn spd(n: usize, seed: u64) -> SymmetricDense<f64> {
 fn lanczos_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: ParamAccumulation) {
     let a = spd(n, seed);
     let v = random_vector::<f64>(n, seed + 100);
-    let params = LanczosParams::new(k).reorthogonalize(reorth);
+    let params = LanczosParams {
+        reorthogonalize: reorth,
+        ..LanczosParams::new(k)
+    };
     let dec = lanczos(&a, &v, &params).unwrap();
     assert_eq!(dec.depth(), k);
     let cot = LanczosCot::random(n, k, seed + 200);
@@ -90,7 +93,10 @@ fn arnoldi_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: Par
     }
     let a = DenseMatrix::from_col_major(n, n, data).unwrap();
     let v = random_vector::<f64>(n, seed + 100);
-    let params = ArnoldiParams::new(k).reorthogonalize(reorth);
+    let params = ArnoldiParams {
+        reorthogonalize: reorth,
+        ..ArnoldiParams::new(k)
+    };
     let dec = arnoldi(&a, &v, &params).unwrap();
     assert_eq!(dec.depth(), k);
     let cot = ArnoldiCot::random(n, k, seed + 200);

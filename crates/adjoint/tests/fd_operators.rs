@@ -218,7 +218,10 @@ fn plain_lanczos_depth<A: SelfAdjoint<f64>>(a: &A, v: &[f64], k: usize) -> usize
 /// every shorter one.
 fn full_lanczos_depth<A: SelfAdjoint<f64>>(a: &A, v: &[f64], k: usize) -> usize {
     let n = v.len();
-    let params = LanczosParams::new((n - 1).max(1)).reorthogonalize(Reorthogonalize::Full);
+    let params = LanczosParams {
+        reorthogonalize: Reorthogonalize::Full,
+        ..LanczosParams::new((n - 1).max(1))
+    };
     let dec = lanczos(a, v, &params).unwrap();
     let amax = inf_norm(dec.diagonal());
     let first_small = dec
@@ -256,7 +259,10 @@ fn lanczos_fd_dirs<A>(
     A: SelfAdjoint<f64> + ParamVjp<f64> + SetParams<f64> + Clone,
 {
     let n = v.len();
-    let params = LanczosParams::new(k).reorthogonalize(reorth);
+    let params = LanczosParams {
+        reorthogonalize: reorth,
+        ..LanczosParams::new(k)
+    };
     let dec = lanczos(a, v, &params).unwrap();
     assert_eq!(dec.depth(), k, "{label}: unexpected breakdown");
     let cot = LanczosCot::random(n, k, seed + 200);
@@ -301,7 +307,10 @@ where
     A: AdjointOperator<f64> + ParamVjp<f64> + SetParams<f64> + Clone,
 {
     let n = v.len();
-    let params = ArnoldiParams::new(k).reorthogonalize(reorth);
+    let params = ArnoldiParams {
+        reorthogonalize: reorth,
+        ..ArnoldiParams::new(k)
+    };
     let dec = arnoldi(a, v, &params).unwrap();
     assert_eq!(dec.depth(), k, "{label}: unexpected breakdown");
     let cot = ArnoldiCot::random(n, k, seed + 200);
@@ -565,7 +574,10 @@ fn breakdown_case(m: usize, reorth: Reorthogonalize, seed: u64) {
     let n = 3 * m;
     let p = a.num_params();
     let v = random_vector::<f64>(n, seed + 100);
-    let params = LanczosParams::new(n).reorthogonalize(reorth);
+    let params = LanczosParams {
+        reorthogonalize: reorth,
+        ..LanczosParams::new(n)
+    };
     let run = |op: &ThreeEig, vv: &[f64]| -> Lanczos<f64> {
         let d = lanczos(op, vv, &params).unwrap();
         assert_eq!(d.depth(), 3, "{label}: breakdown expected at depth 3");
@@ -619,7 +631,10 @@ fn breakdown_case(m: usize, reorth: Reorthogonalize, seed: u64) {
     }
 
     // 2. Generic directions, the fixed-depth-3 algorithm, full functional.
-    let fixed = LanczosParams::new(3).reorthogonalize(reorth);
+    let fixed = LanczosParams {
+        reorthogonalize: reorth,
+        ..LanczosParams::new(3)
+    };
     let lc_full = LanczosCotangent {
         basis: Some(&cot.q),
         diagonal: Some(&cot.a),
@@ -746,7 +761,10 @@ fn breakdown_arnoldi_case(m: usize, reorth: Reorthogonalize, seed: u64) {
     let (a, entry) = three_eigenvalue_op(m, seed);
     let n = 3 * m;
     let v = random_vector::<f64>(n, seed + 100);
-    let params = ArnoldiParams::new(n).reorthogonalize(reorth);
+    let params = ArnoldiParams {
+        reorthogonalize: reorth,
+        ..ArnoldiParams::new(n)
+    };
     let run = |op: &ThreeEig, vv: &[f64]| {
         let d = arnoldi(op, vv, &params).unwrap();
         assert_eq!(d.depth(), 3, "{label}: breakdown expected at depth 3");

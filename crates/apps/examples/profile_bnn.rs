@@ -59,7 +59,12 @@ fn main() -> anyhow::Result<()> {
         use gradmat_matfun::estimators::{logdet, SlqParams};
         let d: Vec<f64> = (0..p).map(|i| 1.0 + (i as f64).sqrt()).collect();
         let dop = gradmat_operators::algebra::Diagonal::new(d)?;
-        let params = SlqParams::new().num_probes(1).num_matvecs(depth).seed(1);
+        let params = SlqParams {
+            num_probes: 1,
+            depth,
+            seed: 1,
+            ..SlqParams::default()
+        };
         let t = Instant::now();
         logdet(&dop, &params)?;
         println!("Krylov forward alone: {:.3} s", t.elapsed().as_secs_f64());
@@ -94,7 +99,12 @@ fn main() -> anyhow::Result<()> {
     use gradmat_matfun::estimators::{logdet, logdet_with_grad, SlqParams};
     let d: Vec<f64> = (0..p).map(|i| 1.0 + (i as f64).sqrt()).collect();
     let dop = gradmat_operators::algebra::Diagonal::new(d)?;
-    let params = SlqParams::new().num_probes(1).num_matvecs(depth).seed(1);
+    let params = SlqParams {
+        num_probes: 1,
+        depth,
+        seed: 1,
+        ..SlqParams::default()
+    };
     let t = Instant::now();
     logdet(&dop, &params)?;
     let tf = t.elapsed().as_secs_f64();

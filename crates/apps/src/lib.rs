@@ -10,6 +10,11 @@
 //! (Laplace calibration of an MNIST classifier), the shared pieces of the pipelines —
 //! [`nn`] (the dense network of the PDE field model and the BNN classifier), [`optim`] (Adam and
 //! softplus) — and [`report`] (progress, plots, summaries).
+//!
+//! **Start here.** `cargo run --release -p gradmat-apps -- gp` fits the bundled example;
+//! `gradmat --help` lists the subcommands. As a library, each pipeline is
+//! `run(&Config, &Progress) -> Result<Outcome, PipelineError>` (see [`pipeline`]) and the
+//! library crates below it do the numerical work.
 
 pub mod bnn;
 pub mod cli;
@@ -20,3 +25,8 @@ pub mod optim;
 pub mod pde;
 pub mod pipeline;
 pub mod report;
+
+/// The Rust examples of the README, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

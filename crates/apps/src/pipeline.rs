@@ -1,4 +1,4 @@
-//! What the PDE and BNN pipelines share: the shape `run(&Config, &Progress) -> Result<Outcome,
+//! What the GP, PDE and BNN pipelines share: the shape `run(&Config, &Progress) -> Result<Outcome,
 //! PipelineError>` (the outcome is written to disk by [`crate::report`]) and its error type.
 
 use gradmat_matfun::MatfunError;
@@ -15,6 +15,15 @@ pub enum PipelineError {
     /// Missing or malformed input data (the message names the file).
     #[error(transparent)]
     Data(#[from] crate::bnn::idx::IdxError),
+    /// A malformed CSV file (the message names the file, line and column).
+    #[error(transparent)]
+    Csv(#[from] crate::gp::csv::CsvError),
+    /// A table that cannot be used for a GP (target, too few rows, a constant column).
+    #[error(transparent)]
+    Table(#[from] crate::gp::data::DataError),
+    /// A GP loss, gradient or prediction failed.
+    #[error(transparent)]
+    Gp(#[from] crate::gp::model::GpError),
     /// An operator or model could not be built or its parameters were rejected.
     #[error(transparent)]
     Operator(#[from] OperatorError),

@@ -17,6 +17,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub mod bnn;
+pub mod gp;
 pub mod pde;
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
@@ -444,6 +445,16 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> 
     }
     let text = serde_json::to_string_pretty(value)?;
     write_atomic(path, (text + "\n").as_bytes())
+}
+
+/// Creates `dir` (and its parents) and checks that files can be created in it, so that an
+/// unwritable output directory is reported before a long run, not after it.
+pub fn prepare_output_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let probe = dir.join(format!(".gradmat-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write into {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same directory, flushed to

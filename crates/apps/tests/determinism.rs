@@ -46,12 +46,14 @@ fn slq_kernel() -> Vec<u64> {
     let n = 2500;
     let k = KernelMatrix::isotropic(KernelKind::Matern32, n, 3, inputs(n, 3), 0.3, 1.2).unwrap();
     let op = Shifted::new(k, 0.05).unwrap();
-    let params = SlqParams::new()
-        .num_probes(4)
-        .num_matvecs(12)
-        .seed(11)
-        .probe(Probe::Gaussian)
-        .reorthogonalize(Reorthogonalize::None);
+    let params = SlqParams {
+        num_probes: 4,
+        depth: 12,
+        seed: 11,
+        probe: Probe::Gaussian,
+        reorthogonalize: Reorthogonalize::None,
+        ..SlqParams::default()
+    };
     let mut g = vec![0.0; op.num_params()];
     let est = logdet_with_grad(&op, &params, &mut g).unwrap();
     let mut out = vec![est.value.to_bits(), est.std_error.to_bits()];
@@ -64,7 +66,12 @@ fn slq_kernel() -> Vec<u64> {
 /// Rademacher probes, more probes than threads.
 fn slq_laplacian() -> Vec<u64> {
     let op = Shifted::new(SymCsrMatrix::<f64>::laplacian_2d(200).unwrap(), 0.1).unwrap();
-    let params = SlqParams::new().num_probes(5).num_matvecs(15).seed(3);
+    let params = SlqParams {
+        num_probes: 5,
+        depth: 15,
+        seed: 3,
+        ..SlqParams::default()
+    };
     let mut g = vec![0.0; op.num_params()];
     let est = logdet_with_grad(&op, &params, &mut g).unwrap();
     let mut out = vec![est.value.to_bits(), est.std_error.to_bits()];
@@ -107,7 +114,7 @@ fn quadforms() -> Vec<u64> {
     let a = CsrMatrix::from_triplets(n, n, &r, &c, &x).unwrap();
     let qa = quadform_arnoldi(&a, &v, &MatrixFunction::Exp, &KrylovParams::new(15)).unwrap();
     let mut ga = vec![0.0; a.num_params()];
-    let gra = qa.gradient_general(&a, &mut ga).unwrap();
+    let gra = qa.gradient(&a, &mut ga).unwrap();
     out.push(qa.value().to_bits());
     out.extend(bits(&ga));
     out.extend(bits(&gra.v));

@@ -24,7 +24,7 @@
 //!
 //! let a = DenseMatrix::from_fn(6, 6, |i, j| 1.0 / (1.0 + i as f64 + 2.0 * j as f64)).unwrap();
 //! let v = vec![1.0; 6];
-//! let params = ArnoldiParams::new(4).reorthogonalize(Reorthogonalize::Full);
+//! let params = ArnoldiParams { reorthogonalize: Reorthogonalize::Full, ..ArnoldiParams::new(4) };
 //! let dec = arnoldi(&a, &v, &params).unwrap();
 //! assert_eq!(dec.depth(), 4);
 //! assert!((dec.inv_norm() - 1.0 / 6f64.sqrt()).abs() < 1e-15);
@@ -34,49 +34,42 @@ use crate::reduce;
 use crate::KrylovError;
 use gradmat_operators::{Operator, Scalar};
 
-/// Whether to reorthogonalise the new Krylov vector against the whole basis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Reorthogonalize {
-    /// Plain recursion: cheapest, but orthogonality is lost as Ritz values converge.
-    #[default]
-    None,
-    /// A second classical Gram–Schmidt pass against the whole basis at every step.
-    Full,
-}
+pub use crate::Reorthogonalize;
+use crate::{Breakdown, BreakdownKind, Info};
+use gradmat_operators::NonExhaustive;
 
 /// Parameters of [`arnoldi`].
+///
+/// ```
+/// use gradmat_krylov::arnoldi::ArnoldiParams;
+/// use gradmat_krylov::Reorthogonalize;
+/// let p = ArnoldiParams { reorthogonalize: Reorthogonalize::Full, ..ArnoldiParams::new(20) };
+/// assert_eq!(p.depth, 20);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct ArnoldiParams {
-    /// Krylov depth `K`: the number of matrix–vector products (the budget).
-    pub num_matvecs: usize,
-    /// Reorthogonalisation of the forward pass.
+    /// Krylov depth `K`: the number of matrix–vector products (the budget). Default 10.
+    pub depth: usize,
+    /// Reorthogonalisation of the forward pass. Default none.
     pub reorthogonalize: Reorthogonalize,
     /// Breakdown threshold: the iteration stops at an invariant subspace when the new vector's
     /// norm falls below `breakdown_tol · ‖A q_k‖` (relative to the step's own product: the
     /// rounding Gram–Schmidt leaves behind is of that size, and a small-eigenvalue direction of
     /// an ill-conditioned operator has a small `‖A q_k‖`). `None` uses `1000·√N·eps`.
     pub breakdown_tol: Option<f64>,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
 impl ArnoldiParams {
-    /// `num_matvecs` = `k`, no reorthogonalisation, default breakdown threshold.
-    pub fn new(k: usize) -> Self {
+    /// The default parameters with depth `depth`.
+    pub fn new(depth: usize) -> Self {
         Self {
-            num_matvecs: k,
+            depth,
             reorthogonalize: Reorthogonalize::None,
             breakdown_tol: None,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-    /// Sets the reorthogonalisation.
-    pub fn reorthogonalize(mut self, r: Reorthogonalize) -> Self {
-        self.reorthogonalize = r;
-        self
-    }
-    /// Sets the relative breakdown threshold.
-    pub fn breakdown_tol(mut self, tol: f64) -> Self {
-        self.breakdown_tol = Some(tol);
-        self
     }
 }
 
@@ -84,29 +77,6 @@ impl Default for ArnoldiParams {
     fn default() -> Self {
         Self::new(10)
     }
-}
-
-/// An invariant Krylov subspace met before the budget was spent.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breakdown {
-    /// 0-based step `k` whose new vector vanished: the returned decomposition has depth `k + 1`.
-    pub step: usize,
-    /// Norm of the (tiny) residual at that step.
-    pub residual_norm: f64,
-    /// The scale it was compared with: `‖A q_k‖` of the breakdown step.
-    pub scale: f64,
-}
-
-/// What happened during a run.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct KrylovInfo {
-    /// Matrix–vector products performed.
-    pub num_matvecs: usize,
-    /// Depth requested.
-    pub requested_depth: usize,
-    /// Set when an invariant subspace stopped the iteration early.
-    pub breakdown: Option<Breakdown>,
 }
 
 /// The result of [`arnoldi`]: `A Q = Q H + r e_{K-1}ᵀ`.
@@ -119,7 +89,7 @@ pub struct Arnoldi<T: Scalar> {
     r: Vec<T>,
     c: T,
     reorth: Reorthogonalize,
-    info: KrylovInfo,
+    info: Info,
 }
 
 impl<T: Scalar> Arnoldi<T> {
@@ -133,11 +103,7 @@ impl<T: Scalar> Arnoldi<T> {
             r: Vec::new(),
             c: T::ZERO,
             reorth: Reorthogonalize::None,
-            info: KrylovInfo {
-                num_matvecs: 0,
-                requested_depth: 0,
-                breakdown: None,
-            },
+            info: Info::new(0),
         }
     }
     /// Dimension `N`.
@@ -160,6 +126,11 @@ impl<T: Scalar> Arnoldi<T> {
     pub fn hessenberg(&self) -> &[T] {
         &self.h[..self.k * self.k]
     }
+    /// The small matrix `H` (`K×K`, column-major; a copy of [`hessenberg`](Self::hessenberg)),
+    /// the accessor every decomposition of this crate shares.
+    pub fn small_matrix(&self) -> Vec<T> {
+        self.hessenberg().to_vec()
+    }
     /// Entry `H[i, j]`.
     pub fn h(&self, i: usize, j: usize) -> T {
         self.h[i + j * self.k]
@@ -177,7 +148,7 @@ impl<T: Scalar> Arnoldi<T> {
         self.reorth
     }
     /// Run information.
-    pub fn info(&self) -> &KrylovInfo {
+    pub fn info(&self) -> &Info {
         &self.info
     }
 }
@@ -219,7 +190,7 @@ pub(crate) fn default_breakdown_tol<T: Scalar>(n: usize, tol: Option<f64>) -> T 
     }
 }
 
-/// Runs `params.num_matvecs` steps of Arnoldi on `op` from `v`.
+/// Runs `params.depth` steps of Arnoldi on `op` from `v`.
 ///
 /// # Errors
 /// Non-square operator, wrong start-vector length, zero or non-finite start vector, depth outside
@@ -241,7 +212,7 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     params: &ArnoldiParams,
     out: &mut Arnoldi<T>,
 ) -> Result<(), KrylovError> {
-    let kmax = params.num_matvecs;
+    let kmax = params.depth;
     let len0 = validate_start(op, v, kmax)?;
     let n = v.len();
     let tol = default_breakdown_tol::<T>(n, params.breakdown_tol);
@@ -254,11 +225,7 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     out.n = n;
     out.c = T::ONE / len0;
     out.reorth = params.reorthogonalize;
-    out.info = KrylovInfo {
-        num_matvecs: 0,
-        requested_depth: kmax,
-        breakdown: None,
-    };
+    out.info = Info::new(kmax);
     let mut hcol = vec![T::ZERO; kmax];
     let mut hcorr = vec![T::ZERO; kmax];
     // q_0 = v / ‖v‖
@@ -299,8 +266,9 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
         if k + 1 < kmax {
             if len <= tol * scale {
                 out.info.breakdown = Some(Breakdown {
-                    step: k,
-                    residual_norm: len.to_f64(),
+                    depth: k + 1,
+                    kind: BreakdownKind::Residual,
+                    norm: len.to_f64(),
                     scale: scale.to_f64(),
                 });
                 depth = k + 1;

@@ -38,7 +38,7 @@
 //! let a = SymmetricDense::from_col_major(2, vec![4.0, 1.0, 1.0, 3.0]).unwrap();
 //! // Two right-hand sides, column-major: b₀ = (1, 2), b₁ = (0, 0).
 //! let b = [1.0_f64, 2.0, 0.0, 0.0];
-//! let sol = cg::solve(&a, &b, 2, &CgParams::new().with_rtol(1e-12)).unwrap();
+//! let sol = cg::solve(&a, &b, 2, &CgParams { rtol: Some(1e-12), ..CgParams::default() }).unwrap();
 //! let x = sol.column(0);
 //! assert!((4.0 * x[0] + x[1] - 1.0).abs() < 1e-10 && (x[0] + 3.0 * x[1] - 2.0).abs() < 1e-10);
 //! assert!(sol.info().converged.iter().all(|c| *c));
@@ -48,19 +48,25 @@
 use crate::precond::{IdentityPreconditioner, Preconditioner};
 use crate::reduce;
 use crate::KrylovError;
-use gradmat_operators::{Operator, Scalar, SelfAdjoint};
+use gradmat_operators::{NonExhaustive, Operator, Scalar, SelfAdjoint};
 
 const ALGORITHM: &str = "conjugate gradients";
 
 /// Parameters of conjugate gradients.
+///
+/// ```
+/// use gradmat_krylov::cg::CgParams;
+/// let p = CgParams { rtol: Some(1e-10), max_iters: Some(500), ..CgParams::default() };
+/// assert_eq!(p.atol, 0.0);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct CgParams<T: Scalar> {
+pub struct CgParams {
     /// Absolute residual tolerance. Default `0`.
-    pub atol: T,
+    pub atol: f64,
     /// Relative residual tolerance: a right-hand side `b` has converged when
-    /// `‖r‖ ≤ max(atol, rtol·‖b‖)`. Default `√eps` (`1.5e-8` for `f64`, `3.5e-4` for `f32`).
-    pub rtol: T,
+    /// `‖r‖ ≤ max(atol, rtol·‖b‖)`. `None` (default) means `√eps` of the scalar type (`1.5e-8`
+    /// for `f64`, `3.5e-4` for `f32`).
+    pub rtol: Option<f64>,
     /// Maximal number of iterations per right-hand side (one iteration = one block product).
     /// `None` (default) means `max(10, 10·n)`. Reaching it is not an error unless
     /// [`error_on_nonconvergence`](Self::error_on_nonconvergence) is set.
@@ -68,43 +74,19 @@ pub struct CgParams<T: Scalar> {
     /// Return an error (instead of reporting `converged = false` in [`CgInfo`]) when a
     /// right-hand side has not converged after `max_iters` iterations. Default `false`.
     pub error_on_nonconvergence: bool,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
-impl<T: Scalar> Default for CgParams<T> {
+impl Default for CgParams {
     fn default() -> Self {
         Self {
-            atol: T::ZERO,
-            rtol: T::EPS.sqrt(),
+            atol: 0.0,
+            rtol: None,
             max_iters: None,
             error_on_nonconvergence: false,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-}
-
-impl<T: Scalar> CgParams<T> {
-    /// The default parameters.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets the absolute tolerance.
-    pub fn with_atol(mut self, atol: T) -> Self {
-        self.atol = atol;
-        self
-    }
-    /// Sets the relative tolerance.
-    pub fn with_rtol(mut self, rtol: T) -> Self {
-        self.rtol = rtol;
-        self
-    }
-    /// Sets the maximal number of iterations.
-    pub fn with_max_iters(mut self, max_iters: usize) -> Self {
-        self.max_iters = Some(max_iters);
-        self
-    }
-    /// Asks for an error when a right-hand side does not converge.
-    pub fn with_error_on_nonconvergence(mut self, yes: bool) -> Self {
-        self.error_on_nonconvergence = yes;
-        self
     }
 }
 
@@ -240,7 +222,7 @@ pub fn solve<T, A>(
     a: &A,
     b: &[T],
     k: usize,
-    params: &CgParams<T>,
+    params: &CgParams,
 ) -> Result<CgSolution<T>, KrylovError>
 where
     T: Scalar,
@@ -260,7 +242,7 @@ pub fn solve_preconditioned<T, A, P>(
     b: &[T],
     k: usize,
     x0: Option<&[T]>,
-    params: &CgParams<T>,
+    params: &CgParams,
 ) -> Result<CgSolution<T>, KrylovError>
 where
     T: Scalar,
@@ -312,7 +294,7 @@ pub fn solve_in_place<T, A, P>(
     k: usize,
     x: &mut [T],
     ws: &mut CgWorkspace<T>,
-    params: &CgParams<T>,
+    params: &CgParams,
 ) -> Result<CgInfo<T>, KrylovError>
 where
     T: Scalar,
@@ -344,8 +326,10 @@ where
             });
         }
     }
-    for (name, v) in [("atol", params.atol), ("rtol", params.rtol)] {
-        if !(v.is_finite() && v >= T::ZERO) {
+    let atol = params.atol;
+    let rtol = params.rtol.unwrap_or_else(|| T::EPS.sqrt().to_f64());
+    for (name, v) in [("atol", atol), ("rtol", rtol)] {
+        if !(v.is_finite() && v >= 0.0) {
             return Err(KrylovError::InvalidParameter(format!(
                 "CG tolerance {name} must be finite and non-negative, got {v:e}"
             )));
@@ -373,7 +357,7 @@ where
     for c in 0..k {
         let bn = reduce::norm(&b[c * n..(c + 1) * n]);
         info.rhs_norms[c] = bn;
-        thr[c] = params.atol.max(params.rtol * bn);
+        thr[c] = T::from_f64(atol).max(T::from_f64(rtol) * bn);
     }
     ws.prepare(n, k, precond.scratch_len(k));
 

@@ -66,7 +66,7 @@ pub enum KrylovError {
     #[error("preconditioner: {0}")]
     Preconditioner(String),
     /// The operator given to Lanczos is not symmetric (found by the check requested with
-    /// [`crate::lanczos::LanczosParams::check_self_adjoint`] or run directly with
+    /// [`crate::lanczos::LanczosParams::self_adjoint_check`] or run directly with
     /// [`crate::lanczos::check_self_adjoint`]).
     #[error("operator is not self-adjoint: |⟨u, Aw⟩ − ⟨Au, w⟩| is {relative_asymmetry:e} of its scale (tolerance {tolerance:e}); use Arnoldi for a non-symmetric operator")]
     NotSelfAdjoint {

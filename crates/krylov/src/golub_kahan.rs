@@ -38,7 +38,7 @@
 //! A coefficient is treated as zero when it is `≤ tol·scale`, with `scale` the largest norm of
 //! `Aᵀu_j` or `A v_j` seen so far (a lower estimate of `‖A‖`) and `tol` = `breakdown_tol`
 //! (default `max(m, n)·eps`). Breakdown is **not** an error; the iteration stops, the step is
-//! recorded in [`GkInfo::breakdown`], and the decomposition returned is the exact smaller one:
+//! recorded in [`Info::breakdown`], and the decomposition returned is the exact smaller one:
 //!
 //! * `β_{j+1} ≈ 0` after step `j`: depth `j+1`, `r = 0`, so `A V = U B` and `Aᵀ U = V Bᵀ` (an
 //!   invariant singular subspace: the singular values of `B` are singular values of `A`). This
@@ -51,87 +51,56 @@
 //! use gradmat_operators::dense::DenseMatrix;
 //!
 //! let a = DenseMatrix::<f64>::from_fn(5, 3, |i, j| 1.0 / (1.0 + i as f64 + 2.0 * j as f64)).unwrap();
-//! let gk = golub_kahan(&a, &[1.0, 0.0, 2.0, 0.0, 1.0], 2, &GkParams::new()).unwrap();
+//! let gk = golub_kahan(&a, &[1.0, 0.0, 2.0, 0.0, 1.0], &GkParams::new(2)).unwrap();
 //! assert_eq!(gk.depth(), 2);
 //! assert_eq!(gk.left_basis().len(), 5 * 2);
 //! assert_eq!(gk.right_basis().len(), 3 * 2);
 //! ```
 
 use crate::reduce;
-use crate::KrylovError;
-use gradmat_operators::{AdjointOperator, Scalar};
+use crate::{Breakdown, BreakdownKind, Info, KrylovError, Reorthogonalize};
+use gradmat_operators::{AdjointOperator, NonExhaustive, Scalar};
 
 const ALGORITHM: &str = "Golub-Kahan bidiagonalisation";
 
 /// Parameters of Golub–Kahan bidiagonalisation.
+///
+/// ```
+/// use gradmat_krylov::golub_kahan::GkParams;
+/// use gradmat_krylov::Reorthogonalize;
+/// let p = GkParams { reorthogonalize: Reorthogonalize::None, ..GkParams::new(5) };
+/// assert_eq!(p.depth, 5);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct GkParams<T: Scalar> {
-    /// Full reorthogonalisation of both bases (classical Gram–Schmidt twice). Default `true`.
-    pub reorthogonalize: bool,
+pub struct GkParams {
+    /// Depth `K`: steps, each one product with `Aᵀ` and one with `A`. Default 10.
+    pub depth: usize,
+    /// Full reorthogonalisation of both bases (classical Gram–Schmidt twice). Default
+    /// [`Reorthogonalize::Full`].
+    pub reorthogonalize: Reorthogonalize,
     /// Relative breakdown tolerance (see the [module](self) docs); `None` (default) means
     /// `max(m, n)·eps`.
-    pub breakdown_tol: Option<T>,
+    pub breakdown_tol: Option<f64>,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
-impl<T: Scalar> Default for GkParams<T> {
-    fn default() -> Self {
+impl GkParams {
+    /// The default parameters with depth `depth`.
+    pub fn new(depth: usize) -> Self {
         Self {
-            reorthogonalize: true,
+            depth,
+            reorthogonalize: Reorthogonalize::Full,
             breakdown_tol: None,
+            non_exhaustive: NonExhaustive::default(),
         }
     }
 }
 
-impl<T: Scalar> GkParams<T> {
-    /// The default parameters.
-    pub fn new() -> Self {
-        Self::default()
+impl Default for GkParams {
+    fn default() -> Self {
+        Self::new(10)
     }
-    /// Switches full reorthogonalisation on or off.
-    pub fn with_reorthogonalize(mut self, yes: bool) -> Self {
-        self.reorthogonalize = yes;
-        self
-    }
-    /// Sets the relative breakdown tolerance.
-    pub fn with_breakdown_tol(mut self, tol: T) -> Self {
-        self.breakdown_tol = Some(tol);
-        self
-    }
-}
-
-/// Which coefficient vanished at a breakdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BreakdownKind {
-    /// `α_j ≈ 0`: `Aᵀ u_j` lies in the span of the previous right vectors.
-    Alpha,
-    /// `β_{j+1} ≈ 0`: `A v_j` lies in the span of the left vectors (residual zero).
-    Beta,
-}
-
-/// A breakdown (invariant subspace) met during the bidiagonalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Breakdown {
-    /// The depth of the decomposition returned (`≤` the requested depth).
-    pub step: usize,
-    /// Which coefficient vanished.
-    pub kind: BreakdownKind,
-}
-
-/// What happened during the bidiagonalisation.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct GkInfo {
-    /// Products with `A`.
-    pub num_matvecs: usize,
-    /// Products with `Aᵀ`.
-    pub num_transpose_matvecs: usize,
-    /// The breakdown, if one occurred.
-    pub breakdown: Option<Breakdown>,
-    /// The requested depth.
-    pub requested_depth: usize,
 }
 
 /// The result of [`golub_kahan`]: `A V = U B + r e_{K−1}ᵀ`, `Aᵀ U = V Bᵀ` (see the
@@ -148,7 +117,7 @@ pub struct Bidiagonalization<T: Scalar> {
     residual: Vec<T>,
     residual_norm: T,
     inv_norm: T,
-    info: GkInfo,
+    info: Info,
 }
 
 impl<T: Scalar> Bidiagonalization<T> {
@@ -168,6 +137,11 @@ impl<T: Scalar> Bidiagonalization<T> {
     pub fn left_basis(&self) -> &[T] {
         &self.u
     }
+    /// The basis of the start vector's side, `U` (the accessor every decomposition of this
+    /// crate shares; [`right_basis`](Self::right_basis) is `V`).
+    pub fn basis(&self) -> &[T] {
+        &self.u
+    }
     /// `V`, `n×K`, column-major.
     pub fn right_basis(&self) -> &[T] {
         &self.v
@@ -180,8 +154,9 @@ impl<T: Scalar> Bidiagonalization<T> {
     pub fn beta(&self) -> &[T] {
         &self.beta
     }
-    /// The `K×K` lower bidiagonal `B`, dense column-major.
-    pub fn bidiagonal(&self) -> Vec<T> {
+    /// The `K×K` lower bidiagonal `B`, dense column-major (the accessor every decomposition
+    /// of this crate shares).
+    pub fn small_matrix(&self) -> Vec<T> {
         let k = self.depth;
         let mut b = vec![T::ZERO; k * k];
         for i in 0..k {
@@ -215,16 +190,16 @@ impl<T: Scalar> Bidiagonalization<T> {
         self.residual_norm
     }
     /// `c = 1/‖b‖`.
-    pub fn inv_start_norm(&self) -> T {
+    pub fn inv_norm(&self) -> T {
         self.inv_norm
     }
-    /// The run's [`GkInfo`].
-    pub fn info(&self) -> &GkInfo {
+    /// The run's [`Info`] (`num_transpose_matvecs` counts the products with `Aᵀ`).
+    pub fn info(&self) -> &Info {
         &self.info
     }
 }
 
-/// Runs `depth` steps of Golub–Kahan bidiagonalisation of `A` (`m×n`) from the left start vector
+/// Runs `params.depth` steps of Golub–Kahan bidiagonalisation of `A` (`m×n`) from the left start vector
 /// `b ∈ R^m`.
 ///
 /// # Errors
@@ -236,14 +211,14 @@ impl<T: Scalar> Bidiagonalization<T> {
 pub fn golub_kahan<T, A>(
     a: &A,
     b: &[T],
-    depth: usize,
-    params: &GkParams<T>,
+    params: &GkParams,
 ) -> Result<Bidiagonalization<T>, KrylovError>
 where
     T: Scalar,
     A: AdjointOperator<T> + ?Sized,
 {
     let (m, n) = (a.nrows(), a.ncols());
+    let depth = params.depth;
     if b.len() != m {
         return Err(KrylovError::DimensionMismatch {
             what: "start vector",
@@ -259,7 +234,7 @@ where
         return Err(KrylovError::NonFiniteStartVector { index });
     }
     let tol = match params.breakdown_tol {
-        Some(t) if t.is_finite() && t >= T::ZERO => t,
+        Some(t) if t.is_finite() && t >= 0.0 => T::from_f64(t),
         Some(t) => {
             return Err(KrylovError::InvalidParameter(format!(
                 "breakdown tolerance must be finite and non-negative, got {t:e}"
@@ -286,12 +261,7 @@ where
     let mut wn = vec![T::ZERO; n];
     let mut wm = vec![T::ZERO; m];
     let mut h = vec![T::ZERO; kk];
-    let mut info = GkInfo {
-        num_matvecs: 0,
-        num_transpose_matvecs: 0,
-        breakdown: None,
-        requested_depth: depth,
-    };
+    let mut info = Info::new(depth);
     let non_finite = |step| KrylovError::NonFinite {
         algorithm: ALGORITHM,
         step,
@@ -321,7 +291,7 @@ where
         if j > 0 {
             reduce::axpy(-beta_j, &v[(j - 1) * n..j * n], &mut wn);
         }
-        if params.reorthogonalize && j > 0 {
+        if params.reorthogonalize == Reorthogonalize::Full && j > 0 {
             reorthogonalize(&v, n, j, &mut wn, &mut h);
         }
         let alpha_j = reduce::norm(&wn);
@@ -340,8 +310,10 @@ where
             residual_norm = beta_j;
             reached = j;
             info.breakdown = Some(Breakdown {
-                step: j,
+                depth: j,
                 kind: BreakdownKind::Alpha,
+                norm: alpha_j.to_f64(),
+                scale: scale.to_f64(),
             });
             break;
         }
@@ -360,7 +332,7 @@ where
         }
         scale = scale.max(raw);
         reduce::axpy(-alpha_j, &u[j * m..(j + 1) * m], &mut wm);
-        if params.reorthogonalize {
+        if params.reorthogonalize == Reorthogonalize::Full {
             reorthogonalize(&u, m, j + 1, &mut wm, &mut h);
         }
         let beta_next = reduce::norm(&wm);
@@ -372,8 +344,10 @@ where
             reached = j + 1;
             residual_norm = T::ZERO;
             info.breakdown = Some(Breakdown {
-                step: j + 1,
-                kind: BreakdownKind::Beta,
+                depth: j + 1,
+                kind: BreakdownKind::Residual,
+                norm: beta_next.to_f64(),
+                scale: scale.to_f64(),
             });
             break;
         }

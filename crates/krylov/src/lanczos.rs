@@ -22,57 +22,49 @@
 //! assert!((tr - 6.0).abs() < 1e-14);
 //! ```
 
-use crate::arnoldi::{
-    arnoldi_into, default_breakdown_tol, validate_start, Arnoldi, ArnoldiParams, Breakdown,
-    KrylovInfo, Reorthogonalize,
-};
+use crate::arnoldi::{arnoldi_into, default_breakdown_tol, validate_start, Arnoldi, ArnoldiParams};
 use crate::reduce;
 use crate::KrylovError;
+use crate::{Breakdown, BreakdownKind, Info, Reorthogonalize};
+use gradmat_operators::NonExhaustive;
 use gradmat_operators::{Scalar, SelfAdjoint};
 use rayon::prelude::*;
 
 /// Parameters of [`lanczos`].
+///
+/// ```
+/// use gradmat_krylov::lanczos::LanczosParams;
+/// use gradmat_krylov::Reorthogonalize;
+/// let p = LanczosParams { reorthogonalize: Reorthogonalize::Full, ..LanczosParams::new(30) };
+/// assert_eq!((p.depth, p.breakdown_tol), (30, None));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct LanczosParams {
-    /// Krylov depth `K`: the number of matrix–vector products (the budget).
-    pub num_matvecs: usize,
-    /// Reorthogonalisation (full runs through the Arnoldi code path).
+    /// Krylov depth `K`: the number of matrix–vector products (the budget). Default 10.
+    pub depth: usize,
+    /// Reorthogonalisation (full runs through the Arnoldi code path). Default none.
     pub reorthogonalize: Reorthogonalize,
     /// Relative breakdown threshold (see [`ArnoldiParams::breakdown_tol`]).
     pub breakdown_tol: Option<f64>,
     /// When set, [`lanczos`] first runs [`check_self_adjoint`] with this relative tolerance
-    /// (two extra matvecs) and fails with [`KrylovError::NotSelfAdjoint`] on an operator that
-    /// is not symmetric. Off by default: the [`SelfAdjoint`] bound is a promise the type
-    /// system cannot verify.
+    /// (two extra matvecs; [`default_self_adjoint_tol`] is a sensible value) and fails with
+    /// [`KrylovError::NotSelfAdjoint`] on an operator that is not symmetric. Off by default:
+    /// the [`SelfAdjoint`] bound is a promise the type system cannot verify.
     pub self_adjoint_check: Option<f64>,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
 impl LanczosParams {
-    /// `num_matvecs = k`, no reorthogonalisation.
-    pub fn new(k: usize) -> Self {
+    /// The default parameters with depth `depth`.
+    pub fn new(depth: usize) -> Self {
         Self {
-            num_matvecs: k,
+            depth,
             reorthogonalize: Reorthogonalize::None,
             breakdown_tol: None,
             self_adjoint_check: None,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-    /// Sets the reorthogonalisation.
-    pub fn reorthogonalize(mut self, r: Reorthogonalize) -> Self {
-        self.reorthogonalize = r;
-        self
-    }
-    /// Sets the relative breakdown threshold.
-    pub fn breakdown_tol(mut self, tol: f64) -> Self {
-        self.breakdown_tol = Some(tol);
-        self
-    }
-    /// Checks the operator's symmetry before the run ([`check_self_adjoint`] with relative
-    /// tolerance `tol`; [`default_self_adjoint_tol`] is a sensible value).
-    pub fn check_self_adjoint(mut self, tol: f64) -> Self {
-        self.self_adjoint_check = Some(tol);
-        self
     }
 }
 
@@ -93,7 +85,7 @@ pub struct Lanczos<T: Scalar> {
     r: Vec<T>,
     c: T,
     arnoldi: Option<Arnoldi<T>>,
-    info: KrylovInfo,
+    info: Info,
 }
 
 impl<T: Scalar> Lanczos<T> {
@@ -108,11 +100,7 @@ impl<T: Scalar> Lanczos<T> {
             r: Vec::new(),
             c: T::ZERO,
             arnoldi: None,
-            info: KrylovInfo {
-                num_matvecs: 0,
-                requested_depth: 0,
-                breakdown: None,
-            },
+            info: Info::new(0),
         }
     }
     /// Dimension `N`.
@@ -143,7 +131,7 @@ impl<T: Scalar> Lanczos<T> {
         &self.b
     }
     /// `T` as a dense `K×K` column-major matrix.
-    pub fn tridiagonal_dense(&self) -> Vec<T> {
+    pub fn small_matrix(&self) -> Vec<T> {
         let k = self.k;
         let mut t = vec![T::ZERO; k * k];
         for i in 0..k {
@@ -177,12 +165,12 @@ impl<T: Scalar> Lanczos<T> {
         self.arnoldi.as_ref()
     }
     /// Run information.
-    pub fn info(&self) -> &KrylovInfo {
+    pub fn info(&self) -> &Info {
         &self.info
     }
 }
 
-/// Runs `params.num_matvecs` Lanczos steps on the self-adjoint `op` from `v`.
+/// Runs `params.depth` Lanczos steps on the self-adjoint `op` from `v`.
 ///
 /// # Errors
 /// As [`crate::arnoldi::arnoldi`].
@@ -204,14 +192,14 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     out: &mut Lanczos<T>,
 ) -> Result<(), KrylovError> {
     if let Some(tol) = params.self_adjoint_check {
-        validate_start(op, v, params.num_matvecs)?;
+        validate_start(op, v, params.depth)?;
         check_self_adjoint(op, tol)?;
     }
     if params.reorthogonalize == Reorthogonalize::Full {
         return lanczos_via_arnoldi(op, v, params, out);
     }
     out.arnoldi = None;
-    let kmax = params.num_matvecs;
+    let kmax = params.depth;
     let len0 = validate_start(op, v, kmax)?;
     let n = v.len();
     let tol = default_breakdown_tol::<T>(n, params.breakdown_tol);
@@ -223,11 +211,7 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     out.a.clear();
     out.b.clear();
     out.r.resize(n, T::ZERO);
-    out.info = KrylovInfo {
-        num_matvecs: 0,
-        requested_depth: kmax,
-        breakdown: None,
-    };
+    out.info = Info::new(kmax);
     for (qi, vi) in out.q[..n].iter_mut().zip(v) {
         *qi = *vi * out.c;
     }
@@ -282,8 +266,9 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
         if k + 1 < kmax {
             if len <= tol * scale {
                 out.info.breakdown = Some(Breakdown {
-                    step: k,
-                    residual_norm: len.to_f64(),
+                    depth: k + 1,
+                    kind: BreakdownKind::Residual,
+                    norm: len.to_f64(),
                     scale: scale.to_f64(),
                 });
                 depth = k + 1;
@@ -334,7 +319,7 @@ pub fn default_self_adjoint_tol<T: Scalar>(n: usize) -> f64 {
 /// }
 /// impl SelfAdjoint<f64> for Liar {}
 /// let a = Liar(DenseMatrix::from_col_major(2, 2, vec![1.0, 0.0, 5.0, 1.0]).unwrap());
-/// let params = LanczosParams::new(2).check_self_adjoint(1e-10);
+/// let params = LanczosParams { self_adjoint_check: Some(1e-10), ..LanczosParams::new(2) };
 /// let err = lanczos(&a, &[1.0, 1.0], &params).unwrap_err();
 /// assert!(matches!(err, KrylovError::NotSelfAdjoint { .. }));
 /// ```
@@ -431,8 +416,11 @@ fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     params: &LanczosParams,
     out: &mut Lanczos<T>,
 ) -> Result<(), KrylovError> {
-    let mut ap = ArnoldiParams::new(params.num_matvecs).reorthogonalize(Reorthogonalize::Full);
-    ap.breakdown_tol = params.breakdown_tol;
+    let ap = ArnoldiParams {
+        reorthogonalize: Reorthogonalize::Full,
+        breakdown_tol: params.breakdown_tol,
+        ..ArnoldiParams::new(params.depth)
+    };
     let mut arn = out.arnoldi.take().unwrap_or_else(Arnoldi::empty);
     arnoldi_into(op, v, &ap, &mut arn)?;
     let k = arn.depth();

@@ -56,7 +56,7 @@
 
 use crate::reduce;
 use crate::KrylovError;
-use gradmat_operators::{ColumnAccess, Scalar};
+use gradmat_operators::{ColumnAccess, NonExhaustive, Scalar};
 use std::sync::Arc;
 
 /// A symmetric positive definite preconditioner `M ≈ A`, applied through its inverse.
@@ -121,40 +121,39 @@ macro_rules! forward_preconditioner {
 forward_preconditioner!(&P, &mut P, Box<P>, Arc<P>);
 
 /// Parameters of the pivoted partial Cholesky factorisation.
+///
+/// ```
+/// use gradmat_krylov::precond::PartialCholeskyParams;
+/// let p = PartialCholeskyParams { tol: 1e-8, ..PartialCholeskyParams::new(15) };
+/// assert_eq!(p.rank, 15);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct PartialCholeskyParams<T: Scalar> {
+pub struct PartialCholeskyParams {
     /// Maximal rank `k` of the factor (`0 ≤ k ≤ n`). Default 10.
     pub rank: usize,
     /// Absolute stopping tolerance: the factorisation stops early (with a smaller rank) when the
     /// largest remaining diagonal entry is `≤ tol`. Default `0`. Independently of `tol`, a
     /// remaining diagonal `≤ 16·n·eps·max_i K_ii` is treated as zero (rounding level), so that
     /// numerically rank-deficient matrices stop instead of pivoting on rounding noise.
-    pub tol: T,
+    pub tol: f64,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
-impl<T: Scalar> Default for PartialCholeskyParams<T> {
+impl Default for PartialCholeskyParams {
     fn default() -> Self {
-        Self {
-            rank: 10,
-            tol: T::ZERO,
-        }
+        Self::new(10)
     }
 }
 
-impl<T: Scalar> PartialCholeskyParams<T> {
-    /// Parameters with the given maximal rank and the default tolerance.
+impl PartialCholeskyParams {
+    /// The default parameters with maximal rank `rank`.
     pub fn new(rank: usize) -> Self {
         Self {
             rank,
-            ..Self::default()
+            tol: 0.0,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-
-    /// Sets the absolute stopping tolerance on the remaining diagonal.
-    pub fn with_tol(mut self, tol: T) -> Self {
-        self.tol = tol;
-        self
     }
 }
 
@@ -186,7 +185,7 @@ impl<T: Scalar> PartialCholesky<T> {
     pub fn new<A: ColumnAccess<T> + ?Sized>(
         a: &A,
         sigma2: T,
-        params: &PartialCholeskyParams<T>,
+        params: &PartialCholeskyParams,
     ) -> Result<Self, KrylovError> {
         let n = a.nrows();
         if a.ncols() != n {
@@ -202,7 +201,7 @@ impl<T: Scalar> PartialCholesky<T> {
                 params.rank
             )));
         }
-        if !(params.tol.is_finite() && params.tol >= T::ZERO) {
+        if !(params.tol.is_finite() && params.tol >= 0.0) {
             return Err(KrylovError::InvalidParameter(format!(
                 "partial Cholesky tolerance must be finite and non-negative, got {:e}",
                 params.tol
@@ -224,7 +223,7 @@ impl<T: Scalar> PartialCholesky<T> {
         }
         let dmax0 = d.iter().fold(T::ZERO, |m, v| m.max(*v));
         let floor = T::from_f64(16.0) * T::from_usize(n.max(1)) * T::EPS * dmax0;
-        let stop = params.tol.max(floor);
+        let stop = T::from_f64(params.tol).max(floor);
 
         let mut l = vec![T::ZERO; n * kmax];
         let mut pivoted = vec![false; n];

@@ -100,7 +100,7 @@ macro_rules! cg_tests {
                     let reference = cholesky_solve(n, &at, &b_rounded, k);
                     let op = sym::<T>(n, &a);
                     let rtol: T = $rtol;
-                    let sol = cg::solve(&op, &bt, k, &CgParams::new().with_rtol(rtol)).unwrap();
+                    let sol = cg::solve(&op, &bt, k, &CgParams { rtol: Some(rtol as f64), ..CgParams::default() }).unwrap();
                     let info = sol.info();
                     prop_assert!(info.all_converged(), "{info:?}");
                     let lmin = lam.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -134,7 +134,7 @@ macro_rules! cg_tests {
                         // A zero column in the middle.
                         b[n..2 * n].fill(0.0);
                     }
-                    let params = CgParams::new().with_rtol($rtol);
+                    let params = CgParams { rtol: Some($rtol as f64), ..CgParams::default() };
                     let all = cg::solve(&op, &b, k, &params).unwrap();
                     let mut ws = CgWorkspace::new();
                     for c in 0..k {
@@ -157,7 +157,7 @@ macro_rules! cg_tests {
                 let lam: Vec<f64> = (0..n).map(|i| 10f64.powf(-2.0 * i as f64 / n as f64)).collect();
                 let op = sym::<T>(n, &matrix_with_spectrum(&lam, 1));
                 let b: Vec<T> = random_vector(n, 2);
-                let params = CgParams::new().with_max_iters(3);
+                let params = CgParams { max_iters: Some(3), ..CgParams::default() };
                 let sol = cg::solve(&op, &b, 1, &params).unwrap();
                 let info = sol.info();
                 assert!(!info.converged[0]);
@@ -168,7 +168,7 @@ macro_rules! cg_tests {
                 let tr = true_residual(&op, sol.solution(), &b);
                 let rec = info.residual_norms[0] as f64;
                 assert!(rec > 0.0 && (tr - rec).abs() <= 1e-3 * info.rhs_norms[0] as f64, "{tr} vs {rec}");
-                let err = cg::solve(&op, &b, 1, &params.with_error_on_nonconvergence(true));
+                let err = cg::solve(&op, &b, 1, &CgParams { error_on_nonconvergence: true, ..params });
                 assert!(matches!(err, Err(KrylovError::InvalidParameter(ref m)) if m.contains("did not converge")), "{err:?}");
             }
 
@@ -181,7 +181,7 @@ macro_rules! cg_tests {
                 // that the error is attributed to rhs 1.
                 let mut b = vec![0.0 as T; 12];
                 b[6..].copy_from_slice(&random_vector::<T>(6, 4));
-                match cg::solve(&op, &b, 2, &CgParams::new()) {
+                match cg::solve(&op, &b, 2, &CgParams::default()) {
                     Err(KrylovError::NonPositiveCurvature { iteration, rhs, curvature }) => {
                         assert_eq!((iteration, rhs), (0, 1));
                         assert!(curvature <= 0.0);
@@ -196,7 +196,7 @@ macro_rules! cg_tests {
                 let b = vec![0.0 as T; 8];
                 let x0: Vec<T> = random_vector(8, 6);
                 let sol = cg::solve_preconditioned(
-                    &op, &IdentityPreconditioner, &b, 2, Some(&x0), &CgParams::new(),
+                    &op, &IdentityPreconditioner, &b, 2, Some(&x0), &CgParams::default(),
                 ).unwrap();
                 assert!(sol.solution().iter().all(|v| v.abs() <= 0.0));
                 assert!(sol.info().all_converged());
@@ -215,7 +215,7 @@ macro_rules! cg_tests {
                 let x = cholesky_solve(n, &a, &b64, 1);
                 let x0: Vec<T> = to_t(&x);
                 // Rounding of x* to T leaves ‖b − A x0‖ ≈ cond·eps‖b‖ ≪ 1e-2‖b‖.
-                let params = CgParams::new().with_rtol(1e-2);
+                let params = CgParams { rtol: Some(1e-2), ..CgParams::default() };
                 let sol = cg::solve_preconditioned(
                     &op, &IdentityPreconditioner, &b, 1, Some(&x0), &params,
                 ).unwrap();
@@ -229,7 +229,7 @@ macro_rules! cg_tests {
                 let lam: Vec<f64> = (1..=n).map(|i| i as f64).collect();
                 let op = sym::<T>(n, &matrix_with_spectrum(&lam, 9));
                 let b: Vec<T> = random_vector(3 * n, 10);
-                let params = CgParams::new();
+                let params = CgParams::default();
                 let mut ws = CgWorkspace::new();
                 let mut x1 = vec![0.0 as T; 3 * n];
                 let i1 = cg::solve_in_place(&op, &IdentityPreconditioner, &b, 3, &mut x1, &mut ws, &params).unwrap();
@@ -245,7 +245,7 @@ macro_rules! cg_tests {
             #[test]
             fn errors() {
                 let op = sym::<T>(3, &matrix_with_spectrum(&[1.0, 2.0, 3.0], 11));
-                let p = CgParams::<T>::new();
+                let p = CgParams::default();
                 assert!(matches!(
                     cg::solve(&op, &[1.0; 5], 2, &p),
                     Err(KrylovError::DimensionMismatch { expected: 6, got: 5, .. })
@@ -255,7 +255,7 @@ macro_rules! cg_tests {
                     Err(KrylovError::NonFiniteStartVector { index: 1 })
                 ));
                 assert!(matches!(
-                    cg::solve(&op, &[1.0; 3], 1, &p.clone().with_rtol(-1.0)),
+                    cg::solve(&op, &[1.0; 3], 1, &CgParams { rtol: Some(-1.0), ..p.clone() }),
                     Err(KrylovError::InvalidParameter(_))
                 ));
                 assert!(matches!(
@@ -343,7 +343,11 @@ fn bcsstk14_real_spd_matrix() {
     assert!(diag.iter().all(|d| *d > 0.0));
     let k = 2;
     let b = random_vector::<f64>(n * k, 42);
-    let params = CgParams::new().with_rtol(1e-8).with_max_iters(20 * n);
+    let params = CgParams {
+        rtol: Some(1e-8),
+        max_iters: Some(20 * n),
+        ..CgParams::default()
+    };
     let jac = cg::solve_preconditioned(&a, &Jacobi(diag), &b, k, None, &params).unwrap();
     let plain = cg::solve(&a, &b, k, &params).unwrap();
     println!(

@@ -2,8 +2,8 @@
 //! orthogonality, singular values at full depth, breakdown on rank-deficient matrices and errors.
 
 use faer::{MatRef, Par};
-use gradmat_krylov::golub_kahan::{golub_kahan, BreakdownKind, GkParams};
-use gradmat_krylov::KrylovError;
+use gradmat_krylov::golub_kahan::{golub_kahan, GkParams};
+use gradmat_krylov::{BreakdownKind, KrylovError, Reorthogonalize};
 use gradmat_operators::dense::DenseMatrix;
 use gradmat_operators::testing::{random_vector, strategies};
 use gradmat_operators::{AdjointOperator, Operator, Scalar};
@@ -82,7 +82,7 @@ fn check_relations<T: Scalar>(
     let anorm = fro(&a64);
     let u = to64(gk.left_basis());
     let v = to64(gk.right_basis());
-    let bb = to64(&gk.bidiagonal());
+    let bb = to64(&gk.small_matrix());
     let r = to64(gk.residual());
     // A V − U B − r e_{K−1}ᵀ
     let mut lhs = matmul(&a64, &v, m, n, k);
@@ -111,7 +111,7 @@ fn check_relations<T: Scalar>(
     } else {
         0.0
     };
-    let e4 = (gk.inv_start_norm().to_f64() * bn - 1.0).abs();
+    let e4 = (gk.inv_norm().to_f64() * bn - 1.0).abs();
     let mut errs = vec![
         ("AV=UB+re", e1),
         ("AᵀU=VBᵀ", e2),
@@ -163,7 +163,7 @@ macro_rules! gk_tests {
                     let kmax = m.min(n);
                     let depth = 1 + ((kmax - 1) as f64 * frac).round() as usize;
                     let b: Vec<T> = random_vector(m, seed);
-                    let gk = golub_kahan(&op, &b, depth, &GkParams::new()).unwrap();
+                    let gk = golub_kahan(&op, &b, &GkParams::new(depth)).unwrap();
                     prop_assert!(gk.depth() <= depth);
                     if gk.depth() < depth {
                         prop_assert!(gk.info().breakdown.is_some());
@@ -183,7 +183,7 @@ macro_rules! gk_tests {
                     let op = dense(m, n, &a);
                     let depth = m.min(n).min(8);
                     let b: Vec<T> = random_vector(m, seed);
-                    let gk = golub_kahan(&op, &b, depth, &GkParams::new().with_reorthogonalize(false)).unwrap();
+                    let gk = golub_kahan(&op, &b, &GkParams { reorthogonalize: Reorthogonalize::None, ..GkParams::new(depth) }).unwrap();
                     let tol = 10.0 * EPS * (m.max(n) * depth) as f64;
                     check_relations(&op, &b, &gk, false, tol).map_err(TestCaseError::fail)?;
                 }
@@ -200,13 +200,13 @@ macro_rules! gk_tests {
                     let op = dense(m, n, &a);
                     let kmax = m.min(n);
                     let b: Vec<T> = random_vector(m, seed);
-                    let gk = golub_kahan(&op, &b, kmax, &GkParams::new()).unwrap();
+                    let gk = golub_kahan(&op, &b, &GkParams::new(kmax)).unwrap();
                     let k = gk.depth();
                     // Gaussian matrices have full rank: no early breakdown (only the expected
                     // β-breakdown at the last step when m ≤ n).
                     prop_assert_eq!(k, kmax);
                     if m <= n {
-                        prop_assert_eq!(gk.info().breakdown.map(|b| (b.step, b.kind)), Some((kmax, BreakdownKind::Beta)));
+                        prop_assert_eq!(gk.info().breakdown.map(|b| (b.depth, b.kind)), Some((kmax, BreakdownKind::Residual)));
                     }
                     let a64 = to64(op.as_slice());
                     let sa = singular_values(&a64, m, n);
@@ -232,24 +232,24 @@ macro_rules! gk_tests {
                 let tol = 100.0 * EPS * (m * n) as f64;
 
                 let b: Vec<T> = random_vector(m, 3);
-                let gk = golub_kahan(&op, &b, 10, &GkParams::new()).unwrap();
+                let gk = golub_kahan(&op, &b, &GkParams::new(10)).unwrap();
                 assert_eq!(gk.depth(), r);
                 let bd = gk.info().breakdown.unwrap();
-                assert_eq!((bd.step, bd.kind), (r, BreakdownKind::Alpha));
+                assert_eq!((bd.depth, bd.kind), (r, BreakdownKind::Alpha));
                 assert!(gk.residual_norm() > 0.0);
                 check_relations(&op, &b, &gk, true, tol).unwrap();
 
                 // b = A c lies in range(A).
                 let c = random_vector::<f64>(n, 4);
                 let b2: Vec<T> = matmul(&a64, &c, m, n, 1).iter().map(|v| *v as T).collect();
-                let gk2 = golub_kahan(&op, &b2, 10, &GkParams::new()).unwrap();
+                let gk2 = golub_kahan(&op, &b2, &GkParams::new(10)).unwrap();
                 assert_eq!(gk2.depth(), r);
                 let bd = gk2.info().breakdown.unwrap();
-                assert_eq!((bd.step, bd.kind), (r, BreakdownKind::Beta));
+                assert_eq!((bd.depth, bd.kind), (r, BreakdownKind::Residual));
                 assert!(gk2.residual().iter().all(|v| v.abs() <= 0.0));
                 check_relations(&op, &b2, &gk2, true, tol).unwrap();
                 let sa = singular_values(&to64(op.as_slice()), m, n);
-                let sb = singular_values(&to64(&gk2.bidiagonal()), r, r);
+                let sb = singular_values(&to64(&gk2.small_matrix()), r, r);
                 let stol = tol * fro(&a64);
                 for (x, y) in sa.iter().take(r).zip(&sb) {
                     assert!((x - y).abs() <= stol, "{sa:?} vs {sb:?}");
@@ -257,7 +257,7 @@ macro_rules! gk_tests {
 
                 // Aᵀ b = 0: depth 0, residual = b.
                 let z = DenseMatrix::<T>::from_fn(4, 3, |_, _| 0.0).unwrap();
-                let gk0 = golub_kahan(&z, &[1.0, 2.0, 3.0, 4.0], 2, &GkParams::new()).unwrap();
+                let gk0 = golub_kahan(&z, &[1.0, 2.0, 3.0, 4.0], &GkParams::new(2)).unwrap();
                 assert_eq!(gk0.depth(), 0);
                 assert_eq!(gk0.info().breakdown.map(|b| b.kind), Some(BreakdownKind::Alpha));
                 assert!(gk0.left_basis().is_empty() && gk0.right_basis().is_empty());
@@ -267,13 +267,13 @@ macro_rules! gk_tests {
             #[test]
             fn errors() {
                 let op = DenseMatrix::<T>::from_fn(4, 3, |i, j| (i * 3 + j) as T).unwrap();
-                let p = GkParams::<T>::new();
-                assert!(matches!(golub_kahan(&op, &[1.0; 3], 1, &p), Err(KrylovError::DimensionMismatch { expected: 4, got: 3, .. })));
-                assert!(matches!(golub_kahan(&op, &[1.0; 4], 0, &p), Err(KrylovError::DepthOutOfRange { depth: 0, max: 3 })));
-                assert!(matches!(golub_kahan(&op, &[1.0; 4], 4, &p), Err(KrylovError::DepthOutOfRange { depth: 4, max: 3 })));
-                assert!(matches!(golub_kahan(&op, &[0.0; 4], 2, &p), Err(KrylovError::ZeroStartVector)));
-                assert!(matches!(golub_kahan(&op, &[1.0, 1.0, T::INFINITY, 1.0], 2, &p), Err(KrylovError::NonFiniteStartVector { index: 2 })));
-                assert!(matches!(golub_kahan(&op, &[1.0; 4], 2, &p.clone().with_breakdown_tol(-1.0)), Err(KrylovError::InvalidParameter(_))));
+                let p = GkParams::default();
+                assert!(matches!(golub_kahan(&op, &[1.0; 3], &GkParams { depth: 1, ..p.clone() }), Err(KrylovError::DimensionMismatch { expected: 4, got: 3, .. })));
+                assert!(matches!(golub_kahan(&op, &[1.0; 4], &GkParams { depth: 0, ..p.clone() }), Err(KrylovError::DepthOutOfRange { depth: 0, max: 3 })));
+                assert!(matches!(golub_kahan(&op, &[1.0; 4], &GkParams { depth: 4, ..p.clone() }), Err(KrylovError::DepthOutOfRange { depth: 4, max: 3 })));
+                assert!(matches!(golub_kahan(&op, &[0.0; 4], &GkParams { depth: 2, ..p.clone() }), Err(KrylovError::ZeroStartVector)));
+                assert!(matches!(golub_kahan(&op, &[1.0, 1.0, T::INFINITY, 1.0], &GkParams { depth: 2, ..p.clone() }), Err(KrylovError::NonFiniteStartVector { index: 2 })));
+                assert!(matches!(golub_kahan(&op, &[1.0; 4], &GkParams { depth: 2, breakdown_tol: Some(-1.0), ..p.clone() }), Err(KrylovError::InvalidParameter(_))));
                 struct Nan;
                 impl Operator<T> for Nan {
                     fn nrows(&self) -> usize { 3 }
@@ -283,7 +283,7 @@ macro_rules! gk_tests {
                 impl AdjointOperator<T> for Nan {
                     fn apply_transpose(&self, _x: &[T], y: &mut [T]) { y.fill(1.0) }
                 }
-                assert!(matches!(golub_kahan(&Nan, &[1.0; 3], 2, &p), Err(KrylovError::NonFinite { step: 0, .. })));
+                assert!(matches!(golub_kahan(&Nan, &[1.0; 3], &GkParams { depth: 2, ..p.clone() }), Err(KrylovError::NonFinite { step: 0, .. })));
             }
         }
     };

@@ -202,7 +202,7 @@ macro_rules! precond_tests {
                 let pc = PartialCholesky::new(&op, 0.5 as T, &PartialCholeskyParams::new(10)).unwrap();
                 assert_eq!(pc.rank(), 3);
                 assert!(pc.residual_trace().to_f64() <= 1e3 * EPS * 6.0);
-                let pc = PartialCholesky::new(&op, 0.5 as T, &PartialCholeskyParams::new(10).with_tol(10.0)).unwrap();
+                let pc = PartialCholesky::new(&op, 0.5 as T, &PartialCholeskyParams { tol: 10.0, ..PartialCholeskyParams::new(10) }).unwrap();
                 assert_eq!(pc.rank(), 0);
                 // Rank 0: P = σ² I, log det = n log σ².
                 assert!((pc.log_det().to_f64() - n as f64 * 0.5f64.ln()).abs() <= 10.0 * n as f64 * EPS);
@@ -212,7 +212,7 @@ macro_rules! precond_tests {
             fn errors() {
                 let kd = rbf(5, 2, 1.0, 1);
                 let op = kernel(5, &kd, 0.0);
-                let p = PartialCholeskyParams::<T>::new(3);
+                let p = PartialCholeskyParams::new(3);
                 for s in [0.0, -1.0, T::NAN as f64, f64::INFINITY] {
                     assert!(matches!(PartialCholesky::new(&op, s as T, &p), Err(KrylovError::InvalidParameter(_))));
                 }
@@ -221,7 +221,7 @@ macro_rules! precond_tests {
                     Err(KrylovError::InvalidParameter(_))
                 ));
                 assert!(matches!(
-                    PartialCholesky::new(&op, 1.0 as T, &p.clone().with_tol(-1.0)),
+                    PartialCholesky::new(&op, 1.0 as T, &PartialCholeskyParams { tol: -1.0, ..p.clone() }),
                     Err(KrylovError::InvalidParameter(_))
                 ));
                 let mut bad = kd.clone();
@@ -250,7 +250,7 @@ macro_rules! precond_tests {
                 let kd = rbf(n, d, 0.5, 7);
                 let op = kernel(n, &kd, sigma2);
                 let b: Vec<T> = random_vector(n, 8);
-                let params = CgParams::new().with_rtol(if EPS < 1e-10 { 1e-8 } else { 1e-3 });
+                let params = CgParams { rtol: Some(if EPS < 1e-10 { 1e-8 } else { 1e-3 }), ..CgParams::default() };
                 let plain = cg::solve(&op, &b, 1, &params).unwrap();
                 let pc = PartialCholesky::new(&op, sigma2 as T, &PartialCholeskyParams::new(40)).unwrap();
                 let pre = cg::solve_preconditioned(&op, &pc, &b, 1, None, &params).unwrap();
@@ -312,7 +312,10 @@ fn reduces_cg_iterations_matern32_kernel_matrix() {
     let op = Shifted { k: &km, sigma2 };
     let k = 5;
     let b = random_vector::<f64>(n * k, 12);
-    let params = CgParams::new().with_rtol(1e-6);
+    let params = CgParams {
+        rtol: Some(1e-6),
+        ..CgParams::default()
+    };
     let plain = cg::solve(&op, &b, k, &params).unwrap();
     let pc = PartialCholesky::new(&km, sigma2, &PartialCholeskyParams::new(50)).unwrap();
     let pre = cg::solve_preconditioned(&op, &pc, &b, k, None, &params).unwrap();

@@ -74,12 +74,15 @@ fn check_symmetric_krylov<A: gradmat_operators::SelfAdjoint<f64>>(a: &A, lo: f64
     let dec = lanczos(
         a,
         &v,
-        &LanczosParams::new(k).reorthogonalize(Reorthogonalize::Full),
+        &LanczosParams {
+            reorthogonalize: Reorthogonalize::Full,
+            ..LanczosParams::new(k)
+        },
     )
     .unwrap();
     let kk = dec.depth();
     assert_eq!(kk, k);
-    let t = dec.tridiagonal_dense();
+    let t = dec.small_matrix();
     let tm = faer::Mat::from_fn(kk, kk, |i, j| t[i + j * kk]);
     let ritz = tm.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
     let (rmin, rmax) = (ritz[0], ritz[kk - 1]);
@@ -110,7 +113,7 @@ fn check_symmetric_krylov<A: gradmat_operators::SelfAdjoint<f64>>(a: &A, lo: f64
     let erp = relation_error(
         a,
         plain.basis(),
-        &plain.tridiagonal_dense(),
+        &plain.small_matrix(),
         plain.residual(),
         n,
         plain.depth(),
@@ -122,7 +125,10 @@ fn check_symmetric_krylov<A: gradmat_operators::SelfAdjoint<f64>>(a: &A, lo: f64
     let d = arnoldi(
         a,
         &v,
-        &ArnoldiParams::new(40).reorthogonalize(Reorthogonalize::Full),
+        &ArnoldiParams {
+            reorthogonalize: Reorthogonalize::Full,
+            ..ArnoldiParams::new(40)
+        },
     )
     .unwrap();
     let ea = relation_error(
@@ -157,7 +163,16 @@ fn laplacian_4elt_shifted_krylov_and_cg() {
     // CG: true relative residual ≤ 1e-8 (recursive residual tolerance 1e-10, cond ≈ 1e2..1e3).
     let n = a.nrows();
     let b = random_vector::<f64>(n, 7);
-    let sol = solve(&a, &b, 1, &CgParams::new().with_rtol(1e-10)).unwrap();
+    let sol = solve(
+        &a,
+        &b,
+        1,
+        &CgParams {
+            rtol: Some(1e-10),
+            ..CgParams::default()
+        },
+    )
+    .unwrap();
     assert!(sol.info().all_converged());
     let mut ax = vec![0.0; n];
     a.apply(sol.solution(), &mut ax);
@@ -182,14 +197,14 @@ fn bcsstk14_golub_kahan() {
     let n = a.dim();
     let b = random_vector::<f64>(n, 3);
     let k = 30;
-    let gk = golub_kahan(&a, &b, k, &GkParams::default()).unwrap();
+    let gk = golub_kahan(&a, &b, &GkParams::new(k)).unwrap();
     let kk = gk.depth();
     assert_eq!(kk, k);
     let bound = 10.0 * f64::EPSILON * (n * kk) as f64;
     let (u, v) = (gk.left_basis(), gk.right_basis());
     let (eu, ev) = (orth_error(u, n, kk), orth_error(v, n, kk));
     // Aᵀ U = V Bᵀ holds exactly (see the module docs): check it.
-    let bmat = gk.bidiagonal();
+    let bmat = gk.small_matrix();
     let mut atu = vec![0.0; n * kk];
     a.apply_transpose_block(&u[..n * kk], &mut atu, kk);
     let scale = bmat.iter().fold(0.0f64, |m, x| m.max(x.abs()));

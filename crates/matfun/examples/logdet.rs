@@ -51,11 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sigma = 0.1;
     let op = Shifted::new(lap, sigma)?;
     let n = op.nrows();
-    let params = SlqParams::new()
-        .num_probes(probes)
-        .num_matvecs(depth)
-        .seed(2024)
-        .reorthogonalize(reorth);
+    let params = SlqParams {
+        num_probes: probes,
+        depth,
+        seed: 2024,
+        reorthogonalize: reorth,
+        ..SlqParams::default()
+    };
     println!(
         "{name} + {sigma}·I: N = {n}, parameters = {} (stored lower-triangle entries + σ), \
          {probes} Rademacher probes, depth {depth}, reorthogonalisation {reorth:?}, {} threads",

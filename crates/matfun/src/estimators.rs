@@ -38,7 +38,7 @@
 //! // exactly, and at full depth (K = N) the quadrature is exact: log det A = Σ log(i + σ).
 //! let a = Shifted::new(Diagonal::new((1..=50).map(|i| i as f64).collect())?, 0.5)?;
 //! let mut grad = vec![0.0; a.num_params()]; // (diagonal entries, σ)
-//! let est = logdet_with_grad(&a, &SlqParams::new().num_matvecs(50).num_probes(4), &mut grad)?;
+//! let est = logdet_with_grad(&a, &SlqParams { depth: 50, num_probes: 4, ..SlqParams::default() }, &mut grad)?;
 //! let exact: f64 = (1..=50).map(|i| (i as f64 + 0.5).ln()).sum();
 //! assert!((est.value - exact).abs() < 1e-10 * exact);
 //! // ∂/∂σ log det(A + σI) = tr (A + σI)⁻¹
@@ -50,9 +50,10 @@
 use crate::dense::MatrixFunction;
 use crate::krylov::{quadform_lanczos, KrylovParams};
 use crate::MatfunError;
-use gradmat_krylov::arnoldi::Reorthogonalize;
-use gradmat_operators::{Operator, ParamVjp, Scalar, SelfAdjoint};
+use gradmat_krylov::Reorthogonalize;
+use gradmat_operators::{NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// Distribution of the entries of a probe vector (independent, mean 0, variance 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,16 +72,15 @@ pub enum Probe {
 ///
 /// ```
 /// use gradmat_matfun::estimators::{Probe, SlqParams};
-/// let p = SlqParams::new().num_probes(32).num_matvecs(40).seed(7).probe(Probe::Gaussian);
+/// let p = SlqParams { num_probes: 32, depth: 40, seed: 7, probe: Probe::Gaussian, ..SlqParams::default() };
 /// assert_eq!(p.num_probes, 32);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct SlqParams {
     /// Number of probe vectors `L` (at least 1; 2 or more for a standard error).
     pub num_probes: usize,
     /// Lanczos depth `K` per probe (clamped to the dimension `N`).
-    pub num_matvecs: usize,
+    pub depth: usize,
     /// Seed of the probe set.
     pub seed: u64,
     /// Probe distribution.
@@ -96,60 +96,27 @@ pub struct SlqParams {
     /// vector than single products (kernel matrices: one pass over the kernel tiles serves all
     /// probes); groups of at most [`LOCKSTEP_GROUP`] probes are in flight at once.
     pub lockstep: bool,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
-/// The largest number of probes run together by [`SlqParams::lockstep`] (one thread each).
-pub const LOCKSTEP_GROUP: usize = 64;
-
-impl SlqParams {
-    /// The defaults: 10 Rademacher probes, depth 10, full reorthogonalisation, seed 0.
-    pub fn new() -> Self {
+impl Default for SlqParams {
+    /// 10 Rademacher probes, depth 10, full reorthogonalisation, seed 0, no lock-step.
+    fn default() -> Self {
         Self {
             num_probes: 10,
-            num_matvecs: 10,
+            depth: 10,
             seed: 0,
             probe: Probe::Rademacher,
             reorthogonalize: Reorthogonalize::Full,
             lockstep: false,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-    /// Runs the probes in lock-step with gathered block products (see [`SlqParams::lockstep`]).
-    pub fn lockstep(mut self, on: bool) -> Self {
-        self.lockstep = on;
-        self
-    }
-    /// Sets the number of probes.
-    pub fn num_probes(mut self, l: usize) -> Self {
-        self.num_probes = l;
-        self
-    }
-    /// Sets the Lanczos depth.
-    pub fn num_matvecs(mut self, k: usize) -> Self {
-        self.num_matvecs = k;
-        self
-    }
-    /// Sets the seed.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Sets the probe distribution.
-    pub fn probe(mut self, probe: Probe) -> Self {
-        self.probe = probe;
-        self
-    }
-    /// Sets the reorthogonalisation.
-    pub fn reorthogonalize(mut self, r: Reorthogonalize) -> Self {
-        self.reorthogonalize = r;
-        self
     }
 }
 
-impl Default for SlqParams {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The largest number of probes run together by [`SlqParams::lockstep`] (one thread each).
+pub const LOCKSTEP_GROUP: usize = 64;
 
 /// A stochastic estimate with its standard error.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +143,13 @@ pub struct Estimate<T> {
     /// general, since a null space that gets little weight from the probes need not show up
     /// among the Ritz values at all.
     pub ritz_range: (f64, f64),
+    /// Seconds the probes spent in their forward passes (decomposition and small matrix
+    /// function), summed over probes: with probes in parallel these are thread-seconds, not
+    /// wall time (in lock-step runs they include the waits for the gathered products).
+    pub seconds_forward: f64,
+    /// Seconds the probes spent in their backward passes, summed likewise (0 without a
+    /// gradient).
+    pub seconds_backward: f64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,14 +273,12 @@ struct ProbeResult<T> {
     matvecs: usize,
     grad: Option<Vec<T>>,
     ritz: (f64, f64),
+    seconds: (f64, f64),
 }
 
-/// `(min, max)` of a quadratic form's Ritz values.
-fn ritz_range<T: Scalar>(qf: &crate::krylov::QuadForm<T>) -> (f64, f64) {
-    match qf.ritz_values() {
-        Some(th) if !th.is_empty() => (th[0], th[th.len() - 1]),
-        _ => (f64::NAN, f64::NAN),
-    }
+/// Sums of the probes' forward and backward seconds.
+fn add_seconds(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0 + b.0, a.1 + b.1)
 }
 
 /// The union of two `(min, max)` ranges (NaN-free where either side is).
@@ -323,9 +295,9 @@ fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
             "the number of probes must be at least 1".into(),
         ));
     }
-    if params.num_matvecs == 0 {
+    if params.depth == 0 {
         return Err(MatfunError::InvalidParameter(
-            "the Lanczos depth (num_matvecs) must be at least 1".into(),
+            "the Lanczos depth must be at least 1".into(),
         ));
     }
     if op.nrows() != op.ncols() {
@@ -366,6 +338,7 @@ where
     };
     let (mut depth, mut matvecs) = (0usize, 0usize);
     let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut seconds = (0.0, 0.0);
     let mut start = 0;
     while start < l {
         let end = (start + batch).min(l);
@@ -386,6 +359,7 @@ where
             depth = depth.max(r.depth);
             matvecs += r.matvecs;
             ritz = merge_range(ritz, r.ritz);
+            seconds = add_seconds(seconds, r.seconds);
             if let Some(g) = r.grad {
                 for (a, x) in acc.iter_mut().zip(&g) {
                     *a += *x;
@@ -394,7 +368,14 @@ where
         }
         start = end;
     }
-    finish_estimate(values, depth, matvecs, ritz, theta_grad.map(|tg| (tg, acc)))
+    finish_estimate(
+        values,
+        depth,
+        matvecs,
+        ritz,
+        seconds,
+        theta_grad.map(|tg| (tg, acc)),
+    )
 }
 
 /// The lock-step SLQ driver (see [`SlqParams::lockstep`]): groups of probes on scoped threads
@@ -417,11 +398,12 @@ where
     let mut acc = vec![T::ZERO; if want { p } else { 0 }];
     let (mut depth, mut matvecs) = (0usize, 0usize);
     let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut seconds = (0.0, 0.0);
     let mut start = 0;
     while start < l {
         let end = (start + LOCKSTEP_GROUP).min(l);
         let gather = crate::lockstep::Gather::new(op, end - start);
-        type Member<T> = (T, usize, usize, (f64, f64));
+        type Member<T> = (T, usize, usize, (f64, f64), (f64, f64));
         let results: Vec<Result<Member<T>, MatfunError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (start..end)
                 .map(|idx| {
@@ -430,14 +412,24 @@ where
                     s.spawn(move || {
                         let v = probe_vector::<T>(params.probe, params.seed, idx, n);
                         let run = || -> Result<Member<T>, MatfunError> {
+                            let t0 = Instant::now();
                             let qf = quadform_lanczos(&member, &v, f, kp)?;
+                            let forward = t0.elapsed().as_secs_f64();
+                            let t1 = Instant::now();
                             if want {
                                 // The gathered VJPs go to the group's accumulator; this
                                 // buffer only satisfies the length check and stays zero.
                                 let mut unused = vec![T::ZERO; p];
                                 qf.gradient(&member, &mut unused)?;
                             }
-                            Ok((qf.value(), qf.depth(), qf.num_matvecs(), ritz_range(&qf)))
+                            let backward = t1.elapsed().as_secs_f64();
+                            Ok((
+                                qf.value(),
+                                qf.depth(),
+                                qf.num_matvecs(),
+                                qf.ritz_range(),
+                                (forward, backward),
+                            ))
                         };
                         let r = run();
                         drop(member);
@@ -457,11 +449,12 @@ where
                 .collect()
         });
         for r in results {
-            let (value, d, m, rr) = r?;
+            let (value, d, m, rr, secs) = r?;
             values.push(value);
             depth = depth.max(d);
             matvecs += m;
             ritz = merge_range(ritz, rr);
+            seconds = add_seconds(seconds, secs);
         }
         if want {
             for (a, g) in acc.iter_mut().zip(gather.take_grad()) {
@@ -470,7 +463,14 @@ where
         }
         start = end;
     }
-    finish_estimate(values, depth, matvecs, ritz, theta_grad.map(|tg| (tg, acc)))
+    finish_estimate(
+        values,
+        depth,
+        matvecs,
+        ritz,
+        seconds,
+        theta_grad.map(|tg| (tg, acc)),
+    )
 }
 
 /// Mean, standard error and the scaled gradient `θ̄ += acc / L` of an SLQ run.
@@ -479,6 +479,7 @@ pub(crate) fn finish_estimate<T: Scalar>(
     depth: usize,
     matvecs: usize,
     ritz_range: (f64, f64),
+    seconds: (f64, f64),
     grad: Option<(&mut [T], Vec<T>)>,
 ) -> Result<Estimate<T>, MatfunError> {
     let l = values.len();
@@ -504,11 +505,16 @@ pub(crate) fn finish_estimate<T: Scalar>(
         depth,
         per_probe: values,
         ritz_range,
+        seconds_forward: seconds.0,
+        seconds_backward: seconds.1,
     })
 }
 
 fn krylov_params(params: &SlqParams) -> KrylovParams {
-    KrylovParams::new(params.num_matvecs).reorthogonalize(params.reorthogonalize)
+    KrylovParams {
+        reorthogonalize: params.reorthogonalize,
+        ..KrylovParams::new(params.depth)
+    }
 }
 
 /// Stochastic Lanczos quadrature estimate of `tr f(A)` for a self-adjoint `op`.
@@ -533,13 +539,15 @@ where
         return slq_lockstep(&gradmat_adjoint::NoParams(op), f, params, None);
     }
     slq_driver(op.ncols(), params, 0, None, |v, _| {
+        let t0 = Instant::now();
         let qf = quadform_lanczos(op, v, f, &kp)?;
         Ok(ProbeResult {
             value: qf.value(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad: None,
-            ritz: ritz_range(&qf),
+            ritz: qf.ritz_range(),
+            seconds: (t0.elapsed().as_secs_f64(), 0.0),
         })
     })
 }
@@ -576,7 +584,10 @@ where
         return slq_lockstep(op, f, params, Some(theta_grad));
     }
     slq_driver(op.ncols(), params, p, Some(theta_grad), |v, want| {
+        let t0 = Instant::now();
         let qf = quadform_lanczos(op, v, f, &kp)?;
+        let forward = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
         let grad = if want {
             let mut g = vec![T::ZERO; p];
             qf.gradient(op, &mut g)?;
@@ -589,7 +600,8 @@ where
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad,
-            ritz: ritz_range(&qf),
+            ritz: qf.ritz_range(),
+            seconds: (forward, t1.elapsed().as_secs_f64()),
         })
     })
 }

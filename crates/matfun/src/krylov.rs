@@ -8,8 +8,11 @@
 //!   `f = exp` and `f = exp(t·)` (Padé `expm` of the small Hessenberg matrix). Other functions
 //!   of a non-symmetric `H` are rejected with [`MatfunError::UnsupportedFunction`].
 //!
-//! The forward functions return an object that keeps the decomposition ([`QuadForm`],
-//! [`MatFunVec`]); its `gradient`/`vjp` method is the backward pass. It builds the cotangents
+//! The forward functions return an object that keeps the decomposition, typed by it:
+//! [`LanczosQuadForm`] and [`ArnoldiQuadForm`] for `vᵀf(A)v`, [`LanczosFunVec`] and
+//! [`ArnoldiFunVec`] for `f(A)v`. Each has one backward pass, `vjp` (for a quadratic form
+//! `gradient` is `vjp` with `ρ̄ = 1`), whose operator bound is the one its decomposition needs
+//! (`SelfAdjoint` after Lanczos, `AdjointOperator` after Arnoldi). It builds the cotangents
 //! of the decomposition's outputs from the dense reverse rules of [`crate::dense`] and hands
 //! them to [`gradmat_adjoint::lanczos_vjp`] / [`gradmat_adjoint::arnoldi_vjp`], which return the
 //! start vector's cotangent `v̄` and **accumulate** the parameter gradient `θ̄` through
@@ -92,116 +95,92 @@ use crate::MatfunError;
 use gradmat_adjoint::{
     arnoldi_vjp, lanczos_vjp, AdjointParams, ArnoldiCotangent, LanczosCotangent, ParamAccumulation,
 };
-use gradmat_krylov::arnoldi::{arnoldi, Arnoldi, ArnoldiParams, Reorthogonalize};
+use gradmat_krylov::arnoldi::{arnoldi, Arnoldi, ArnoldiParams};
 use gradmat_krylov::lanczos::{lanczos, lanczos_into, Lanczos, LanczosParams};
 use gradmat_krylov::reduce;
-use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint};
+use gradmat_krylov::Reorthogonalize;
+use gradmat_operators::{AdjointOperator, NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
 use std::borrow::Cow;
-
-/// Which Krylov method produced a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Lanczos tridiagonalisation (self-adjoint operators, every [`MatrixFunction`]).
-    Lanczos,
-    /// Arnoldi (general operators; `exp` and `exp(t·)`).
-    Arnoldi,
-}
 
 /// Parameters of the Krylov matrix functions.
 ///
 /// ```
 /// use gradmat_matfun::krylov::KrylovParams;
-/// use gradmat_krylov::arnoldi::Reorthogonalize;
-/// let p = KrylovParams::new(30).reorthogonalize(Reorthogonalize::None);
-/// assert_eq!(p.num_matvecs, 30);
+/// use gradmat_matfun::Reorthogonalize;
+/// let p = KrylovParams { reorthogonalize: Reorthogonalize::None, ..KrylovParams::new(30) };
+/// assert_eq!(p.depth, 30);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct KrylovParams {
     /// Krylov depth `K` (matrix–vector products of the forward pass). Depths larger than the
     /// dimension `N` are clamped to `N` (where the approximation is exact); 0 is an error.
-    pub num_matvecs: usize,
+    /// Default 10.
+    pub depth: usize,
     /// Reorthogonalisation of the forward pass. Default [`Reorthogonalize::Full`]: accurate
     /// quadrature and exact-to-rounding gradients (the projected adjoint), at `O(N K²)` extra
     /// work. [`Reorthogonalize::None`] is the plain three-term Lanczos (cheaper, `O(N)` memory
     /// per step in the forward pass; loses orthogonality as Ritz values converge).
     pub reorthogonalize: Reorthogonalize,
-    /// Re-projection in the Arnoldi adjoint (`None`: on exactly when the forward pass
-    /// reorthogonalised); see [`AdjointParams::project`].
-    pub project: Option<bool>,
-    /// How parameter gradients are accumulated in the backward pass.
+    /// Re-projection in the Arnoldi adjoint (default `true`: required for exactness to rounding
+    /// after a reorthogonalised forward pass, and measured more accurate than the plain
+    /// recursion after a non-reorthogonalised one too); see [`AdjointParams::project`].
+    pub project: bool,
+    /// How parameter gradients are accumulated in the backward pass (default
+    /// [`ParamAccumulation::Auto`]: as the operator prefers).
     pub accumulation: ParamAccumulation,
     /// Relative breakdown threshold of the Krylov iteration (`None`: the Krylov crate's
     /// default `1000·√N·eps` of the step's `‖A q_k‖`).
     pub breakdown_tol: Option<f64>,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
 impl KrylovParams {
-    /// Depth `k`, full reorthogonalisation, default adjoint options.
-    pub fn new(k: usize) -> Self {
+    /// The default parameters with depth `depth`: full reorthogonalisation, projected adjoint,
+    /// automatic parameter-gradient accumulation.
+    pub fn new(depth: usize) -> Self {
         Self {
-            num_matvecs: k,
+            depth,
             reorthogonalize: Reorthogonalize::Full,
-            project: None,
-            accumulation: ParamAccumulation::Fused,
+            project: true,
+            accumulation: ParamAccumulation::Auto,
             breakdown_tol: None,
+            non_exhaustive: NonExhaustive::default(),
         }
-    }
-    /// Sets the reorthogonalisation.
-    pub fn reorthogonalize(mut self, r: Reorthogonalize) -> Self {
-        self.reorthogonalize = r;
-        self
-    }
-    /// Forces the adjoint re-projection on or off.
-    pub fn project(mut self, on: bool) -> Self {
-        self.project = Some(on);
-        self
-    }
-    /// Sets the parameter-gradient accumulation.
-    pub fn accumulation(mut self, acc: ParamAccumulation) -> Self {
-        self.accumulation = acc;
-        self
-    }
-    /// Sets the relative breakdown threshold.
-    pub fn breakdown_tol(mut self, tol: f64) -> Self {
-        self.breakdown_tol = Some(tol);
-        self
     }
 
     pub(crate) fn adjoint_params(&self) -> AdjointParams {
-        let p = AdjointParams::default().accumulation(self.accumulation);
-        match self.project {
-            Some(on) => p.project(on),
-            None => p,
-        }
+        AdjointParams::default()
+            .accumulation(self.accumulation)
+            .project(self.project)
     }
 
     /// The depth to run on an `n`-dimensional operator.
     pub(crate) fn depth_for(&self, n: usize) -> Result<usize, MatfunError> {
-        if self.num_matvecs == 0 {
+        if self.depth == 0 {
             return Err(MatfunError::InvalidParameter(
-                "the Krylov depth (num_matvecs) must be at least 1".into(),
+                "the Krylov depth must be at least 1".into(),
             ));
         }
         if n == 0 {
             return Err(MatfunError::EmptyMatrix { what: "operator" });
         }
-        Ok(self.num_matvecs.min(n))
+        Ok(self.depth.min(n))
     }
 
     pub(crate) fn lanczos_params(&self, k: usize) -> LanczosParams {
-        let p = LanczosParams::new(k).reorthogonalize(self.reorthogonalize);
-        match self.breakdown_tol {
-            Some(t) => p.breakdown_tol(t),
-            None => p,
+        LanczosParams {
+            reorthogonalize: self.reorthogonalize,
+            breakdown_tol: self.breakdown_tol,
+            ..LanczosParams::new(k)
         }
     }
 
     fn arnoldi_params(&self, k: usize) -> ArnoldiParams {
-        let p = ArnoldiParams::new(k).reorthogonalize(self.reorthogonalize);
-        match self.breakdown_tol {
-            Some(t) => p.breakdown_tol(t),
-            None => p,
+        ArnoldiParams {
+            reorthogonalize: self.reorthogonalize,
+            breakdown_tol: self.breakdown_tol,
+            ..ArnoldiParams::new(k)
         }
     }
 }
@@ -333,7 +312,7 @@ pub(crate) fn numerical_breakdown_tol<T: Scalar>(n: usize) -> f64 {
 /// below [`numerical_breakdown_tol`] of `‖A q_j‖` (`m = j + 1`). `sub(j)` is the sub-diagonal
 /// after column `j`, `col(j)` the norm `‖A q_j‖` of column `j` of the relation.
 fn exact_depth<T: Scalar>(
-    info: &gradmat_krylov::arnoldi::KrylovInfo,
+    info: &gradmat_krylov::Info,
     k: usize,
     n: usize,
     sub: impl Fn(usize) -> f64,
@@ -440,7 +419,7 @@ where
             &dec.basis()[..n * m],
             n,
             m,
-            &leading(&dec.tridiagonal_dense(), k, m),
+            &leading(&dec.small_matrix(), k, m),
             &truncated_residual(dec.basis(), n, k, m, sub, dec.residual()),
             dec.inv_norm(),
             true,
@@ -452,9 +431,10 @@ where
     }
     let c = dec.inv_norm();
     let v: Vec<T> = dec.basis_vector(0).iter().map(|x| *x / c).collect();
-    let lp = params
-        .lanczos_params(dec.info().requested_depth)
-        .reorthogonalize(Reorthogonalize::Full);
+    let lp = LanczosParams {
+        reorthogonalize: Reorthogonalize::Full,
+        ..params.lanczos_params(dec.info().requested_depth)
+    };
     let full = lanczos(op, &v, &lp)?;
     let Some(m) = lanczos_exact_depth(&full) else {
         return Ok(None);
@@ -590,76 +570,55 @@ fn first_row(sf: &SymmetricMatrixFunction<impl Scalar>) -> Vec<f64> {
 // Quadratic forms
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-enum QuadInner<T: Scalar> {
-    Lanczos {
-        dec: Box<Lanczos<T>>,
-        fun: SymmetricMatrixFunction<T>,
-    },
-    Arnoldi {
-        dec: Arnoldi<T>,
-        t: f64,
-    },
-    /// Arnoldi on an operator whose Hessenberg matrix is symmetric to rounding, with `f` of the
-    /// tridiagonal band `T` of `(H + Hᵀ)/2` (any [`MatrixFunction`]).
-    ArnoldiSymmetric {
-        dec: Arnoldi<T>,
-        fun: SymmetricMatrixFunction<T>,
-    },
+/// Accessors shared by the Krylov results of this module.
+macro_rules! krylov_result_accessors {
+    () => {
+        /// The Krylov depth reached (smaller than requested after a breakdown, where the
+        /// approximation is exact).
+        pub fn depth(&self) -> usize {
+            self.dec().depth()
+        }
+        /// Matrix–vector products of the forward pass.
+        pub fn num_matvecs(&self) -> usize {
+            self.dec().info().num_matvecs
+        }
+    };
 }
 
-/// `ρ = vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(H) e₀`, keeping the decomposition for the backward pass.
-/// Built by [`quadform_lanczos`] or [`quadform_arnoldi`].
+/// `ρ = vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(T) e₀` from Lanczos, keeping the decomposition for the backward
+/// pass. Built by [`quadform_lanczos`]; its backward pass needs a self-adjoint operator.
 #[derive(Debug, Clone)]
-pub struct QuadForm<T: Scalar> {
-    inner: QuadInner<T>,
+pub struct LanczosQuadForm<T: Scalar> {
+    dec: Box<Lanczos<T>>,
+    fun: SymmetricMatrixFunction<T>,
     value: T,
     params: KrylovParams,
 }
 
-impl<T: Scalar> QuadForm<T> {
+impl<T: Scalar> LanczosQuadForm<T> {
+    fn dec(&self) -> &Lanczos<T> {
+        &self.dec
+    }
+    krylov_result_accessors!();
     /// The approximation of `vᵀ f(A) v`.
     pub fn value(&self) -> T {
         self.value
     }
-    /// The Krylov depth reached (smaller than requested after a breakdown, where the
-    /// quadrature is exact).
-    pub fn depth(&self) -> usize {
-        match &self.inner {
-            QuadInner::Lanczos { dec, .. } => dec.depth(),
-            QuadInner::Arnoldi { dec, .. } | QuadInner::ArnoldiSymmetric { dec, .. } => dec.depth(),
-        }
+    /// The Ritz values (eigenvalues of `T`, ascending).
+    pub fn ritz_values(&self) -> &[f64] {
+        self.fun.eigen().values()
     }
-    /// Matrix–vector products of the forward pass.
-    pub fn num_matvecs(&self) -> usize {
-        match &self.inner {
-            QuadInner::Lanczos { dec, .. } => dec.info().num_matvecs,
-            QuadInner::Arnoldi { dec, .. } | QuadInner::ArnoldiSymmetric { dec, .. } => {
-                dec.info().num_matvecs
-            }
-        }
-    }
-    /// The method used.
-    pub fn method(&self) -> Method {
-        match &self.inner {
-            QuadInner::Lanczos { .. } => Method::Lanczos,
-            QuadInner::Arnoldi { .. } | QuadInner::ArnoldiSymmetric { .. } => Method::Arnoldi,
-        }
-    }
-    /// The Ritz values (eigenvalues of `T`, ascending) on the Lanczos path and the symmetric
-    /// Arnoldi path; `None` for Arnoldi's `exp`.
-    pub fn ritz_values(&self) -> Option<&[f64]> {
-        match &self.inner {
-            QuadInner::Lanczos { fun, .. } | QuadInner::ArnoldiSymmetric { fun, .. } => {
-                Some(fun.eigen().values())
-            }
-            QuadInner::Arnoldi { .. } => None,
+    /// The smallest and the largest Ritz value.
+    pub fn ritz_range(&self) -> (f64, f64) {
+        let th = self.ritz_values();
+        match (th.first(), th.last()) {
+            (Some(lo), Some(hi)) => (*lo, *hi),
+            _ => (f64::NAN, f64::NAN),
         }
     }
 
-    /// The backward pass of the Lanczos path with `ρ̄ = 1`: returns `v̄ = ∇_v ρ` (and `t̄` for
-    /// exponentials) and **accumulates** `θ̄ += ∇_θ ρ` into `theta_grad` (length
-    /// `op.num_params()`). `op` must be the operator of the forward pass (same parameters).
+    /// [`vjp`](Self::vjp) with `ρ̄ = 1`: returns `v̄ = ∇_v ρ` (and `t̄` for exponentials) and
+    /// **accumulates** `θ̄ += ∇_θ ρ` into `theta_grad`.
     ///
     /// # Errors
     /// See [`vjp`](Self::vjp).
@@ -670,30 +629,14 @@ impl<T: Scalar> QuadForm<T> {
         self.vjp(op, T::ONE, theta_grad)
     }
 
-    /// The backward pass of the Arnoldi path with `ρ̄ = 1` (applies `Aᵀ`); see
-    /// [`vjp_general`](Self::vjp_general).
-    ///
-    /// # Errors
-    /// See [`vjp_general`](Self::vjp_general).
-    pub fn gradient_general<A>(
-        &self,
-        op: &A,
-        theta_grad: &mut [T],
-    ) -> Result<Gradient<T>, MatfunError>
-    where
-        A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
-    {
-        self.vjp_general(op, T::ONE, theta_grad)
-    }
-
-    /// The backward pass for a cotangent `ρ̄` of the value. Self-adjoint operators need no
-    /// `Aᵀ` of their own; for the Arnoldi path use [`vjp_general`](Self::vjp_general).
+    /// The backward pass for a cotangent `ρ̄` of the value: returns `v̄` (and `t̄` for
+    /// exponentials) and **accumulates** `θ̄ += ρ̄ ∇_θ ρ` into `theta_grad` (length
+    /// `op.num_params()`). `op` must be the operator of the forward pass (same parameters).
     ///
     /// # Errors
     /// [`MatfunError::DimensionMismatch`] for a wrong `theta_grad` length,
-    /// [`MatfunError::NonFiniteParameter`] for a non-finite `ρ̄`,
-    /// [`MatfunError::InvalidParameter`] if the result came from Arnoldi,
-    /// the errors of the dense reverse rules, and [`MatfunError::Adjoint`].
+    /// [`MatfunError::NonFiniteParameter`] for a non-finite `ρ̄`, the errors of the dense
+    /// reverse rules, and [`MatfunError::Adjoint`].
     pub fn vjp<A>(
         &self,
         op: &A,
@@ -703,60 +646,104 @@ impl<T: Scalar> QuadForm<T> {
     where
         A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
     {
+        let (dec, fun) = (&*self.dec, &self.fun);
+        check_theta_grad(op, theta_grad)?;
+        check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
+        check_ritz_threshold::<T>(fun, true)?;
+        if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, true)? {
+            return subspace::quadform_symmetric(
+                op,
+                &basis,
+                &rest,
+                fun.function(),
+                rho_bar,
+                theta_grad,
+            );
+        }
+        let c = dec.inv_norm();
+        let k = dec.depth();
+        let phi_bar = rho_bar / (c * c);
+        let tbar = fun.pullback_quadratic_form(phi_bar)?;
+        let (abar, bbar) = tridiagonal_cotangent(k, &tbar)?;
+        let cbar = -T::from_f64(2.0) * rho_bar * self.value / c;
+        let cot = LanczosCotangent {
+            diagonal: Some(&abar),
+            off_diagonal: Some(&bbar),
+            inv_norm: cbar,
+            ..Default::default()
+        };
+        let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+        let time = match exp_time(fun.function()) {
+            Some(_) => {
+                let s = first_row(fun);
+                let dphi = dexp_dt(fun, &s, &s);
+                Some(finite_out("t̄", T::from_f64(phi_bar.to_f64() * dphi))?)
+            }
+            None => None,
+        };
+        Ok(Gradient { v, time })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ArnoldiQuad<T: Scalar> {
+    /// `exp(tH)` of the Hessenberg matrix.
+    Exp { dec: Arnoldi<T>, t: f64 },
+    /// An operator whose Hessenberg matrix is symmetric to rounding, with `f` of the tridiagonal
+    /// band `T` of `(H + Hᵀ)/2` (any [`MatrixFunction`]).
+    Symmetric {
+        dec: Arnoldi<T>,
+        fun: SymmetricMatrixFunction<T>,
+    },
+}
+
+/// `ρ = vᵀ f(A) v ≈ ‖v‖² e₀ᵀ f(H) e₀` from Arnoldi, keeping the decomposition for the backward
+/// pass. Built by [`quadform_arnoldi`]; its backward pass applies `Aᵀ`.
+#[derive(Debug, Clone)]
+pub struct ArnoldiQuadForm<T: Scalar> {
+    inner: ArnoldiQuad<T>,
+    value: T,
+    params: KrylovParams,
+}
+
+impl<T: Scalar> ArnoldiQuadForm<T> {
+    fn dec(&self) -> &Arnoldi<T> {
         match &self.inner {
-            QuadInner::Lanczos { dec, fun } => {
-                check_theta_grad(op, theta_grad)?;
-                check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
-                check_ritz_threshold::<T>(fun, true)?;
-                if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, true)? {
-                    return subspace::quadform_symmetric(
-                        op,
-                        &basis,
-                        &rest,
-                        fun.function(),
-                        rho_bar,
-                        theta_grad,
-                    );
-                }
-                let c = dec.inv_norm();
-                let k = dec.depth();
-                let phi_bar = rho_bar / (c * c);
-                let tbar = fun.pullback_quadratic_form(phi_bar)?;
-                let (abar, bbar) = tridiagonal_cotangent(k, &tbar)?;
-                let cbar = -T::from_f64(2.0) * rho_bar * self.value / c;
-                let cot = LanczosCotangent {
-                    diagonal: Some(&abar),
-                    off_diagonal: Some(&bbar),
-                    inv_norm: cbar,
-                    ..Default::default()
-                };
-                let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
-                let time = match exp_time(fun.function()) {
-                    Some(_) => {
-                        let s = first_row(fun);
-                        let dphi = dexp_dt(fun, &s, &s);
-                        Some(finite_out("t̄", T::from_f64(phi_bar.to_f64() * dphi))?)
-                    }
-                    None => None,
-                };
-                Ok(Gradient { v, time })
-            }
-            QuadInner::Arnoldi { .. } | QuadInner::ArnoldiSymmetric { .. } => {
-                Err(MatfunError::InvalidParameter(
-                    "this quadratic form came from Arnoldi: use vjp_general (needs Aᵀ)".into(),
-                ))
-            }
+            ArnoldiQuad::Exp { dec, .. } | ArnoldiQuad::Symmetric { dec, .. } => dec,
+        }
+    }
+    krylov_result_accessors!();
+    /// The approximation of `vᵀ f(A) v`.
+    pub fn value(&self) -> T {
+        self.value
+    }
+    /// The Ritz values (eigenvalues of the band `T`, ascending) for functions other than `exp`;
+    /// `None` for `exp`.
+    pub fn ritz_values(&self) -> Option<&[f64]> {
+        match &self.inner {
+            ArnoldiQuad::Symmetric { fun, .. } => Some(fun.eigen().values()),
+            ArnoldiQuad::Exp { .. } => None,
         }
     }
 
-    /// The backward pass for a cotangent `ρ̄` on either path (the Arnoldi adjoint applies
-    /// `Aᵀ`, hence the [`AdjointOperator`] bound; a result from Lanczos needs a self-adjoint
-    /// operator — use [`vjp`](Self::vjp)).
+    /// [`vjp`](Self::vjp) with `ρ̄ = 1`.
     ///
     /// # Errors
-    /// As [`vjp`](Self::vjp); [`MatfunError::InvalidParameter`] if the result came from
-    /// Lanczos.
-    pub fn vjp_general<A>(
+    /// See [`vjp`](Self::vjp).
+    pub fn gradient<A>(&self, op: &A, theta_grad: &mut [T]) -> Result<Gradient<T>, MatfunError>
+    where
+        A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
+    {
+        self.vjp(op, T::ONE, theta_grad)
+    }
+
+    /// The backward pass for a cotangent `ρ̄` (the Arnoldi adjoint applies `Aᵀ`, hence the
+    /// [`AdjointOperator`] bound): returns `v̄` (and `t̄` for exponentials) and **accumulates**
+    /// `θ̄ += ρ̄ ∇_θ ρ` into `theta_grad`.
+    ///
+    /// # Errors
+    /// As [`LanczosQuadForm::vjp`].
+    pub fn vjp<A>(
         &self,
         op: &A,
         rho_bar: T,
@@ -766,7 +753,7 @@ impl<T: Scalar> QuadForm<T> {
         A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
     {
         match &self.inner {
-            QuadInner::Arnoldi { dec, t } => {
+            ArnoldiQuad::Exp { dec, t } => {
                 check_theta_grad(op, theta_grad)?;
                 check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
                 if let Some(rest) = arnoldi_restriction(dec, &self.params)? {
@@ -797,7 +784,7 @@ impl<T: Scalar> QuadForm<T> {
                     time: Some(pb.t),
                 })
             }
-            QuadInner::ArnoldiSymmetric { dec, fun } => {
+            ArnoldiQuad::Symmetric { dec, fun } => {
                 check_theta_grad(op, theta_grad)?;
                 check_cotangent_scalar("cotangent ρ̄", rho_bar)?;
                 check_ritz_threshold::<T>(fun, true)?;
@@ -835,9 +822,6 @@ impl<T: Scalar> QuadForm<T> {
                 let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
                 Ok(Gradient { v, time: None })
             }
-            QuadInner::Lanczos { .. } => Err(MatfunError::InvalidParameter(
-                "this quadratic form came from Lanczos: use vjp / gradient".into(),
-            )),
         }
     }
 }
@@ -856,7 +840,7 @@ pub fn quadform_lanczos<T, A>(
     v: &[T],
     f: &MatrixFunction,
     params: &KrylovParams,
-) -> Result<QuadForm<T>, MatfunError>
+) -> Result<LanczosQuadForm<T>, MatfunError>
 where
     T: Scalar,
     A: SelfAdjoint<T> + ?Sized,
@@ -865,11 +849,9 @@ where
     lanczos_forward(op, v, params, &mut dec)?;
     let fun = tridiagonal_function(&dec, f)?;
     let value = quad_value(&dec, &fun)?;
-    Ok(QuadForm {
-        inner: QuadInner::Lanczos {
-            dec: Box::new(dec),
-            fun,
-        },
+    Ok(LanczosQuadForm {
+        dec: Box::new(dec),
+        fun,
         value,
         params: params.clone(),
     })
@@ -922,7 +904,7 @@ pub fn quadform_arnoldi<T, A>(
     v: &[T],
     f: &MatrixFunction,
     params: &KrylovParams,
-) -> Result<QuadForm<T>, MatfunError>
+) -> Result<ArnoldiQuadForm<T>, MatfunError>
 where
     T: Scalar,
     A: Operator<T> + ?Sized,
@@ -947,8 +929,8 @@ where
         let fun = ritz_function::<T, T>(f, eig)?;
         let c = dec.inv_norm();
         let value = finite_out("vᵀf(A)v", fun.quadratic_form() / (c * c))?;
-        return Ok(QuadForm {
-            inner: QuadInner::ArnoldiSymmetric { dec, fun },
+        return Ok(ArnoldiQuadForm {
+            inner: ArnoldiQuad::Symmetric { dec, fun },
             value,
             params: params.clone(),
         });
@@ -966,8 +948,8 @@ where
     let c = dec.inv_norm();
     let phi = y[0];
     let value = finite_out("vᵀexp(tA)v", phi / (c * c))?;
-    Ok(QuadForm {
-        inner: QuadInner::Arnoldi { dec, t },
+    Ok(ArnoldiQuadForm {
+        inner: ArnoldiQuad::Exp { dec, t },
         value,
         params: params.clone(),
     })
@@ -977,111 +959,92 @@ where
 // f(A) v
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-enum VecInner<T: Scalar> {
-    Lanczos {
-        dec: Box<Lanczos<T>>,
-        fun: SymmetricMatrixFunction<T>,
-    },
-    Arnoldi {
-        dec: Arnoldi<T>,
-        t: f64,
-    },
+/// Checks the length and finiteness of a cotangent `w̄` of an `n`-vector.
+fn check_wbar<T: Scalar>(n: usize, wbar: &[T]) -> Result<(), MatfunError> {
+    if wbar.len() != n {
+        return Err(MatfunError::DimensionMismatch {
+            what: "cotangent w̄",
+            expected: n,
+            got: wbar.len(),
+        });
+    }
+    if let Some(p) = reduce::first_non_finite(wbar) {
+        return Err(MatfunError::NonFiniteInput {
+            what: "cotangent w̄",
+            row: p,
+            col: 0,
+        });
+    }
+    Ok(())
 }
 
-/// `w = f(A) v ≈ ‖v‖ Q f(H) e₀`, keeping the decomposition for the backward pass. Built by
-/// [`apply_lanczos`] or [`apply_arnoldi`].
+/// Common pieces of the backward pass of `w = Q y / c`: `ȳ = Qᵀw̄/c`, `Q̄ = w̄ yᵀ/c`,
+/// `c̄ = −ȳᵀy/c`.
+fn basis_cotangents<T: Scalar>(
+    y: &[T],
+    q: &[T],
+    c: T,
+    wbar: &[T],
+) -> Result<(Vec<T>, Vec<T>, T), MatfunError> {
+    let n = wbar.len();
+    let k = y.len();
+    let inv_c = T::ONE / c;
+    let mut ybar = vec![T::ZERO; k];
+    reduce::basis_t_vec(q, n, k, wbar, &mut ybar);
+    ybar.iter_mut().for_each(|x| *x *= inv_c);
+    let mut qbar = vec![T::ZERO; n * k];
+    for (j, yj) in y.iter().enumerate() {
+        let s = *yj * inv_c;
+        for (o, w) in qbar[j * n..(j + 1) * n].iter_mut().zip(wbar) {
+            *o = s * *w;
+        }
+    }
+    let yy: T = ybar.iter().zip(y).map(|(a, b)| *a * *b).sum();
+    Ok((ybar, qbar, -yy * inv_c))
+}
+
+/// Accessors shared by the `f(A)v` results.
+macro_rules! fun_vec_accessors {
+    () => {
+        krylov_result_accessors!();
+        /// The approximation of `f(A) v` (length `N`).
+        pub fn value(&self) -> &[T] {
+            &self.value
+        }
+        /// Moves the value out.
+        pub fn into_value(self) -> Vec<T> {
+            self.value
+        }
+    };
+}
+
+/// `w = f(A) v ≈ ‖v‖ Q f(T) e₀` from Lanczos, keeping the decomposition for the backward pass.
+/// Built by [`apply_lanczos`]; its backward pass needs a self-adjoint operator.
 #[derive(Debug, Clone)]
-pub struct MatFunVec<T: Scalar> {
-    inner: VecInner<T>,
-    /// `y = f(H) e₀` (length `K`).
+pub struct LanczosFunVec<T: Scalar> {
+    dec: Box<Lanczos<T>>,
+    fun: SymmetricMatrixFunction<T>,
+    /// `y = f(T) e₀` (length `K`).
     y: Vec<T>,
     value: Vec<T>,
     params: KrylovParams,
 }
 
-impl<T: Scalar> MatFunVec<T> {
-    /// The approximation of `f(A) v` (length `N`).
-    pub fn value(&self) -> &[T] {
-        &self.value
+impl<T: Scalar> LanczosFunVec<T> {
+    fn dec(&self) -> &Lanczos<T> {
+        &self.dec
     }
-    /// Moves the value out.
-    pub fn into_value(self) -> Vec<T> {
-        self.value
-    }
-    /// The Krylov depth reached.
-    pub fn depth(&self) -> usize {
-        self.y.len()
-    }
-    /// Matrix–vector products of the forward pass.
-    pub fn num_matvecs(&self) -> usize {
-        match &self.inner {
-            VecInner::Lanczos { dec, .. } => dec.info().num_matvecs,
-            VecInner::Arnoldi { dec, .. } => dec.info().num_matvecs,
-        }
-    }
-    /// The method used.
-    pub fn method(&self) -> Method {
-        match &self.inner {
-            VecInner::Lanczos { .. } => Method::Lanczos,
-            VecInner::Arnoldi { .. } => Method::Arnoldi,
-        }
-    }
+    fun_vec_accessors!();
 
-    /// Checks the length and finiteness of a cotangent `w̄`.
-    fn check_wbar(&self, wbar: &[T]) -> Result<(), MatfunError> {
-        let n = self.value.len();
-        if wbar.len() != n {
-            return Err(MatfunError::DimensionMismatch {
-                what: "cotangent w̄",
-                expected: n,
-                got: wbar.len(),
-            });
-        }
-        if let Some(p) = reduce::first_non_finite(wbar) {
-            return Err(MatfunError::NonFiniteInput {
-                what: "cotangent w̄",
-                row: p,
-                col: 0,
-            });
-        }
-        Ok(())
-    }
-
-    /// Common pieces of the backward pass: `ȳ = Qᵀw̄/c`, `Q̄ = w̄ yᵀ/c`, `c̄ = −ȳᵀy/c`.
-    fn basis_cotangents(
-        &self,
-        q: &[T],
-        c: T,
-        wbar: &[T],
-    ) -> Result<(Vec<T>, Vec<T>, T), MatfunError> {
-        let n = self.value.len();
-        let k = self.y.len();
-        self.check_wbar(wbar)?;
-        let inv_c = T::ONE / c;
-        let mut ybar = vec![T::ZERO; k];
-        reduce::basis_t_vec(q, n, k, wbar, &mut ybar);
-        ybar.iter_mut().for_each(|x| *x *= inv_c);
-        let mut qbar = vec![T::ZERO; n * k];
-        for (j, yj) in self.y.iter().enumerate() {
-            let s = *yj * inv_c;
-            for (o, w) in qbar[j * n..(j + 1) * n].iter_mut().zip(wbar) {
-                *o = s * *w;
-            }
-        }
-        let yy: T = ybar.iter().zip(&self.y).map(|(a, b)| *a * *b).sum();
-        Ok((ybar, qbar, -yy * inv_c))
-    }
-
-    /// The backward pass of the Lanczos path for a cotangent `w̄` of the value: returns `v̄`
-    /// (and `t̄` for exponentials) and **accumulates** `θ̄` into `theta_grad`.
+    /// The backward pass for a cotangent `w̄` of the value: returns `v̄` (and `t̄` for
+    /// exponentials) and **accumulates** `θ̄` into `theta_grad`.
     ///
     /// # Errors
     /// [`MatfunError::DimensionMismatch`] / [`MatfunError::NonFiniteInput`] for `w̄` or
-    /// `theta_grad`, [`MatfunError::InvalidParameter`] if the result came from Arnoldi (use
-    /// [`gradient_general`](Self::gradient_general)), the errors of the dense reverse rules,
+    /// `theta_grad`, [`MatfunError::GradientUnavailable`] at an invariant subspace below full
+    /// depth with a cotangent outside the Krylov space, the errors of the dense reverse rules,
     /// [`MatfunError::Adjoint`].
-    pub fn gradient<A>(
+    pub fn vjp<A>(
         &self,
         op: &A,
         wbar: &[T],
@@ -1090,61 +1053,72 @@ impl<T: Scalar> MatFunVec<T> {
     where
         A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
     {
-        match &self.inner {
-            VecInner::Lanczos { dec, fun } => {
-                check_theta_grad(op, theta_grad)?;
-                self.check_wbar(wbar)?;
-                check_ritz_threshold::<T>(fun, true)?;
-                if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, false)? {
-                    return subspace::apply_symmetric(
-                        op,
-                        &basis,
-                        &rest,
-                        fun.function(),
-                        wbar,
-                        dec.info().requested_depth == dec.dim(),
-                        theta_grad,
-                    );
-                }
-                let (ybar, qbar, cbar) =
-                    self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
-                let tbar = fun.pullback_apply_e0(&ybar)?;
-                let (abar, bbar) = tridiagonal_cotangent(dec.depth(), &tbar)?;
-                let cot = LanczosCotangent {
-                    basis: Some(&qbar),
-                    diagonal: Some(&abar),
-                    off_diagonal: Some(&bbar),
-                    inv_norm: cbar,
-                    ..Default::default()
-                };
-                let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
-                let time = match exp_time(fun.function()) {
-                    Some(_) => {
-                        let s = first_row(fun);
-                        let sv = fun.eigen().vectors();
-                        let k = s.len();
-                        let u: Vec<f64> = (0..k)
-                            .map(|i| (0..k).map(|r| sv[(r, i)] * ybar[r].to_f64()).sum())
-                            .collect();
-                        Some(finite_out("t̄", T::from_f64(dexp_dt(fun, &u, &s)))?)
-                    }
-                    None => None,
-                };
-                Ok(Gradient { v, time })
-            }
-            VecInner::Arnoldi { .. } => Err(MatfunError::InvalidParameter(
-                "this f(A)v came from Arnoldi: use gradient_general (needs Aᵀ)".into(),
-            )),
+        let (dec, fun) = (&*self.dec, &self.fun);
+        check_theta_grad(op, theta_grad)?;
+        check_wbar(self.value.len(), wbar)?;
+        check_ritz_threshold::<T>(fun, true)?;
+        if let Some((rest, basis)) = lanczos_restriction(op, dec, &self.params, false)? {
+            return subspace::apply_symmetric(
+                op,
+                &basis,
+                &rest,
+                fun.function(),
+                wbar,
+                dec.info().requested_depth == dec.dim(),
+                theta_grad,
+            );
         }
+        let (ybar, qbar, cbar) = basis_cotangents(&self.y, dec.basis(), dec.inv_norm(), wbar)?;
+        let tbar = fun.pullback_apply_e0(&ybar)?;
+        let (abar, bbar) = tridiagonal_cotangent(dec.depth(), &tbar)?;
+        let cot = LanczosCotangent {
+            basis: Some(&qbar),
+            diagonal: Some(&abar),
+            off_diagonal: Some(&bbar),
+            inv_norm: cbar,
+            ..Default::default()
+        };
+        let v = lanczos_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+        let time = match exp_time(fun.function()) {
+            Some(_) => {
+                let s = first_row(fun);
+                let sv = fun.eigen().vectors();
+                let k = s.len();
+                let u: Vec<f64> = (0..k)
+                    .map(|i| (0..k).map(|r| sv[(r, i)] * ybar[r].to_f64()).sum())
+                    .collect();
+                Some(finite_out("t̄", T::from_f64(dexp_dt(fun, &u, &s)))?)
+            }
+            None => None,
+        };
+        Ok(Gradient { v, time })
     }
+}
 
-    /// The backward pass of the Arnoldi path (applies `Aᵀ`): returns `v̄` and `t̄`, and
+/// `w = exp(tA) v ≈ ‖v‖ Q exp(tH) e₀` from Arnoldi, keeping the decomposition for the backward
+/// pass. Built by [`apply_arnoldi`]; its backward pass applies `Aᵀ`.
+#[derive(Debug, Clone)]
+pub struct ArnoldiFunVec<T: Scalar> {
+    dec: Arnoldi<T>,
+    t: f64,
+    /// `y = exp(tH) e₀` (length `K`).
+    y: Vec<T>,
+    value: Vec<T>,
+    params: KrylovParams,
+}
+
+impl<T: Scalar> ArnoldiFunVec<T> {
+    fn dec(&self) -> &Arnoldi<T> {
+        &self.dec
+    }
+    fun_vec_accessors!();
+
+    /// The backward pass for a cotangent `w̄` (applies `Aᵀ`): returns `v̄` and `t̄`, and
     /// **accumulates** `θ̄` into `theta_grad`.
     ///
     /// # Errors
-    /// As [`gradient`](Self::gradient); [`MatfunError::InvalidParameter`] if the result came
-    /// from Lanczos.
-    pub fn gradient_general<A>(
+    /// As [`LanczosFunVec::vjp`].
+    pub fn vjp<A>(
         &self,
         op: &A,
         wbar: &[T],
@@ -1153,40 +1127,33 @@ impl<T: Scalar> MatFunVec<T> {
     where
         A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
     {
-        match &self.inner {
-            VecInner::Arnoldi { dec, t } => {
-                check_theta_grad(op, theta_grad)?;
-                self.check_wbar(wbar)?;
-                if let Some(rest) = arnoldi_restriction(dec, &self.params)? {
-                    return subspace::arnoldi_exp(
-                        op,
-                        &dec.basis()[..dec.dim() * rest.depth()],
-                        &rest,
-                        *t,
-                        ArnoldiOutput::Apply(wbar),
-                        theta_grad,
-                    );
-                }
-                let (ybar, qbar, cbar) =
-                    self.basis_cotangents(dec.basis(), dec.inv_norm(), wbar)?;
-                let pb =
-                    expm_scaled_e0_pullback(dec.depth(), dec.hessenberg(), T::from_f64(*t), &ybar)?;
-                let cot = ArnoldiCotangent {
-                    basis: Some(&qbar),
-                    hessenberg: Some(&pb.h),
-                    inv_norm: cbar,
-                    ..Default::default()
-                };
-                let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
-                Ok(Gradient {
-                    v,
-                    time: Some(pb.t),
-                })
-            }
-            VecInner::Lanczos { .. } => Err(MatfunError::InvalidParameter(
-                "this f(A)v came from Lanczos: use gradient".into(),
-            )),
+        let dec = &self.dec;
+        check_theta_grad(op, theta_grad)?;
+        check_wbar(self.value.len(), wbar)?;
+        if let Some(rest) = arnoldi_restriction(dec, &self.params)? {
+            return subspace::arnoldi_exp(
+                op,
+                &dec.basis()[..dec.dim() * rest.depth()],
+                &rest,
+                self.t,
+                ArnoldiOutput::Apply(wbar),
+                theta_grad,
+            );
         }
+        let (ybar, qbar, cbar) = basis_cotangents(&self.y, dec.basis(), dec.inv_norm(), wbar)?;
+        let pb =
+            expm_scaled_e0_pullback(dec.depth(), dec.hessenberg(), T::from_f64(self.t), &ybar)?;
+        let cot = ArnoldiCotangent {
+            basis: Some(&qbar),
+            hessenberg: Some(&pb.h),
+            inv_norm: cbar,
+            ..Default::default()
+        };
+        let v = arnoldi_vjp(op, dec, &cot, &self.params.adjoint_params(), theta_grad)?;
+        Ok(Gradient {
+            v,
+            time: Some(pb.t),
+        })
     }
 }
 
@@ -1212,7 +1179,7 @@ pub fn apply_lanczos<T, A>(
     v: &[T],
     f: &MatrixFunction,
     params: &KrylovParams,
-) -> Result<MatFunVec<T>, MatfunError>
+) -> Result<LanczosFunVec<T>, MatfunError>
 where
     T: Scalar,
     A: SelfAdjoint<T> + ?Sized,
@@ -1222,11 +1189,9 @@ where
     let fun = tridiagonal_function(&dec, f)?;
     let y = fun.apply_e0();
     let value = combine(dec.basis(), dec.dim(), &y, dec.inv_norm())?;
-    Ok(MatFunVec {
-        inner: VecInner::Lanczos {
-            dec: Box::new(dec),
-            fun,
-        },
+    Ok(LanczosFunVec {
+        dec: Box::new(dec),
+        fun,
         y,
         value,
         params: params.clone(),
@@ -1243,7 +1208,7 @@ pub fn apply_arnoldi<T, A>(
     v: &[T],
     f: &MatrixFunction,
     params: &KrylovParams,
-) -> Result<MatFunVec<T>, MatfunError>
+) -> Result<ArnoldiFunVec<T>, MatfunError>
 where
     T: Scalar,
     A: Operator<T> + ?Sized,
@@ -1259,8 +1224,9 @@ where
     let dec = arnoldi(op, v, &params.arnoldi_params(k))?;
     let y = expm_scaled_e0(dec.depth(), dec.hessenberg(), T::from_f64(t))?;
     let value = combine(dec.basis(), dec.dim(), &y, dec.inv_norm())?;
-    Ok(MatFunVec {
-        inner: VecInner::Arnoldi { dec, t },
+    Ok(ArnoldiFunVec {
+        dec,
+        t,
         y,
         value,
         params: params.clone(),

@@ -16,6 +16,12 @@
 //! * [`dense`]: the dense functions of the small `K×K` Krylov matrices and their reverse rules;
 //!   the layer the Krylov-level functions build on.
 //!
+//! **Start here.** Give an operator from `gradmat-operators` (or your own, with `Operator`,
+//! `SelfAdjoint` and `ParamVjp`) to [`logdet_with_grad`] or [`quadform_lanczos`] and call
+//! `.gradient(…)` on the result; the options are plain structs with public fields
+//! ([`SlqParams`], [`KrylovParams`]), and [`Reorthogonalize`], [`MatrixFunction`] and
+//! [`ParamAccumulation`] are re-exported here, so one dependency on this crate is enough.
+//!
 //! # Log-determinant with gradient
 //!
 //! ```
@@ -32,7 +38,7 @@
 //!     if i > 0 { r.push(i); c.push(i - 1); v.push(-1.0); }
 //! }
 //! let a = Shifted::new(SymCsrMatrix::from_triplets(n, &r, &c, &v)?, 0.5)?;
-//! let params = SlqParams::new().num_probes(20).num_matvecs(20).seed(7);
+//! let params = SlqParams { num_probes: 20, depth: 20, seed: 7, ..SlqParams::default() };
 //! let mut grad = vec![0.0; a.num_params()];
 //! let est = logdet_with_grad(&a, &params, &mut grad)?;
 //! // Exact: the path Laplacian has eigenvalues 2 − 2cos(πk/n), k = 0..n.
@@ -63,11 +69,15 @@ pub mod krylov;
 pub mod lockstep;
 pub mod preconditioned;
 pub mod subspace;
+pub use dense::MatrixFunction;
 pub use error::MatfunError;
 pub use estimators::{
     diagonal_estimate, logdet, logdet_with_grad, trace_fn, trace_fn_with_grad, Estimate, Probe,
     SlqParams,
 };
+pub use gradmat_adjoint::ParamAccumulation;
+pub use gradmat_krylov::Reorthogonalize;
 pub use krylov::{
-    apply_arnoldi, apply_lanczos, quadform_arnoldi, quadform_lanczos, KrylovParams, Method,
+    apply_arnoldi, apply_lanczos, quadform_arnoldi, quadform_lanczos, ArnoldiFunVec,
+    ArnoldiQuadForm, Gradient, KrylovParams, LanczosFunVec, LanczosQuadForm,
 };

@@ -36,7 +36,7 @@ use crate::MatfunError;
 use gradmat_krylov::cg::{solve_in_place, CgInfo, CgParams, CgWorkspace};
 use gradmat_krylov::precond::PartialCholesky;
 use gradmat_krylov::reduce;
-use gradmat_operators::{Operator, ParamVjp, Scalar, SelfAdjoint};
+use gradmat_operators::{NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
 use std::sync::Mutex;
 
 /// `P^{-1/2}` for `P = L Lᵀ + σ²I`, as `σ⁻¹ I + U diag(a) Uᵀ` (see the module documentation).
@@ -247,17 +247,18 @@ impl<A: ParamVjp<T> + ?Sized, T: Scalar> ParamVjp<T> for Whitened<'_, A, T> {
 
 /// Parameters of [`logdet_and_solve_with_grad`].
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct SolveLogdetParams<T: Scalar> {
     /// The SLQ estimate of `log det K` (probes, depth, seed, reorthogonalisation; the probes
     /// always run in lock-step here).
     pub slq: SlqParams,
     /// The CG solve `K α = b`.
-    pub cg: CgParams<T>,
+    pub cg: CgParams,
     /// Weight of `log det K` in the differentiated objective.
     pub weight_logdet: T,
     /// Weight of `bᵀK⁻¹b` in the differentiated objective.
     pub weight_quad: T,
+    #[doc(hidden)]
+    pub non_exhaustive: NonExhaustive,
 }
 
 impl<T: Scalar> Default for SolveLogdetParams<T> {
@@ -267,6 +268,7 @@ impl<T: Scalar> Default for SolveLogdetParams<T> {
             cg: CgParams::default(),
             weight_logdet: T::ONE,
             weight_quad: T::ONE,
+            non_exhaustive: NonExhaustive::default(),
         }
     }
 }
@@ -316,7 +318,7 @@ where
     let n = op.ncols();
     let p = op.num_params();
     let slq = &params.slq;
-    if slq.num_probes == 0 || slq.num_matvecs == 0 {
+    if slq.num_probes == 0 || slq.depth == 0 {
         return Err(MatfunError::InvalidParameter(
             "the number of probes and the Lanczos depth must be at least 1".into(),
         ));
@@ -337,12 +339,15 @@ where
     }
     let w = LowRankInvSqrt::from_partial_cholesky(precond)?;
     let l = slq.num_probes;
-    let kp = KrylovParams::new(slq.num_matvecs).reorthogonalize(slq.reorthogonalize);
+    let kp = KrylovParams {
+        reorthogonalize: slq.reorthogonalize,
+        ..KrylovParams::new(slq.depth)
+    };
     // Members 0..L are the probes, member L the CG solve.
     let gather = Gather::new(op, l + 1);
     let probe_weight = params.weight_logdet / T::from_usize(l);
     let quad_weight = -params.weight_quad;
-    type ProbeOut<T> = Result<(T, usize, usize, (f64, f64)), MatfunError>;
+    type ProbeOut<T> = Result<(T, usize, usize, (f64, f64), (f64, f64)), MatfunError>;
     type CgOut<T> = Result<(Vec<T>, CgInfo<T>), MatfunError>;
     let (probes, cg): (Vec<ProbeOut<T>>, CgOut<T>) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..l)
@@ -352,17 +357,23 @@ where
                 s.spawn(move || -> ProbeOut<T> {
                     let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
                     let run = || -> ProbeOut<T> {
+                        let t0 = std::time::Instant::now();
                         let m = Whitened::new(&member, w)?;
                         let qf = quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
+                        let forward = t0.elapsed().as_secs_f64();
+                        let t1 = std::time::Instant::now();
                         // The gathered VJPs go to the group's accumulator; this buffer only
                         // satisfies the length check and stays zero.
                         let mut unused = vec![T::ZERO; p];
                         qf.gradient(&m, &mut unused)?;
-                        let range = match qf.ritz_values() {
-                            Some(th) if !th.is_empty() => (th[0], th[th.len() - 1]),
-                            _ => (f64::NAN, f64::NAN),
-                        };
-                        Ok((qf.value(), qf.depth(), qf.num_matvecs(), range))
+                        let backward = t1.elapsed().as_secs_f64();
+                        Ok((
+                            qf.value(),
+                            qf.depth(),
+                            qf.num_matvecs(),
+                            qf.ritz_range(),
+                            (forward, backward),
+                        ))
                     };
                     let r = run();
                     drop(member);
@@ -404,18 +415,20 @@ where
     let mut values = Vec::with_capacity(l);
     let (mut depth, mut matvecs) = (0, 0);
     let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut seconds = (0.0, 0.0);
     for r in probes {
-        let (v, d, m, rr) = r?;
+        let (v, d, m, rr, (f, b)) = r?;
         values.push(v);
         depth = depth.max(d);
         matvecs += m;
         ritz = (ritz.0.min(rr.0), ritz.1.max(rr.1));
+        seconds = (seconds.0 + f, seconds.1 + b);
     }
     let g = gather.take_grad();
     for (t, gi) in theta_grad.iter_mut().zip(&g) {
         *t += *gi;
     }
-    let mut est = crate::estimators::finish_estimate(values, depth, matvecs, ritz, None)?;
+    let mut est = crate::estimators::finish_estimate(values, depth, matvecs, ritz, seconds, None)?;
     est.value += T::from_f64(w.logdet());
     let quad = reduce::dot(rhs, &alpha);
     Ok(SolveLogdet {

@@ -496,9 +496,11 @@ where
     let deflated = Deflated { op, z: &z, n, r };
     // Stop at the first sub-diagonal at rounding level (the backward pass's numerical
     // breakdown): running on would explore amplified noise.
-    let params = LanczosParams::new(n - r)
-        .reorthogonalize(Reorthogonalize::Full)
-        .breakdown_tol(crate::krylov::numerical_breakdown_tol::<T>(n));
+    let params = LanczosParams {
+        reorthogonalize: Reorthogonalize::Full,
+        breakdown_tol: Some(crate::krylov::numerical_breakdown_tol::<T>(n)),
+        ..LanczosParams::new(n - r)
+    };
     let dec2 = lanczos(&deflated, &perp, &params)?;
     // The continuation is orthogonal to Z only up to the rounding of its own iteration: project
     // Z out of it once more and keep the columns that remain (a column that was mostly rounding

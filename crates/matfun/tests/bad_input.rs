@@ -320,11 +320,23 @@ fn depth_zero_or_above_dimension() {
     let q = quadform_lanczos(&a, &v, &MatrixFunction::Log, &KrylovParams::new(10)).unwrap();
     assert_eq!(q.depth(), 3);
     assert!(matches!(
-        logdet(&a, &SlqParams::new().num_matvecs(0)),
+        logdet(
+            &a,
+            &SlqParams {
+                depth: 0,
+                ..SlqParams::default()
+            }
+        ),
         Err(MatfunError::InvalidParameter(_)) | Err(MatfunError::Probe { .. })
     ));
     assert!(matches!(
-        logdet(&a, &SlqParams::new().num_probes(0)),
+        logdet(
+            &a,
+            &SlqParams {
+                num_probes: 0,
+                ..SlqParams::default()
+            }
+        ),
         Err(MatfunError::InvalidParameter(_))
     ));
 }
@@ -336,11 +348,19 @@ fn breakdown_is_reported_not_an_error() {
     let a = lap(4);
     let v = [1.0, 0.0, 0.0, 1.0];
     for reorth in [Reorthogonalize::None, Reorthogonalize::Full] {
-        let dec = lanczos(&a, &v, &LanczosParams::new(4).reorthogonalize(reorth)).unwrap();
+        let dec = lanczos(
+            &a,
+            &v,
+            &LanczosParams {
+                reorthogonalize: reorth,
+                ..LanczosParams::new(4)
+            },
+        )
+        .unwrap();
         assert_eq!(dec.depth(), 2, "{reorth:?}");
         let b = dec.info().breakdown.expect("breakdown reported");
-        assert_eq!(b.step, 1);
-        assert!(b.residual_norm <= 1e-12 * b.scale);
+        assert_eq!(b.depth, 2);
+        assert!(b.norm <= 1e-12 * b.scale);
         // The adjoint of the exact smaller decomposition is finite.
         let abar = [1.0, -1.0];
         let cot = LanczosCotangent {
@@ -380,9 +400,11 @@ fn non_symmetric_matrix_given_to_lanczos() {
         Err(KrylovError::NotSelfAdjoint { .. })
     ));
     for reorth in [Reorthogonalize::None, Reorthogonalize::Full] {
-        let p = LanczosParams::new(3)
-            .reorthogonalize(reorth)
-            .check_self_adjoint(tol);
+        let p = LanczosParams {
+            reorthogonalize: reorth,
+            self_adjoint_check: Some(tol),
+            ..LanczosParams::new(3)
+        };
         let e = lanczos(&op, &[1.0, 1.0, 1.0], &p).unwrap_err();
         assert!(
             matches!(e, KrylovError::NotSelfAdjoint { relative_asymmetry, .. } if relative_asymmetry > 0.1)
@@ -392,7 +414,10 @@ fn non_symmetric_matrix_given_to_lanczos() {
     let lap2 = SymCsrMatrix::<f64>::laplacian_2d(200).unwrap();
     check_self_adjoint(&lap2, default_self_adjoint_tol::<f64>(lap2.nrows())).unwrap();
     let v: Vec<f64> = (0..lap2.nrows()).map(|i| (i % 7) as f64 - 3.0).collect();
-    let p = LanczosParams::new(5).check_self_adjoint(default_self_adjoint_tol::<f64>(v.len()));
+    let p = LanczosParams {
+        self_adjoint_check: Some(default_self_adjoint_tol::<f64>(v.len())),
+        ..LanczosParams::new(5)
+    };
     assert_eq!(lanczos(&lap2, &v, &p).unwrap().depth(), 5);
     assert!(matches!(
         check_self_adjoint(&lap2, f64::NAN),
@@ -449,7 +474,15 @@ fn non_positive_spectrum_for_log_and_inverse_sqrt() {
         );
     }
     // SLQ log-det: the probe's error says which probe.
-    let e = logdet(&indef, &SlqParams::new().num_probes(3).num_matvecs(2)).unwrap_err();
+    let e = logdet(
+        &indef,
+        &SlqParams {
+            num_probes: 3,
+            depth: 2,
+            ..SlqParams::default()
+        },
+    )
+    .unwrap_err();
     match e {
         MatfunError::Probe { source, .. } => {
             assert!(matches!(
@@ -460,7 +493,15 @@ fn non_positive_spectrum_for_log_and_inverse_sqrt() {
         other => panic!("expected a probe error, got {other}"),
     }
     let mut g = vec![0.0; indef.num_params()];
-    assert!(logdet_with_grad(&indef, &SlqParams::new().num_matvecs(2), &mut g).is_err());
+    assert!(logdet_with_grad(
+        &indef,
+        &SlqParams {
+            depth: 2,
+            ..SlqParams::default()
+        },
+        &mut g
+    )
+    .is_err());
     // sqrt: defined at 0 but not differentiable there.
     let e = SymmetricMatrixFunction::<f64>::new(MatrixFunction::Sqrt, 2, &sing)
         .and_then(|s| s.pullback_quadratic_form(1.0));
@@ -653,20 +694,33 @@ fn cg_non_convergence() {
     let n = 50;
     let a = lap(n);
     let b: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect();
-    let p = CgParams::new().with_rtol(1e-12).with_max_iters(2);
+    let p = CgParams {
+        rtol: Some(1e-12),
+        max_iters: Some(2),
+        ..CgParams::default()
+    };
     // Default: reported, not an error.
     let sol = cg::solve(&a, &b, 1, &p).unwrap();
     assert!(!sol.info().all_converged());
     assert!(sol.info().residual_norms[0] > 1e-6 * sol.info().rhs_norms[0]);
     // On request: a typed error naming the right-hand side.
-    let e = cg::solve(&a, &b, 1, &p.clone().with_error_on_nonconvergence(true)).unwrap_err();
+    let e = cg::solve(
+        &a,
+        &b,
+        1,
+        &CgParams {
+            error_on_nonconvergence: true,
+            ..p.clone()
+        },
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, KrylovError::InvalidParameter(m) if m.contains("did not converge")),
         "{e}"
     );
     // An indefinite matrix is caught by the curvature test.
     let indef = SymmetricDense::from_col_major(2, vec![1.0, 2.0, 2.0, 1.0]).unwrap();
-    let e = cg::solve(&indef, &[1.0, -1.0], 1, &CgParams::new()).unwrap_err();
+    let e = cg::solve(&indef, &[1.0, -1.0], 1, &CgParams::default()).unwrap_err();
     assert!(matches!(e, KrylovError::NonPositiveCurvature { .. }), "{e}");
 }
 
@@ -770,7 +824,10 @@ fn singular_input_is_refused_for_every_seed() {
                     MatrixFunction::Inv,
                     MatrixFunction::InvSqrt,
                 ] {
-                    let kp = KrylovParams::new(n).reorthogonalize(r);
+                    let kp = KrylovParams {
+                        reorthogonalize: r,
+                        ..KrylovParams::new(n)
+                    };
                     match quadform_lanczos(a, &v, &f, &kp) {
                         Err(MatfunError::NumericallySingular { .. })
                         | Err(MatfunError::RitzValueOutsideDomain { .. }) => {}
@@ -790,10 +847,12 @@ fn singular_input_is_refused_for_every_seed() {
     for lockstep in [false, true] {
         let e = logdet(
             &rank5,
-            &SlqParams::new()
-                .num_probes(4)
-                .num_matvecs(6)
-                .lockstep(lockstep),
+            &SlqParams {
+                num_probes: 4,
+                depth: 6,
+                lockstep,
+                ..SlqParams::default()
+            },
         )
         .unwrap_err();
         assert!(

@@ -120,13 +120,11 @@ fn direction(n: usize, seed: u64) -> Vec<f64> {
     g.iter().map(|x| x / nr).collect()
 }
 
-/// Richardson-extrapolated central difference of `g` at 0:
-/// `D(h) = (g(h) − g(−h))/2h`, result `(4D(h/2) − D(h))/3`, truncation error `O(h⁴)`.
-fn richardson(h: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
-    let d = |g: &mut dyn FnMut(f64) -> f64, h: f64| (g(h) - g(-h)) / (2.0 * h);
-    let d1 = d(&mut g, h);
-    let d2 = d(&mut g, 0.5 * h);
-    (4.0 * d2 - d1) / 3.0
+/// Richardson-extrapolated central difference of `g` at 0 (the conformance kit's
+/// [`testing::richardson`]): `D(h) = (g(h) − g(−h))/2h`, result `(4D(h/2) − D(h))/3`,
+/// truncation error `O(h⁴)`.
+fn richardson(h: f64, g: impl FnMut(f64) -> f64) -> f64 {
+    gradmat_operators::testing::richardson(h, g).0
 }
 
 /// Reference `exp(A)`: Taylor series of degree 30 on `A/2ˢ` with `‖A/2ˢ‖₁ ≤ 1/4` (remainder

@@ -193,12 +193,9 @@ fn dense_bilinear(f: &MatrixFunction, n: usize, b: &[f64], x: &[f64], y: &[f64])
 fn fd_directional(p: &Problem, f: &MatrixFunction, e: &[f64], x: &[f64], y: &[f64]) -> f64 {
     let n = p.n;
     let scale = p.lam.iter().fold(0.0_f64, |m, l| m.max(l.abs()));
-    let central = |h: f64| {
-        let at = |t: f64| {
-            let b: Vec<f64> = p.a.iter().zip(e).map(|(a, d)| a + t * d).collect();
-            dense_bilinear(f, n, &b, x, y)
-        };
-        (at(h) - at(-h)) / (2.0 * h)
+    let at = |t: f64| {
+        let b: Vec<f64> = p.a.iter().zip(e).map(|(a, d)| a + t * d).collect();
+        dense_bilinear(f, n, &b, x, y)
     };
     // Steps well inside the radius of convergence of the Taylor series in h (λ_min/‖E‖₂ ≥
     // λ_min for the functions singular at 0; exp is entire), large enough that the dense
@@ -208,10 +205,8 @@ fn fd_directional(p: &Problem, f: &MatrixFunction, e: &[f64], x: &[f64], y: &[f6
         MatrixFunction::Exp => 0.1 * scale.min(1.0),
         _ => lmin / 16.0,
     };
-    let (d1, d2, d3) = (central(h0), central(h0 / 2.0), central(h0 / 4.0));
-    let r1 = (4.0 * d2 - d1) / 3.0;
-    let r2 = (4.0 * d3 - d2) / 3.0;
-    (16.0 * r2 - r1) / 15.0
+    // Central differences at h0, h0/2, h0/4 and two Richardson steps (truncation O(h⁶)).
+    gradmat_operators::testing::richardson_levels(h0, 2, at)
 }
 
 /// A random dense symmetric direction with unit Frobenius norm.
@@ -315,8 +310,16 @@ fn check_quadform_lanczos(
     let n = p.n;
     let op = SymmetricDense::from_col_major(n, p.a.clone()).unwrap();
     let v = random_vector::<f64>(n, seed ^ 0x51);
-    let qf = quadform_lanczos(&op, &v, f, &KrylovParams::new(n).reorthogonalize(reorth))
-        .map_err(|e| format!("forward: {e}"))?;
+    let qf = quadform_lanczos(
+        &op,
+        &v,
+        f,
+        &KrylovParams {
+            reorthogonalize: reorth,
+            ..KrylovParams::new(n)
+        },
+    )
+    .map_err(|e| format!("forward: {e}"))?;
     let mut g = vec![0.0; op.num_params()];
     let grad = qf
         .gradient(&op, &mut g)
@@ -407,12 +410,20 @@ fn check_apply_lanczos(
     let op = SymmetricDense::from_col_major(n, p.a.clone()).unwrap();
     let v = random_vector::<f64>(n, seed ^ 0x52);
     let wbar = random_vector::<f64>(n, seed ^ 0x53);
-    let fv = apply_lanczos(&op, &v, f, &KrylovParams::new(n).reorthogonalize(reorth))
-        .map_err(|e| format!("forward: {e}"))?;
+    let fv = apply_lanczos(
+        &op,
+        &v,
+        f,
+        &KrylovParams {
+            reorthogonalize: reorth,
+            ..KrylovParams::new(n)
+        },
+    )
+    .map_err(|e| format!("forward: {e}"))?;
     let e_val = rel(fv.value(), &p.apply(f, &v));
     let mut g = vec![0.0; op.num_params()];
     let grad = fv
-        .gradient(&op, &wbar, &mut g)
+        .vjp(&op, &wbar, &mut g)
         .map_err(|e| format!("backward: {e}"))?;
     let cf = p.closed_form(f, &wbar, &v);
     let e_cf = rel(&g, &lower_of(n, &cf));
@@ -473,7 +484,16 @@ fn apply_lanczos_truncated_invariant() {
     let v = random_vector::<f64>(n, 4);
     for r in [Reorthogonalize::Full, Reorthogonalize::None] {
         for f in functions() {
-            let fv = apply_lanczos(&op, &v, &f, &KrylovParams::new(40).reorthogonalize(r)).unwrap();
+            let fv = apply_lanczos(
+                &op,
+                &v,
+                &f,
+                &KrylovParams {
+                    reorthogonalize: r,
+                    ..KrylovParams::new(40)
+                },
+            )
+            .unwrap();
             // (Plain Lanczos does not always stop: its sub-diagonal at the invariant subspace is
             // rounding noise amplified by the loss of orthogonality, 7e-12 here; the backward
             // pass treats it as the breakdown it is.)
@@ -482,7 +502,7 @@ fn apply_lanczos_truncated_invariant() {
             }
             let generic = random_vector::<f64>(n, 5);
             let mut g = vec![0.0; op.num_params()];
-            let err = fv.gradient(&op, &generic, &mut g).unwrap_err();
+            let err = fv.vjp(&op, &generic, &mut g).unwrap_err();
             assert!(
                 matches!(err, MatfunError::GradientUnavailable { .. }),
                 "{} {r:?}: {err}",
@@ -490,7 +510,7 @@ fn apply_lanczos_truncated_invariant() {
             );
             let inside = p.apply(&f, &v);
             let mut g = vec![0.0; op.num_params()];
-            let grad = fv.gradient(&op, &inside, &mut g).unwrap();
+            let grad = fv.vjp(&op, &inside, &mut g).unwrap();
             let e = rel(&g, &lower_of(n, &p.closed_form(&f, &inside, &v)));
             let ev = rel(&grad.v, &p.apply(&f, &inside));
             assert!(
@@ -521,7 +541,7 @@ fn arnoldi_exp_at_invariant_subspaces() {
             let qf = quadform_arnoldi(&op, &v, &f, &kp).unwrap();
             assert!(qf.depth() < depth, "n={n}: expected a breakdown");
             let mut g = vec![0.0; op.num_params()];
-            let grad = qf.vjp_general(&op, 1.0, &mut g).unwrap();
+            let grad = qf.vjp(&op, 1.0, &mut g).unwrap();
             let e = rel(&g, &p.closed_form(&f, &v, &v));
             let fav = p.apply(&f, &v);
             let ev = rel(&grad.v, &fav.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
@@ -537,7 +557,7 @@ fn arnoldi_exp_at_invariant_subspaces() {
             }
             for wbar in cots {
                 let mut g = vec![0.0; op.num_params()];
-                match fv.gradient_general(&op, &wbar, &mut g) {
+                match fv.vjp(&op, &wbar, &mut g) {
                     Ok(grad) => {
                         let e = rel(&g, &p.closed_form(&f, &wbar, &v));
                         let ev = rel(&grad.v, &p.apply(&f, &wbar));
@@ -604,11 +624,14 @@ fn arnoldi_non_normal_breakdown_is_refused() {
     for depth in [n, 10] {
         // The Krylov iteration amplifies rounding by the non-normality (the sub-diagonal at the
         // invariant subspace is 2e-11, not 1e-16): a breakdown tolerance of 1e-9 accepts it.
-        let kp = KrylovParams::new(depth).breakdown_tol(1e-9);
+        let kp = KrylovParams {
+            breakdown_tol: Some(1e-9),
+            ..KrylovParams::new(depth)
+        };
         let qf = quadform_arnoldi(&op, &v, &MatrixFunction::Exp, &kp).unwrap();
         assert_eq!(qf.depth(), m);
         let mut g = vec![0.0; op.num_params()];
-        let err = qf.vjp_general(&op, 1.0, &mut g).unwrap_err();
+        let err = qf.vjp(&op, 1.0, &mut g).unwrap_err();
         assert!(
             matches!(err, MatfunError::GradientUnavailable { .. }),
             "K={depth}: {err}"
@@ -632,12 +655,14 @@ fn slq_gradient_at_invariant_subspaces() {
     let probes = 6;
     for reorth in [Reorthogonalize::Full, Reorthogonalize::None] {
         for lockstep in [false, true] {
-            let params = SlqParams::new()
-                .num_probes(probes)
-                .num_matvecs(20)
-                .seed(3)
-                .reorthogonalize(reorth)
-                .lockstep(lockstep);
+            let params = SlqParams {
+                num_probes: probes,
+                depth: 20,
+                seed: 3,
+                reorthogonalize: reorth,
+                lockstep,
+                ..SlqParams::default()
+            };
             let mut g = vec![0.0; op.num_params()];
             let est = logdet_with_grad(&op, &params, &mut g).unwrap();
             let mut want = vec![0.0; n * n];

@@ -28,7 +28,8 @@ use gradmat_matfun::dense::{
     expm_scaled, expm_scaled_pullback, MatrixFunction, SymmetricMatrixFunction,
 };
 use gradmat_matfun::krylov::{
-    apply_arnoldi, apply_lanczos, quadform_arnoldi, quadform_lanczos, KrylovParams, Method,
+    apply_arnoldi, apply_lanczos, quadform_arnoldi, quadform_lanczos, ArnoldiQuadForm,
+    KrylovParams, LanczosQuadForm,
 };
 use gradmat_matfun::MatfunError;
 use gradmat_operators::csr::SymCsrMatrix;
@@ -191,8 +192,8 @@ proptest! {
             let fa_w = dense.apply(&wbar).unwrap();
 
             // Quadratic form on SymmetricDense.
-            let qf = quadform_lanczos(&sd, &v, &f, &p).unwrap();
-            prop_assert_eq!(qf.method(), Method::Lanczos);
+            // The result type names the method (it was a run-time `Method::Lanczos` before).
+            let qf: LanczosQuadForm<f64> = quadform_lanczos(&sd, &v, &f, &p).unwrap();
             report(&format!("quadform value {name}"), (qf.value() - rho).abs() / rho.abs().max(1e-300), TOL_FULL)?;
             let mut g = vec![0.0; sd.num_params()];
             let gr = qf.gradient(&sd, &mut g).unwrap();
@@ -222,7 +223,7 @@ proptest! {
                 continue;
             }
             let mut g = vec![0.0; sd.num_params()];
-            let gr = fv.gradient(&sd, &wbar, &mut g).unwrap();
+            let gr = fv.vjp(&sd, &wbar, &mut g).unwrap();
             report(&format!("apply θ̄ {name}"), rel_vec(&g, &lower_params_of(n, &abar_w)), TOL_FULL)?;
             report(&format!("apply v̄ {name}"), rel_vec(&gr.v, &fa_w), TOL_FULL)?;
             if let MatrixFunction::ScaledExp(_) = f {
@@ -232,7 +233,7 @@ proptest! {
             // f(A)v on CSR.
             let fv = apply_lanczos(&csr, &v, &f, &p).unwrap();
             let mut g = vec![0.0; csr.num_params()];
-            fv.gradient(&csr, &wbar, &mut g).unwrap();
+            fv.vjp(&csr, &wbar, &mut g).unwrap();
             report(&format!("apply θ̄ csr {name}"), rel_vec(&g, &csr_params_of(n, &abar_w)), TOL_FULL)?;
         }
     }
@@ -255,11 +256,11 @@ proptest! {
             let rho = dot(&v, &ev);
             let vvt: Vec<f64> = (0..n * n).map(|p| v[p % n] * v[p / n]).collect();
             let pb = expm_scaled_pullback(n, &a, tt, &vvt).unwrap();
-            let qf = quadform_arnoldi(&op, &v, &f, &p).unwrap();
-            prop_assert_eq!(qf.method(), Method::Arnoldi);
+            // The result type names the method (it was a run-time `Method::Arnoldi` before).
+            let qf: ArnoldiQuadForm<f64> = quadform_arnoldi(&op, &v, &f, &p).unwrap();
             report("arnoldi quadform value", (qf.value() - rho).abs() / rho.abs().max(1e-300).max(dot(&v, &v) * 1e-3), TOL_FULL)?;
             let mut g = vec![0.0; op.num_params()];
-            let gr = qf.gradient_general(&op, &mut g).unwrap();
+            let gr = qf.gradient(&op, &mut g).unwrap();
             report("arnoldi quadform θ̄", rel_vec(&g, &pb.h), TOL_FULL)?;
             let vbar_ref: Vec<f64> = ev.iter().zip(matvec_t(n, &e, &v)).map(|(x, y)| x + y).collect();
             report("arnoldi quadform v̄", rel_vec(&gr.v, &vbar_ref), TOL_FULL)?;
@@ -270,7 +271,7 @@ proptest! {
             let wvt: Vec<f64> = (0..n * n).map(|p| wbar[p % n] * v[p / n]).collect();
             let pb = expm_scaled_pullback(n, &a, tt, &wvt).unwrap();
             let mut g = vec![0.0; op.num_params()];
-            let gr = fv.gradient_general(&op, &wbar, &mut g).unwrap();
+            let gr = fv.vjp(&op, &wbar, &mut g).unwrap();
             report("arnoldi apply θ̄", rel_vec(&g, &pb.h), TOL_FULL)?;
             report("arnoldi apply v̄", rel_vec(&gr.v, &matvec_t(n, &e, &wbar)), TOL_FULL)?;
             report("arnoldi apply t̄", (gr.time.unwrap() - pb.t).abs() / pb.t.abs().max(max_abs(&pb.h)).max(1e-300), TOL_FULL)?;
@@ -283,29 +284,11 @@ proptest! {
 // Partial depth: finite differences of the approximation itself
 // ---------------------------------------------------------------------------------------------
 
-fn central1(f: &mut dyn FnMut(f64) -> f64, h: f64) -> f64 {
-    (f(h) - f(-h)) / (2.0 * h)
-}
-
-/// Richardson-extrapolated central differences on a ladder of steps, returning the estimate
-/// where two successive steps agree best (the idea of `gradmat-adjoint`'s `common::central`).
+/// Richardson-extrapolated central differences on the ladder `h_max·3^{-i}`, `i = 0..8`,
+/// returning the estimate where two successive steps agree best (the conformance kit's
+/// [`gradmat_operators::testing::richardson_plateau`]).
 fn central(f: &mut dyn FnMut(f64) -> f64, h_max: f64) -> f64 {
-    let est: Vec<f64> = (0..8)
-        .map(|i| {
-            let h = h_max * 3f64.powi(-i);
-            let d1 = central1(f, h);
-            let d2 = central1(f, h / 2.0);
-            (4.0 * d2 - d1) / 3.0
-        })
-        .collect();
-    let mut best = (f64::INFINITY, est[0]);
-    for w in est.windows(2) {
-        let gap = (w[0] - w[1]).abs();
-        if gap < best.0 {
-            best = (gap, w[1]);
-        }
-    }
-    best.1
+    gradmat_operators::testing::richardson_plateau(h_max, 3.0, 8, f)
 }
 
 fn fd_check(name: &str, fd: f64, adj: f64, scale: f64) -> Result<(), TestCaseError> {
@@ -329,7 +312,7 @@ proptest! {
         let k = ((n as f64 * kfrac) as usize).max(2);
         // Without reorthogonalisation keep K small (orthogonality intact, see gradmat-adjoint).
         let (k, r) = if reorth { (k, Reorthogonalize::Full) } else { (k.min(4), Reorthogonalize::None) };
-        let p = KrylovParams::new(k).reorthogonalize(r);
+        let p = KrylovParams { reorthogonalize: r, ..KrylovParams::new(k) };
         let v: Vec<f64> = random_vector(n, seed.wrapping_add(1));
         let wbar: Vec<f64> = random_vector(n, seed.wrapping_add(2));
         let dv: Vec<f64> = random_vector(n, seed.wrapping_add(3));
@@ -354,7 +337,7 @@ proptest! {
             // f(A)v contracted with w̄.
             let fv = apply_lanczos(&sd, &v, &f, &p).unwrap();
             let mut g = vec![0.0; theta.len()];
-            let gr = fv.gradient(&sd, &wbar, &mut g).unwrap();
+            let gr = fv.vjp(&sd, &wbar, &mut g).unwrap();
             let fd_th = central(&mut |h| dot(&wbar, apply_lanczos(&at(&axpy(&theta, h, &dth)), &v, &f, &p).unwrap().value()), 1e-3);
             fd_check(&format!("partial apply θ {name}"), fd_th, dot(&g, &dth), (dot(&g, &g) * dot(&dth, &dth) / g.len() as f64).sqrt())?;
             let fd_v = central(&mut |h| dot(&wbar, apply_lanczos(&sd, &axpy(&v, h, &dv), &f, &p).unwrap().value()), 1e-3);
@@ -396,7 +379,7 @@ proptest! {
         let at = |x: &[f64]| DenseMatrix::from_col_major(n, n, x.to_vec()).unwrap();
         let qf = quadform_arnoldi(&op, &v, &f, &p).unwrap();
         let mut g = vec![0.0; n * n];
-        let gr = qf.gradient_general(&op, &mut g).unwrap();
+        let gr = qf.gradient(&op, &mut g).unwrap();
         let sc = |g: &[f64], d: &[f64]| (dot(g, g) * dot(d, d) / g.len() as f64).sqrt();
         let fd = central(&mut |h| quadform_arnoldi(&at(&axpy(&a, h, &da)), &v, &f, &p).unwrap().value(), 1e-3);
         fd_check("arnoldi quadform θ", fd, dot(&g, &da), sc(&g, &da))?;
@@ -407,7 +390,7 @@ proptest! {
 
         let fv = apply_arnoldi(&op, &v, &f, &p).unwrap();
         let mut g = vec![0.0; n * n];
-        let gr = fv.gradient_general(&op, &wbar, &mut g).unwrap();
+        let gr = fv.vjp(&op, &wbar, &mut g).unwrap();
         let fd = central(&mut |h| dot(&wbar, apply_arnoldi(&at(&axpy(&a, h, &da)), &v, &f, &p).unwrap().value()), 1e-3);
         fd_check("arnoldi apply θ", fd, dot(&g, &da), sc(&g, &da))?;
         let fd = central(&mut |h| dot(&wbar, apply_arnoldi(&op, &axpy(&v, h, &dv), &f, &p).unwrap().value()), 1e-3);
@@ -437,7 +420,10 @@ fn breakdown_is_exact() {
             &sd,
             &v,
             &MatrixFunction::Log,
-            &KrylovParams::new(10).reorthogonalize(r),
+            &KrylovParams {
+                reorthogonalize: r,
+                ..KrylovParams::new(10)
+            },
         )
         .unwrap();
         assert_eq!(qf.depth(), 3, "{r:?}");
@@ -518,17 +504,15 @@ fn errors_are_typed() {
         qf.vjp(&a, f64::INFINITY, &mut g3),
         Err(MatfunError::NonFiniteParameter { .. })
     ));
-    assert!(matches!(
-        qf.gradient_general(&a, &mut g3),
-        Err(MatfunError::InvalidParameter(_))
-    ));
+    // (Asking a Lanczos result for the Arnoldi backward pass was a run-time
+    // `InvalidParameter` before; the typed results make it a compile error.)
     let fv = apply_lanczos(&a, &v, &MatrixFunction::Exp, &p).unwrap();
     assert!(matches!(
-        fv.gradient(&a, &[1.0], &mut g3),
+        fv.vjp(&a, &[1.0], &mut g3),
         Err(MatfunError::DimensionMismatch { .. })
     ));
     assert!(matches!(
-        fv.gradient(&a, &[1.0, f64::NAN], &mut g3),
+        fv.vjp(&a, &[1.0, f64::NAN], &mut g3),
         Err(MatfunError::NonFiniteInput { .. })
     ));
 }

@@ -93,10 +93,12 @@ fn slq_logdet_bcsstk14() {
         .map(|seed| {
             logdet(
                 op,
-                &SlqParams::new()
-                    .num_probes(16)
-                    .num_matvecs(60)
-                    .seed(1000 + seed),
+                &SlqParams {
+                    num_probes: 16,
+                    depth: 60,
+                    seed: 1000 + seed,
+                    ..SlqParams::default()
+                },
             )
             .unwrap()
         })
@@ -197,12 +199,14 @@ fn slq_gradient_matches_fd_of_estimate() {
         } else {
             4
         };
-        let params = SlqParams::new()
-            .num_probes(6)
-            .num_matvecs(k)
-            .seed(11)
-            .probe(probe)
-            .reorthogonalize(reorth);
+        let params = SlqParams {
+            num_probes: 6,
+            depth: k,
+            seed: 11,
+            probe,
+            reorthogonalize: reorth,
+            ..SlqParams::default()
+        };
         let theta = op.params_vec();
         let mut g = vec![0.0; theta.len()];
         let est = trace_fn_with_grad(&op, &f, &params, &mut g).unwrap();
@@ -263,10 +267,12 @@ fn slq_exact_on_diagonal_and_at_breakdown() {
     let d: Vec<f64> = (0..30).map(|i| [0.5, 1.5, 4.0][i % 3]).collect();
     let op = Diagonal::new(d.clone()).unwrap();
     for reorth in [Reorthogonalize::Full, Reorthogonalize::None] {
-        let params = SlqParams::new()
-            .num_probes(5)
-            .num_matvecs(10)
-            .reorthogonalize(reorth);
+        let params = SlqParams {
+            num_probes: 5,
+            depth: 10,
+            reorthogonalize: reorth,
+            ..SlqParams::default()
+        };
         let mut g = vec![0.0; 30];
         let est = logdet_with_grad(&op, &params, &mut g).unwrap();
         assert_eq!(est.depth, 3);
@@ -292,10 +298,12 @@ fn slq_exact_on_diagonal_and_at_breakdown() {
     let est = trace_fn(
         &op,
         &MatrixFunction::Exp,
-        &SlqParams::new()
-            .num_probes(200)
-            .num_matvecs(20)
-            .probe(Probe::Gaussian),
+        &SlqParams {
+            num_probes: 200,
+            depth: 20,
+            probe: Probe::Gaussian,
+            ..SlqParams::default()
+        },
     )
     .unwrap();
     assert!((est.value - exact).abs() < 4.0 * est.std_error, "{est:?}");
@@ -310,7 +318,12 @@ fn slq_full_depth_equals_dense_with_same_probes() {
     let lam: Vec<f64> = (0..n).map(|i| 0.1 + i as f64 * 0.3).collect();
     let a = matrix_with_spectrum(&lam, 4);
     let op = SymmetricDense::from_col_major(n, a.clone()).unwrap();
-    let params = SlqParams::new().num_probes(7).num_matvecs(n).seed(99);
+    let params = SlqParams {
+        num_probes: 7,
+        depth: n,
+        seed: 99,
+        ..SlqParams::default()
+    };
     let mut g = vec![0.0; op.num_params()];
     let est = logdet_with_grad(&op, &params, &mut g).unwrap();
     let dense = SymmetricMatrixFunction::new(MatrixFunction::Log, n, &a).unwrap();
@@ -356,7 +369,12 @@ fn laplacian(g: usize, shift: f64) -> Shifted<SymCsrMatrix<f64>, f64> {
 #[test]
 fn deterministic_across_thread_counts() {
     let op = laplacian(200, 0.1);
-    let params = SlqParams::new().num_probes(5).num_matvecs(12).seed(3);
+    let params = SlqParams {
+        num_probes: 5,
+        depth: 12,
+        seed: 3,
+        ..SlqParams::default()
+    };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -423,7 +441,13 @@ fn diagonal_estimation() {
 #[test]
 fn estimator_errors() {
     let op = Diagonal::new(vec![1.0, -2.0, 3.0]).unwrap();
-    match logdet(&op, &SlqParams::new().num_matvecs(3)) {
+    match logdet(
+        &op,
+        &SlqParams {
+            depth: 3,
+            ..SlqParams::default()
+        },
+    ) {
         Err(MatfunError::Probe { probe, source }) => {
             assert_eq!(probe, 0);
             assert!(matches!(
@@ -435,16 +459,28 @@ fn estimator_errors() {
     }
     let good = Diagonal::new(vec![1.0_f64, 2.0, 3.0]).unwrap();
     assert!(matches!(
-        logdet(&good, &SlqParams::new().num_probes(0)),
+        logdet(
+            &good,
+            &SlqParams {
+                num_probes: 0,
+                ..SlqParams::default()
+            }
+        ),
         Err(MatfunError::InvalidParameter(_))
     ));
     assert!(matches!(
-        logdet(&good, &SlqParams::new().num_matvecs(0)),
+        logdet(
+            &good,
+            &SlqParams {
+                depth: 0,
+                ..SlqParams::default()
+            }
+        ),
         Err(MatfunError::InvalidParameter(_))
     ));
     let mut g = vec![0.0; 2];
     assert!(matches!(
-        logdet_with_grad(&good, &SlqParams::new(), &mut g),
+        logdet_with_grad(&good, &SlqParams::default(), &mut g),
         Err(MatfunError::DimensionMismatch { .. })
     ));
     assert!(matches!(
@@ -452,7 +488,14 @@ fn estimator_errors() {
         Err(MatfunError::InvalidParameter(_))
     ));
     // One probe: the standard error is undefined (NaN), the value is still returned.
-    let est = logdet(&good, &SlqParams::new().num_probes(1)).unwrap();
+    let est = logdet(
+        &good,
+        &SlqParams {
+            num_probes: 1,
+            ..SlqParams::default()
+        },
+    )
+    .unwrap();
     assert!(est.std_error.is_nan());
     assert!(est.value.is_finite());
     assert_eq!(good.nrows(), 3);
@@ -471,7 +514,12 @@ fn lockstep_matches_per_probe_driver() {
     let x: Vec<f64> = random_vector(n * d, 17);
     let k = KernelMatrix::new(KernelKind::Matern32, n, d, x, vec![0.7, 1.1, 0.9], 1.3).unwrap();
     let op = Shifted::new(k, 0.2).unwrap();
-    let base = SlqParams::new().num_probes(6).num_matvecs(12).seed(5);
+    let base = SlqParams {
+        num_probes: 6,
+        depth: 12,
+        seed: 5,
+        ..SlqParams::default()
+    };
     let mut g0 = vec![0.0; op.num_params()];
     let e0 = logdet_with_grad(&op, &base, &mut g0).unwrap();
     let run = |threads: usize| {
@@ -481,7 +529,15 @@ fn lockstep_matches_per_probe_driver() {
             .unwrap();
         pool.install(|| {
             let mut g = vec![0.0; op.num_params()];
-            let e = logdet_with_grad(&op, &base.clone().lockstep(true), &mut g).unwrap();
+            let e = logdet_with_grad(
+                &op,
+                &SlqParams {
+                    lockstep: true,
+                    ..base.clone()
+                },
+                &mut g,
+            )
+            .unwrap();
             (e, g)
         })
     };
@@ -500,11 +556,25 @@ fn lockstep_matches_per_probe_driver() {
     }
     // Value only, and a sparse operator.
     let lap = laplacian(30, 0.1);
-    let ev = logdet(&lap, &base.clone().lockstep(true)).unwrap();
+    let ev = logdet(
+        &lap,
+        &SlqParams {
+            lockstep: true,
+            ..base.clone()
+        },
+    )
+    .unwrap();
     let ev0 = logdet(&lap, &base).unwrap();
     assert!((ev.value - ev0.value).abs() <= 1e-10 * ev0.value.abs());
     // Indefinite: an error naming a probe, no hang.
     let bad = Shifted::new(SymCsrMatrix::laplacian_2d(10).unwrap(), -1.0).unwrap();
-    let err = logdet(&bad, &base.clone().lockstep(true)).unwrap_err();
+    let err = logdet(
+        &bad,
+        &SlqParams {
+            lockstep: true,
+            ..base.clone()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, MatfunError::Probe { .. }), "{err:?}");
 }

@@ -877,3 +877,86 @@ impl<A: ColumnAccess<T>, T: Scalar> ColumnAccess<T> for Cached<A, T> {
         self.inner.column(j, out)
     }
 }
+
+/// A self-adjoint operator seen as an [`AdjointOperator`]: `Aᵀx = Ax`. Implementing
+/// [`Operator`], [`SelfAdjoint`] and [`ParamVjp`] is enough for Lanczos and its adjoint; the
+/// Arnoldi adjoint applies `Aᵀ`, and `AsAdjoint(op)` supplies it from `apply` — the blanket
+/// "adjoint of a self-adjoint operator", as a wrapper because a blanket trait impl would
+/// overlap with the combinators' own `AdjointOperator` impls. Everything else (parameters,
+/// fused VJPs, columns) is forwarded.
+///
+/// ```
+/// use gradmat_operators::algebra::AsAdjoint;
+/// use gradmat_operators::{dense::SymmetricDense, AdjointOperator};
+/// let a = SymmetricDense::from_col_major(2, vec![2.0, 1.0, 1.0, 3.0]).unwrap();
+/// let mut y = [0.0; 2];
+/// AsAdjoint(&a).apply_transpose(&[1.0, 0.0], &mut y);
+/// assert_eq!(y, [2.0, 1.0]);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AsAdjoint<A>(pub A);
+
+impl<T: Scalar, A: SelfAdjoint<T>> Operator<T> for AsAdjoint<A> {
+    fn nrows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.0.ncols()
+    }
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar, A: SelfAdjoint<T>> AdjointOperator<T> for AsAdjoint<A> {
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar, A: SelfAdjoint<T>> SelfAdjoint<T> for AsAdjoint<A> {}
+
+impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T>> ParamVjp<T> for AsAdjoint<A> {
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    fn params(&self, out: &mut [T]) {
+        self.0.params(out)
+    }
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.0.vjp_params(u, x, grad)
+    }
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.0.vjp_params_block(u, x, k, grad)
+    }
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.0.apply_and_vjp_params(x, y, u, grad)
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.0.prefers_block_vjp()
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
+    }
+}
+
+impl<T: Scalar, A: SelfAdjoint<T> + SetParams<T>> SetParams<T> for AsAdjoint<A> {
+    fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
+        self.0.set_params(theta)
+    }
+}
+
+impl<T: Scalar, A: SelfAdjoint<T> + ColumnAccess<T>> ColumnAccess<T> for AsAdjoint<A> {
+    fn diagonal(&self, out: &mut [T]) {
+        self.0.diagonal(out)
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        self.0.column(j, out)
+    }
+}

@@ -16,6 +16,14 @@
 //!
 //! This crate knows nothing of Krylov methods.
 //!
+//! **Start here.** To compute with a matrix of your own, implement [`Operator`] (`apply`),
+//! [`SelfAdjoint`] (a promise, for Lanczos) or [`AdjointOperator`] (`apply_transpose`, for
+//! Arnoldi), and [`ParamVjp`] (the gradient `∇θ⟨u, A(θ)x⟩` in your parameters) — about fifteen
+//! lines, see `examples/laplacian_stencil.rs` — and validate them with
+//! `testing::Conformance::new(&op).check_all()` (feature `testing`). Then the one-call functions
+//! of `gradmat-matfun` (`logdet_with_grad`, `quadform_lanczos`, …) give values and exact
+//! gradients.
+//!
 //! ```
 //! use gradmat_operators::{dense::DenseMatrix, Operator, ParamVjp};
 //!
@@ -46,5 +54,12 @@ pub mod traits;
 pub mod vector;
 
 pub use error::{require_finite, require_len, OperatorError};
+
+/// The hidden last field of gradmat's parameter structs (faer's pattern): every other field is
+/// public, so `Params { depth: 30, ..Default::default() }` works, while new fields can be added
+/// without breaking callers (a full struct literal cannot name this field's value).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NonExhaustive(pub(crate) ());
 pub use scalar::Scalar;
 pub use traits::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint, SetParams};

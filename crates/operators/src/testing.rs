@@ -6,9 +6,16 @@
 //! `c·eps·n`; a central finite difference with step `h` has truncation error `O(h²)` and rounding
 //! error `O(eps/h)`, so `h ≈ eps^{1/3}` gives about `eps^{2/3}` relative error.
 //!
+//! The one-line form for a downstream operator is [`Conformance`], which runs every check its
+//! traits allow with tolerances derived from `eps` and the size; [`check_param_gradient`] is the
+//! end-to-end check a user wants of a gradient computed through gradmat: central differences of
+//! the scalar function itself along generic directions in θ.
+//!
 //! ```
 //! use gradmat_operators::{dense::DenseMatrix, testing};
 //! let a = DenseMatrix::<f64>::from_fn(5, 4, |i, j| (i as f64) - 2.0 * (j as f64)).unwrap();
+//! testing::Conformance::new(&a).check_all().unwrap();
+//! // The same checks one by one, with tolerances of your own:
 //! testing::check_adjoint(&a, 7, 1e-13).unwrap();
 //! testing::check_block_consistency(&a, 3, 7, 1e-13).unwrap();
 //! testing::check_vjp_params_fd(&a, 7, 1e-5, 1e-8).unwrap();
@@ -282,6 +289,295 @@ where
         worst = worst.max(rel((fd - an).abs(), scale));
     }
     verdict("check_vjp_params_fd", worst, tol)
+}
+
+/// The derivative at 0 of a smooth `g: ℝ → ℝ` by central differences with steps `h` and `h/2`
+/// combined by one Richardson step: `(4 D(h/2) − D(h))/3`, truncation error `O(h⁴)` (against
+/// `O(h²)` for one central difference), rounding error about `eps·|g|/h`. Returns the estimate
+/// and `|D(h/2) − D(h)|`, a (pessimistic) estimate of the error of the plain difference that
+/// callers can use to see that `h` is in the asymptotic range.
+///
+/// ```
+/// let (d, _) = gradmat_operators::testing::richardson(1e-2, |t| (1.0 + t).ln());
+/// assert!((d - 1.0).abs() < 1e-9);
+/// ```
+pub fn richardson(h: f64, mut g: impl FnMut(f64) -> f64) -> (f64, f64) {
+    let d1 = central_difference(&mut g, h);
+    let d2 = central_difference(&mut g, h / 2.0);
+    ((4.0 * d2 - d1) / 3.0, (d2 - d1).abs())
+}
+
+/// `(g(h) − g(−h)) / 2h`.
+fn central_difference(g: &mut impl FnMut(f64) -> f64, h: f64) -> f64 {
+    (g(h) - g(-h)) / (2.0 * h)
+}
+
+/// The derivative at 0 of `g` by `levels` Richardson steps on central differences at
+/// `h, h/2, …, h/2^levels`: truncation error `O(h^{2·levels + 2})`. `levels = 1` is
+/// [`richardson`]; more levels pay when `g` is smooth and cheap to evaluate accurately (dense
+/// references), fewer when rounding in `g` dominates.
+pub fn richardson_levels(h: f64, levels: usize, mut g: impl FnMut(f64) -> f64) -> f64 {
+    let mut row: Vec<f64> = (0..=levels)
+        .map(|i| central_difference(&mut g, h / f64::powi(2.0, i as i32)))
+        .collect();
+    for level in 1..=levels {
+        let c = f64::powi(4.0, level as i32);
+        row = row
+            .windows(2)
+            .map(|w| (c * w[1] - w[0]) / (c - 1.0))
+            .collect();
+    }
+    row[0]
+}
+
+/// The derivative at 0 of `g` where the step does not matter: [`richardson`] estimates on the
+/// ladder `h_max·ratio^{-i}`, `i = 0..steps`, and the one where two successive estimates agree
+/// best (the plateau between truncation and rounding error). The choice never looks at a value
+/// under test. For outputs that can be steep (Krylov quantities after loss of orthogonality)
+/// one fixed step is not reliable.
+pub fn richardson_plateau(
+    h_max: f64,
+    ratio: f64,
+    steps: usize,
+    mut g: impl FnMut(f64) -> f64,
+) -> f64 {
+    let est: Vec<f64> = (0..steps.max(1))
+        .map(|i| richardson(h_max * ratio.powi(-(i as i32)), &mut g).0)
+        .collect();
+    let mut best = (f64::INFINITY, est[0]);
+    for w in est.windows(2) {
+        let gap = (w[0] - w[1]).abs();
+        if gap < best.0 {
+            best = (gap, w[1]);
+        }
+    }
+    best.1
+}
+
+/// Checks a parameter gradient end to end: `grad` (of length `op.num_params()`) against
+/// Richardson-extrapolated central differences ([`richardson`]) of `θ ↦ f(A(θ))` along
+/// `directions` random **generic** directions (Gaussian in every coordinate, so no structure of
+/// the operator or of `f` is preserved by the perturbation), with steps `h·max(1, |θ_i|)` per
+/// coordinate. Returns the largest relative error `|fd − ⟨grad, d⟩| / max(|fd|, Σ|grad_i d_i|)`
+/// or an `Err` above `tol`.
+///
+/// This is the test a downstream user wants of a gradient computed through gradmat (a
+/// log-determinant, a quadratic form of a matrix function, a loss built on them): it
+/// differentiates the function the user asked for, not an intermediate. Derive `tol` from the
+/// truncation `O(h⁴·f⁽⁵⁾)` and the rounding `O(eps·|f|/h)` of the difference, plus the error of
+/// `f` itself (for a Krylov approximation at partial depth, differences of the approximation
+/// are what `grad` is exact for).
+///
+/// ```
+/// use gradmat_operators::{dense::DenseMatrix, testing, Operator, ParamVjp};
+/// // f(A) = ⟨u, A x⟩ for fixed u, x: its gradient is the VJP.
+/// let a = DenseMatrix::<f64>::from_fn(3, 3, |i, j| 1.0 + (i * j) as f64).unwrap();
+/// let (u, x) = ([1.0, -2.0, 0.5], [0.3, 0.1, -1.0]);
+/// let mut grad = vec![0.0; a.num_params()];
+/// a.vjp_params(&u, &x, &mut grad);
+/// let f = |op: &DenseMatrix<f64>| {
+///     let mut y = [0.0; 3];
+///     op.apply(&x, &mut y);
+///     u.iter().zip(&y).map(|(p, q)| p * q).sum::<f64>()
+/// };
+/// testing::check_param_gradient(&a, f, &grad, 3, 1e-3, 1e-9).unwrap();
+/// ```
+pub fn check_param_gradient<T, A, F>(
+    op: &A,
+    mut f: F,
+    grad: &[T],
+    directions: usize,
+    h: f64,
+    tol: f64,
+) -> Result<f64, String>
+where
+    T: Scalar,
+    A: SetParams<T> + Clone,
+    F: FnMut(&A) -> f64,
+{
+    let p = op.num_params();
+    if grad.len() != p {
+        return Err(format!(
+            "check_param_gradient: gradient has length {}, the operator {p} parameters",
+            grad.len()
+        ));
+    }
+    let theta = to64(&op.params_vec());
+    let g64 = to64(grad);
+    let mut work = op.clone();
+    let mut worst: f64 = 0.0;
+    for r in 0..directions as u64 {
+        let d: Vec<f64> = random_vector::<f64>(p, 0x5eed_0000 + r)
+            .iter()
+            .zip(&theta)
+            .map(|(di, ti)| di * ti.abs().max(1.0))
+            .collect();
+        let mut failure = None;
+        let (fd, _) = richardson(h, |t| {
+            let tt: Vec<T> = theta
+                .iter()
+                .zip(&d)
+                .map(|(th, di)| T::from_f64(th + t * di))
+                .collect();
+            match work.set_params(&tt) {
+                Ok(()) => f(&work),
+                Err(e) => {
+                    failure = Some(format!("check_param_gradient: set_params failed: {e}"));
+                    f64::NAN
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let an = dot(&g64, &d);
+        let scale = fd.abs().max(
+            g64.iter()
+                .zip(&d)
+                .map(|(g, di)| (g * di).abs())
+                .sum::<f64>(),
+        );
+        worst = worst.max(rel((fd - an).abs(), scale));
+    }
+    verdict("check_param_gradient", worst, tol)
+}
+
+/// Every conformance check an operator's traits allow, in one call, with tolerances derived
+/// from the scalar's `eps` and the operator's size (`c·eps·n`, the error of a backward-stable
+/// product; faer's `ApproxEq` uses `8·eps·n`): products, block products, the dot-product test
+/// of the transpose, block and fused VJPs against single ones, and the VJP against central
+/// differences in θ (step `eps^{1/3}`, tolerance `eps^{1/2}`: truncation `O(h²)` plus rounding
+/// `O(eps/h)` is about `eps^{2/3}` for the bilinear `⟨u, A(θ)x⟩`).
+///
+/// ```
+/// use gradmat_operators::{kernel::{KernelKind, KernelMatrix}, testing::Conformance};
+/// let k = KernelMatrix::<f64>::isotropic(KernelKind::Matern32, 20, 2,
+///     (0..40).map(|i| (i as f64 * 0.37).sin()).collect(), 0.7, 1.3).unwrap();
+/// // Ok: every measured error within its derived tolerance; the report names them.
+/// let report = Conformance::new(&k).check_all().unwrap();
+/// assert_eq!(report.len(), 6);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conformance<'a, A: ?Sized> {
+    op: &'a A,
+    seed: u64,
+    block: usize,
+    factor: f64,
+}
+
+impl<'a, A: ?Sized> Conformance<'a, A> {
+    /// The checks of `op` with the default seed, block size 5 and tolerance factor 8.
+    pub fn new(op: &'a A) -> Self {
+        Conformance {
+            op,
+            seed: 0x60d_f00d,
+            block: 5,
+            factor: 8.0,
+        }
+    }
+    /// Another seed for the random vectors.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Another block size for the block checks.
+    pub fn block(mut self, k: usize) -> Self {
+        self.block = k.max(1);
+        self
+    }
+    /// The constant `c` of the `c·eps·n` tolerance (default 8); raise it for operators whose
+    /// products are not backward stable in the plain sense (e.g. long sums of large terms).
+    pub fn factor(mut self, c: f64) -> Self {
+        self.factor = c;
+        self
+    }
+}
+
+impl<A: ?Sized> Conformance<'_, A> {
+    fn product_tol<T: Scalar>(&self, n: usize) -> f64 {
+        self.factor * T::EPS.to_f64() * (n.max(1) as f64)
+    }
+}
+
+/// The named measured errors of a conformance run.
+pub type Report = Vec<(&'static str, f64)>;
+
+impl<A: ?Sized> Conformance<'_, A> {
+    /// Block products equal column-by-column products.
+    pub fn check_operator<T: Scalar>(&self) -> Result<Report, String>
+    where
+        A: Operator<T>,
+    {
+        let tol = self.product_tol::<T>(self.op.ncols());
+        Ok(vec![(
+            "block product",
+            check_block_consistency(self.op, self.block, self.seed, tol)?,
+        )])
+    }
+
+    /// [`check_operator`](Self::check_operator) plus the dot-product test of `apply_transpose`
+    /// and its block form.
+    pub fn check_adjoint_operator<T: Scalar>(&self) -> Result<Report, String>
+    where
+        A: AdjointOperator<T>,
+    {
+        let mut r = self.check_operator()?;
+        let n = self.op.nrows().max(self.op.ncols());
+        let tol = self.product_tol::<T>(n);
+        r.push(("adjoint", check_adjoint(self.op, self.seed, tol)?));
+        r.push((
+            "block transpose product",
+            check_transpose_block_consistency(self.op, self.block, self.seed, tol)?,
+        ));
+        Ok(r)
+    }
+
+    /// A self-adjoint operator: `⟨Ax, y⟩ = ⟨x, Ay⟩` (using only `apply`).
+    pub fn check_self_adjoint<T: Scalar>(&self) -> Result<Report, String>
+    where
+        A: Operator<T>,
+    {
+        let tol = self.product_tol::<T>(self.op.ncols());
+        Ok(vec![(
+            "self-adjoint",
+            check_self_adjoint(self.op, self.seed, tol)?,
+        )])
+    }
+
+    /// Block and fused VJPs equal single ones (relative to `c·eps·n·k`).
+    pub fn check_vjp<T: Scalar>(&self) -> Result<Report, String>
+    where
+        A: ParamVjp<T>,
+    {
+        let n = self.op.nrows().max(self.op.ncols());
+        let tol = self.product_tol::<T>(n * self.block);
+        Ok(vec![
+            (
+                "block VJP",
+                check_vjp_block_consistency(self.op, self.block, self.seed, tol)?,
+            ),
+            (
+                "fused product and VJP",
+                check_apply_and_vjp_consistency(self.op, self.seed, tol)?,
+            ),
+        ])
+    }
+
+    /// [`check_adjoint_operator`](Self::check_adjoint_operator), [`check_vjp`](Self::check_vjp)
+    /// and the VJP against central differences in θ.
+    pub fn check_all<T: Scalar>(&self) -> Result<Report, String>
+    where
+        A: AdjointOperator<T> + SetParams<T> + Clone,
+    {
+        let mut r = self.check_adjoint_operator()?;
+        r.extend(self.check_vjp()?);
+        let eps = T::EPS.to_f64();
+        r.push((
+            "VJP vs finite differences",
+            check_vjp_params_fd(self.op, self.seed, eps.cbrt(), eps.sqrt())?,
+        ));
+        Ok(r)
+    }
 }
 
 /// An orthogonal `n×n` matrix (column-major) from Gram–Schmidt (twice) on a Gaussian matrix.

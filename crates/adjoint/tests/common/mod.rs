@@ -72,12 +72,6 @@ pub fn dotp(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn central1(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f64 {
-    let xp: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + h * b).collect();
-    let xm: Vec<f64> = x.iter().zip(d).map(|(a, b)| a - h * b).collect();
-    (f(&xp) - f(&xm)) / (2.0 * h)
-}
-
 /// Directional derivative of `f` at `x` along `d` by Richardson-extrapolated central
 /// differences (`(4·D(h/2) − D(h))/3`, truncation O(h⁴), rounding O(eps·|f|/h)) on a ladder of
 /// steps `h_max·10^{-i}`, i = 0..5, returning the estimate where two successive steps agree best
@@ -85,22 +79,10 @@ fn central1(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h: f64) -> f
 /// value under test. Krylov outputs can be steep (plain Lanczos/Arnoldi after loss of
 /// orthogonality), so one fixed step is not reliable.
 pub fn central(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], d: &[f64], h_max: f64) -> f64 {
-    let est: Vec<f64> = (0..6)
-        .map(|i| {
-            let h = h_max * 10f64.powi(-i);
-            let d1 = central1(f, x, d, h);
-            let d2 = central1(f, x, d, h / 2.0);
-            (4.0 * d2 - d1) / 3.0
-        })
-        .collect();
-    let mut best = (f64::INFINITY, est[0]);
-    for w in est.windows(2) {
-        let gap = (w[0] - w[1]).abs();
-        if gap < best.0 {
-            best = (gap, w[1]);
-        }
-    }
-    best.1
+    gradmat_operators::testing::richardson_plateau(h_max, 10.0, 6, |h| {
+        let xh: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + h * b).collect();
+        f(&xh)
+    })
 }
 
 /// Relative error `|a − b| / max(|a|, |b|, floor)`.

@@ -429,11 +429,13 @@ pub fn evaluate(
             let mut g = vec![0.0; op.num_params()];
             // Several probes run in lock-step, so that each Lanczos step is one block product
             // (one pass of GEMMs for all probes).
-            let params = SlqParams::new()
-                .num_probes(probes)
-                .num_matvecs(depth)
-                .seed(seed)
-                .lockstep(probes > 1);
+            let params = SlqParams {
+                num_probes: probes,
+                depth,
+                seed,
+                lockstep: probes > 1,
+                ..SlqParams::default()
+            };
             let est = logdet_with_grad(op, &params, &mut g)?;
             (est.value, g, None)
         }

@@ -489,10 +489,12 @@ fn run_method(
     let fin = evaluate(op, terms, &spec.method, final_seed(cfg))
         .stage(|| format!("{}: final objective", spec.name))?;
     let reference = if cfg.reference_matvecs > 0 {
-        let params = SlqParams::new()
-            .num_probes(1)
-            .num_matvecs(cfg.reference_matvecs)
-            .seed(final_seed(cfg));
+        let params = SlqParams {
+            num_probes: 1,
+            depth: cfg.reference_matvecs,
+            seed: final_seed(cfg),
+            ..SlqParams::default()
+        };
         let est = logdet(&*op, &params).stage(|| format!("{}: reference objective", spec.name))?;
         let k = op.alpha().len();
         let mut g = vec![0.0; k];

@@ -1,19 +1,18 @@
 //! The numerical kernels behind the subcommands, on the Krylov matrix-function API of
 //! `gradmat-matfun` (`krylov::quadform_lanczos`/`quadform_arnoldi` with their `gradient`
-//! backward passes, and the SLQ estimator with its probe generator).
+//! backward passes, and the SLQ estimators), with the timings the command reports.
 
-use gradmat_krylov::arnoldi::Reorthogonalize;
 use gradmat_krylov::KrylovError;
-use gradmat_matfun::dense::MatrixFunction;
-use gradmat_matfun::estimators::{probe_vector, Probe, SlqParams};
-use gradmat_matfun::krylov::KrylovParams;
-use gradmat_matfun::MatfunError;
+use gradmat_matfun::estimators::{Probe, SlqParams};
+use gradmat_matfun::krylov::{Gradient, KrylovParams};
+use gradmat_matfun::{MatfunError, MatrixFunction, Reorthogonalize};
 use gradmat_operators::{AdjointOperator, ParamVjp, SelfAdjoint};
 use std::time::Instant;
 
-/// Result of one differentiated quadratic form `ρ = vᵀf(A)v`.
+/// Result of one differentiated quadratic form `ρ = vᵀf(A)v`, with the timings the command
+/// reports.
 #[derive(Debug, Clone)]
-pub struct QuadForm {
+pub struct QuadformOutput {
     /// `ρ`.
     pub value: f64,
     /// Krylov depth reached (smaller than requested after a breakdown).
@@ -32,13 +31,6 @@ pub struct QuadForm {
     pub ritz_range: Option<(f64, f64)>,
 }
 
-/// `(min, max)` of a quadratic form's Ritz values.
-fn ritz_range(qf: &gradmat_matfun::krylov::QuadForm<f64>) -> Option<(f64, f64)> {
-    qf.ritz_values()
-        .filter(|th| !th.is_empty())
-        .map(|th| (th[0], th[th.len() - 1]))
-}
-
 /// Options of the Krylov runs of `quadform`.
 #[derive(Debug, Clone, Copy)]
 pub struct QuadOptions {
@@ -46,24 +38,53 @@ pub struct QuadOptions {
     pub depth: usize,
     /// Reorthogonalisation of the forward pass.
     pub reorth: Reorthogonalize,
-    /// `Some(false)` turns the Arnoldi adjoint's re-projection off.
-    pub project: Option<bool>,
+    /// The Arnoldi adjoint's re-projection (on unless `--no-projection`).
+    pub project: bool,
     /// Compute gradients.
     pub grad: bool,
 }
 
 impl QuadOptions {
     fn krylov(&self) -> KrylovParams {
-        let p = KrylovParams::new(self.depth).reorthogonalize(self.reorth);
-        match self.project {
-            Some(on) => p.project(on),
-            None => p,
+        KrylovParams {
+            reorthogonalize: self.reorth,
+            project: self.project,
+            ..KrylovParams::new(self.depth)
         }
     }
 }
 
-fn secs(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
+/// Times a forward pass and, when asked, its backward pass (`θ̄` of `num_params` entries).
+fn timed<Q>(
+    num_params: usize,
+    grad: bool,
+    forward: impl FnOnce() -> Result<Q, MatfunError>,
+    summary: impl Fn(&Q) -> (f64, usize, usize, Option<(f64, f64)>),
+    backward: impl FnOnce(&Q, &mut [f64]) -> Result<Gradient<f64>, MatfunError>,
+) -> Result<QuadformOutput, MatfunError> {
+    let t0 = Instant::now();
+    let qf = forward()?;
+    let seconds_forward = t0.elapsed().as_secs_f64();
+    let (value, depth, matvecs, ritz_range) = summary(&qf);
+    let mut out = QuadformOutput {
+        value,
+        depth,
+        matvecs,
+        seconds_forward,
+        seconds_gradient: None,
+        grad_params: None,
+        grad_vector: None,
+        ritz_range,
+    };
+    if grad {
+        let t1 = Instant::now();
+        let mut g = vec![0.0; num_params];
+        let gv = backward(&qf, &mut g)?;
+        out.seconds_gradient = Some(t1.elapsed().as_secs_f64());
+        out.grad_params = Some(g);
+        out.grad_vector = Some(gv.v);
+    }
+    Ok(out)
 }
 
 /// `vᵀf(A)v` by Lanczos, with its gradients when asked.
@@ -72,32 +93,20 @@ pub fn quadform_lanczos<A>(
     v: &[f64],
     f: &MatrixFunction,
     o: &QuadOptions,
-) -> Result<QuadForm, MatfunError>
+) -> Result<QuadformOutput, MatfunError>
 where
     A: SelfAdjoint<f64> + ParamVjp<f64> + ?Sized,
 {
-    let t0 = Instant::now();
-    let qf = gradmat_matfun::krylov::quadform_lanczos(op, v, f, &o.krylov())?;
-    let seconds_forward = secs(t0);
-    let mut out = QuadForm {
-        value: qf.value(),
-        depth: qf.depth(),
-        matvecs: qf.num_matvecs(),
-        seconds_forward,
-        seconds_gradient: None,
-        grad_params: None,
-        grad_vector: None,
-        ritz_range: ritz_range(&qf),
-    };
-    if o.grad {
-        let t1 = Instant::now();
-        let mut g = vec![0.0; op.num_params()];
-        let gv = qf.gradient(op, &mut g)?;
-        out.seconds_gradient = Some(secs(t1));
-        out.grad_params = Some(g);
-        out.grad_vector = Some(gv.v);
-    }
-    Ok(out)
+    timed(
+        op.num_params(),
+        o.grad,
+        || gradmat_matfun::krylov::quadform_lanczos(op, v, f, &o.krylov()),
+        |qf| {
+            let r = qf.ritz_range();
+            (qf.value(), qf.depth(), qf.num_matvecs(), Some(r))
+        },
+        |qf, g| qf.gradient(op, g),
+    )
 }
 
 /// `vᵀf(A)v` by Arnoldi, with its gradients when asked (matfun's Arnoldi path: `exp` for any
@@ -107,32 +116,22 @@ pub fn quadform_arnoldi<A>(
     v: &[f64],
     f: &MatrixFunction,
     o: &QuadOptions,
-) -> Result<QuadForm, MatfunError>
+) -> Result<QuadformOutput, MatfunError>
 where
     A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
 {
-    let t0 = Instant::now();
-    let qf = gradmat_matfun::krylov::quadform_arnoldi(op, v, f, &o.krylov())?;
-    let seconds_forward = secs(t0);
-    let mut out = QuadForm {
-        value: qf.value(),
-        depth: qf.depth(),
-        matvecs: qf.num_matvecs(),
-        seconds_forward,
-        seconds_gradient: None,
-        grad_params: None,
-        grad_vector: None,
-        ritz_range: ritz_range(&qf),
-    };
-    if o.grad {
-        let t1 = Instant::now();
-        let mut g = vec![0.0; op.num_params()];
-        let gv = qf.gradient_general(op, &mut g)?;
-        out.seconds_gradient = Some(secs(t1));
-        out.grad_params = Some(g);
-        out.grad_vector = Some(gv.v);
-    }
-    Ok(out)
+    timed(
+        op.num_params(),
+        o.grad,
+        || gradmat_matfun::krylov::quadform_arnoldi(op, v, f, &o.krylov()),
+        |qf| {
+            let r = qf
+                .ritz_values()
+                .and_then(|th| Some((*th.first()?, *th.last()?)));
+            (qf.value(), qf.depth(), qf.num_matvecs(), r)
+        },
+        |qf, g| qf.gradient(op, g),
+    )
 }
 
 /// Result of the stochastic Lanczos quadrature estimate of `log det A`.
@@ -146,9 +145,9 @@ pub struct LogDet {
     pub depth: usize,
     /// Matrix–vector products of the forward passes, summed over probes.
     pub matvecs: usize,
-    /// Seconds of the forward passes (decompositions and `log T`).
+    /// Seconds of the forward passes (decompositions and `log T`), summed over probes.
     pub seconds_forward: f64,
-    /// Seconds of the backward passes (`None` without gradients).
+    /// Seconds of the backward passes, summed over probes (`None` without gradients).
     pub seconds_gradient: Option<f64>,
     /// Gradient of `value` over the operator's parameters (with gradients).
     pub grad_params: Option<Vec<f64>>,
@@ -156,13 +155,10 @@ pub struct LogDet {
     pub ritz_range: (f64, f64),
 }
 
-/// Stochastic Lanczos quadrature (`gradmat_matfun::estimators`): `log det A ≈ (1/L) Σ_ℓ
-/// z_ℓᵀ log(T_ℓ) z_ℓ` with matfun's seeded probes and fully reorthogonalised Lanczos.
-///
-/// Without gradients this is `estimators::logdet` (probes in parallel). With gradients the
-/// probes run one after the other (same probes, same per-probe values, summed in probe order
-/// as the estimator does, so the value is the same) so that the forward and backward passes
-/// can be timed separately.
+/// Stochastic Lanczos quadrature (`gradmat_matfun::estimators::logdet` and
+/// `logdet_with_grad`): `log det A ≈ (1/L) Σ_ℓ z_ℓᵀ log(T_ℓ) z_ℓ` with matfun's seeded probes
+/// and fully reorthogonalised Lanczos, probes in parallel. The forward and backward seconds are
+/// the estimator's per-probe timings summed over probes.
 pub fn logdet_slq<A>(
     op: &A,
     probes: usize,
@@ -174,73 +170,28 @@ pub fn logdet_slq<A>(
 where
     A: SelfAdjoint<f64> + ParamVjp<f64> + ?Sized,
 {
-    let params = SlqParams::new()
-        .num_probes(probes)
-        .num_matvecs(depth)
-        .seed(seed)
-        .probe(probe)
-        .reorthogonalize(Reorthogonalize::Full);
-    let finite = |x: f64| x.is_finite().then_some(x);
-    if !grad {
-        let t0 = Instant::now();
-        let est = gradmat_matfun::estimators::logdet(op, &params)?;
-        return Ok(LogDet {
-            value: est.value,
-            std_error: finite(est.std_error),
-            depth: est.depth,
-            matvecs: est.num_matvecs,
-            seconds_forward: secs(t0),
-            seconds_gradient: None,
-            grad_params: None,
-            ritz_range: est.ritz_range,
-        });
-    }
-    let n = op.ncols();
-    let kp = KrylovParams::new(depth).reorthogonalize(Reorthogonalize::Full);
-    let mut values = Vec::with_capacity(probes);
-    let mut acc = vec![0.0; op.num_params()];
-    let (mut depth_used, mut matvecs) = (0, 0);
-    let mut range = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut tf, mut tg) = (0.0, 0.0);
-    for idx in 0..probes {
-        let wrap = |e: MatfunError| MatfunError::Probe {
-            probe: idx,
-            source: Box::new(e),
-        };
-        let t0 = Instant::now();
-        let z = probe_vector::<f64>(probe, seed, idx, n);
-        let qf = gradmat_matfun::krylov::quadform_lanczos(op, &z, &MatrixFunction::Log, &kp)
-            .map_err(wrap)?;
-        tf += secs(t0);
-        let t1 = Instant::now();
-        let mut g = vec![0.0; op.num_params()];
-        qf.gradient(op, &mut g).map_err(wrap)?;
-        acc.iter_mut().zip(&g).for_each(|(a, x)| *a += *x);
-        tg += secs(t1);
-        values.push(qf.value());
-        depth_used = depth_used.max(qf.depth());
-        matvecs += qf.num_matvecs();
-        if let Some((lo, hi)) = ritz_range(&qf) {
-            range = (range.0.min(lo), range.1.max(hi));
-        }
-    }
-    let l = probes as f64;
-    let mean = values.iter().sum::<f64>() / l;
-    let std_error = (probes > 1).then(|| {
-        let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (l - 1.0);
-        (var / l).sqrt()
-    });
-    let inv_l = 1.0 / l;
-    acc.iter_mut().for_each(|a| *a *= inv_l);
+    let params = SlqParams {
+        num_probes: probes,
+        depth,
+        seed,
+        probe,
+        reorthogonalize: Reorthogonalize::Full,
+        ..SlqParams::default()
+    };
+    let mut g = grad.then(|| vec![0.0; op.num_params()]);
+    let est = match g.as_mut() {
+        Some(g) => gradmat_matfun::estimators::logdet_with_grad(op, &params, g)?,
+        None => gradmat_matfun::estimators::logdet(op, &params)?,
+    };
     Ok(LogDet {
-        value: mean,
-        std_error,
-        depth: depth_used,
-        matvecs,
-        seconds_forward: tf,
-        seconds_gradient: Some(tg),
-        grad_params: Some(acc),
-        ritz_range: range,
+        value: est.value,
+        std_error: est.std_error.is_finite().then_some(est.std_error),
+        depth: est.depth,
+        matvecs: est.num_matvecs,
+        seconds_forward: est.seconds_forward,
+        seconds_gradient: grad.then_some(est.seconds_backward),
+        grad_params: g,
+        ritz_range: est.ritz_range,
     })
 }
 

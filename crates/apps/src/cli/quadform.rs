@@ -1,12 +1,11 @@
 //! `gradmat quadform`: `vᵀf(A)v` by Lanczos or Arnoldi, with gradients.
 
-use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadForm, QuadOptions};
+use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadOptions, QuadformOutput};
 use super::io::{self, json_number};
 use super::ops::{require_square, CheckedSymmetricCsr};
 use super::{check_depth, json_object, Function, Method, QuadformArgs, Reorth};
 use anyhow::{anyhow, bail, Result};
-use gradmat_krylov::arnoldi::Reorthogonalize;
-use gradmat_matfun::dense::MatrixFunction;
+use gradmat_matfun::{MatrixFunction, Reorthogonalize};
 use gradmat_operators::matrix_market::Symmetry;
 
 impl Function {
@@ -55,14 +54,14 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
     let o = QuadOptions {
         depth: a.depth,
         reorth: a.reorthogonalize.krylov(),
-        project: a.no_projection.then_some(false),
+        project: !a.no_projection,
         grad,
     };
     let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
         anyhow!("{}: {e}", a.matrix.display())
     };
     let desc = |e| describe(&a.matrix, Some(&a.vector), e);
-    let (res, map): (QuadForm, Vec<usize>) = match (file.header().symmetry, a.method) {
+    let (res, map): (QuadformOutput, Vec<usize>) = match (file.header().symmetry, a.method) {
         (Symmetry::Symmetric, method) => {
             let op = file.to_sym_csr().map_err(mm)?;
             let r = match method {

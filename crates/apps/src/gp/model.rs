@@ -369,20 +369,25 @@ impl<'a> Gp<'a> {
         };
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let nf = n as f64;
-        let mut cg = CgParams::new()
-            .with_rtol(settings.cg_tol)
-            .with_max_iters(n.max(1000));
-        cg.atol = settings.cg_atol;
-        let mut params = SolveLogdetParams::default();
-        params.slq = SlqParams::new()
-            .num_probes(settings.probes)
-            .num_matvecs(settings.depth)
-            .seed(seed)
-            .reorthogonalize(Reorthogonalize::Full);
-        params.cg = cg;
         // loss = (½ rᵀK⁻¹r + ½ log det K + (n/2) log 2π) / n.
-        params.weight_logdet = 0.5 / nf;
-        params.weight_quad = 0.5 / nf;
+        let params = SolveLogdetParams {
+            slq: SlqParams {
+                num_probes: settings.probes,
+                depth: settings.depth,
+                seed,
+                reorthogonalize: Reorthogonalize::Full,
+                ..SlqParams::default()
+            },
+            cg: CgParams {
+                atol: settings.cg_atol,
+                rtol: Some(settings.cg_tol),
+                max_iters: Some(n.max(1000)),
+                ..CgParams::default()
+            },
+            weight_logdet: 0.5 / nf,
+            weight_quad: 0.5 / nf,
+            ..SolveLogdetParams::default()
+        };
         let mut gtheta = vec![0.0; kern.num_params() + 1];
         let res = if settings.kernel_cache.dense_for(n) {
             // Products through the stored matrix, VJPs through the engine.
@@ -575,7 +580,11 @@ impl<'a> Gp<'a> {
         let op = Shifted::new(kern.clone(), h.noise)?;
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let mut alpha = vec![0.0; n];
-        let cg = CgParams::new().with_rtol(1e-8).with_max_iters(n.max(1000));
+        let cg = CgParams {
+            rtol: Some(1e-8),
+            max_iters: Some(n.max(1000)),
+            ..CgParams::default()
+        };
         let info = solve_in_place(&op, &pc, &r, 1, &mut alpha, &mut CgWorkspace::new(), &cg)?;
         check_converged(&info, 1e-8)?;
         let mut mean = vec![0.0; m];
@@ -611,7 +620,11 @@ impl<'a> Gp<'a> {
         let b = kern.cross_matrix(xs, m)?;
         let op = Shifted::new(kern, h.noise)?;
         let mut z = vec![0.0; n * m];
-        let cg = CgParams::new().with_rtol(1e-6).with_max_iters(n.max(1000));
+        let cg = CgParams {
+            rtol: Some(1e-6),
+            max_iters: Some(n.max(1000)),
+            ..CgParams::default()
+        };
         let info = solve_in_place(&op, &pc, &b, m, &mut z, &mut CgWorkspace::new(), &cg)?;
         check_converged(&info, 1e-6)?;
         Ok((0..m)

@@ -252,7 +252,7 @@ where
             let r = apply_arnoldi(op, w0, &MatrixFunction::Exp, &KrylovParams::new(depth))
                 .stage(|| "Arnoldi exp(A)w₀".into())?;
             let (v, wbar) = cot(r.value())?;
-            r.gradient_general(op, &wbar, omega_bar)
+            r.vjp(op, &wbar, omega_bar)
                 .stage(|| "Arnoldi adjoint".into())?;
             Ok(v)
         }
