@@ -482,15 +482,17 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
             .map(body)
             .collect()
     };
-    let mut t = vec![T::ZERO; jn_next];
     let mut finite = true;
     let mut stored_max = T::ZERO;
+    let mut tparts = Vec::with_capacity(parts.len());
     for (p, f, m) in parts {
         finite &= f;
         stored_max = if m > stored_max { m } else { stored_max };
-        for (a, b) in t.iter_mut().zip(p) {
-            *a += b;
-        }
+        tparts.push(p);
     }
-    (t, finite, stored_max)
+    // Chunk partials added in order (and, distributed, the flags combined over ranks: one
+    // message).
+    let mut flags = [f64::from(u8::from(!finite)), stored_max.to_f64()];
+    let t = reduce::fold_chunk_partials(ROWS, jn_next, &tparts, &mut flags);
+    (t, flags[0] == 0.0, T::from_f64(flags[1]))
 }

@@ -170,8 +170,13 @@ pub(crate) fn validate_start<T: Scalar, A: Operator<T> + ?Sized>(
             got: v.len(),
         });
     }
-    if k == 0 || k > n {
-        return Err(KrylovError::DepthOutOfRange { depth: k, max: n });
+    // The global dimension (the same decision on every rank of a distributed run).
+    let big_n = crate::distributed::global_dim(n);
+    if k == 0 || k > big_n {
+        return Err(KrylovError::DepthOutOfRange {
+            depth: k,
+            max: big_n,
+        });
     }
     if let Some(index) = reduce::first_non_finite(v) {
         return Err(KrylovError::NonFiniteStartVector { index });
@@ -186,7 +191,10 @@ pub(crate) fn validate_start<T: Scalar, A: Operator<T> + ?Sized>(
 pub(crate) fn default_breakdown_tol<T: Scalar>(n: usize, tol: Option<f64>) -> T {
     match tol {
         Some(t) => T::from_f64(t),
-        None => T::from_f64(1000.0 * (n as f64).sqrt()) * T::EPS,
+        None => {
+            let n = crate::distributed::global_dim(n);
+            T::from_f64(1000.0 * (n as f64).sqrt()) * T::EPS
+        }
     }
 }
 
@@ -237,7 +245,9 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     for k in 0..kmax {
         op.apply(&out.q[k * n..(k + 1) * n], w);
         out.info.num_matvecs += 1;
-        let wnorm = reduce::norm(w);
+        let cols = k + 1;
+        // ‖A q_k‖ and the first projection Qᵀ(A q_k): one message when distributed.
+        let wnorm = reduce::norm_and_basis_t_vec(&out.q, n, cols, w, &mut hcol);
         if !wnorm.is_finite() {
             return Err(KrylovError::NonFinite {
                 algorithm: "arnoldi",
@@ -246,8 +256,6 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
         }
         // Rounding left after Gram–Schmidt is relative to this step's ‖A q_k‖ (see lanczos).
         let scale = wnorm;
-        let cols = k + 1;
-        reduce::basis_t_vec(&out.q, n, cols, w, &mut hcol);
         if params.reorthogonalize == Reorthogonalize::Full {
             // Subtraction and the second projection in one pass over the basis.
             reduce::basis_vec_acc_t_vec(-T::ONE, &out.q, n, cols, &hcol, w, &mut hcorr);

@@ -343,7 +343,9 @@ where
             "CG initial guess has a non-finite entry at index {i}"
         )));
     }
-    let max_iters = params.max_iters.unwrap_or((10 * n).max(10));
+    let max_iters = params
+        .max_iters
+        .unwrap_or((10 * crate::distributed::global_dim(n)).max(10));
 
     let mut info = CgInfo {
         iterations: vec![0; k],
@@ -368,12 +370,12 @@ where
             info.converged[c] = true;
         }
     }
-    if n == 0 || info.converged.iter().all(|c| *c) {
+    if crate::distributed::global_dim(n) == 0 || info.converged.iter().all(|c| *c) {
         return Ok(info);
     }
 
     // r₀ = b − A x₀ (one block product, only if some initial guess is non-zero).
-    let nonzero_guess = x.iter().any(|v| v.abs() > T::ZERO);
+    let nonzero_guess = !reduce::all_ranks(!x.iter().any(|v| v.abs() > T::ZERO));
     ws.r[..n * k].copy_from_slice(b);
     if nonzero_guess {
         a.apply_block(x, &mut ws.ap[..n * k], k);

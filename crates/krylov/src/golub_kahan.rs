@@ -226,7 +226,7 @@ where
             got: b.len(),
         });
     }
-    let max = m.min(n);
+    let max = crate::distributed::global_dim(m).min(crate::distributed::global_dim(n));
     if depth == 0 || depth > max {
         return Err(KrylovError::DepthOutOfRange { depth, max });
     }
@@ -240,7 +240,10 @@ where
                 "breakdown tolerance must be finite and non-negative, got {t:e}"
             )))
         }
-        None => T::from_usize(m.max(n)) * T::EPS,
+        None => {
+            let big = crate::distributed::global_dim(m).max(crate::distributed::global_dim(n));
+            T::from_usize(big) * T::EPS
+        }
     };
     let bnorm = reduce::norm(b);
     if bnorm <= T::ZERO {

@@ -28,7 +28,6 @@ use crate::KrylovError;
 use crate::{Breakdown, BreakdownKind, Info, Reorthogonalize};
 use gradmat_operators::NonExhaustive;
 use gradmat_operators::{Scalar, SelfAdjoint};
-use rayon::prelude::*;
 
 /// Parameters of [`lanczos`].
 ///
@@ -297,6 +296,7 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
 /// The default relative tolerance of [`check_self_adjoint`] for dimension `n`:
 /// `1000·√n·ε` of the scalar type (rounding of two length-`n` inner products, with room).
 pub fn default_self_adjoint_tol<T: Scalar>(n: usize) -> f64 {
+    let n = crate::distributed::global_dim(n);
     1e3 * (n.max(1) as f64).sqrt() * T::EPS.to_f64()
 }
 
@@ -381,10 +381,11 @@ pub fn check_self_adjoint<T: Scalar, A: gradmat_operators::Operator<T> + ?Sized>
     Ok(())
 }
 
-/// `w ← w − a·x − b·x_prev`, returning `(‖w_in‖², ‖w_out‖²)` in one deterministic chunked pass.
+/// `w ← w − a·x − b·x_prev`, returning `(‖w_in‖², ‖w_out‖²)` in one deterministic chunked pass
+/// (through [`reduce::for_each_chunk_sum`]: one message when distributed).
 fn three_term_update<T: Scalar>(w: &mut [T], a: T, x: &[T], b: T, xprev: &[T]) -> (T, T) {
-    const CHUNK: usize = gradmat_operators::vector::CHUNK;
-    let body = |(wc, (xc, pc)): (&mut [T], (&[T], &[T]))| {
+    let [s_in, s_out] = reduce::for_each_chunk_sum::<T, 2, _>(w, |o, wc| {
+        let (xc, pc) = (&x[o..o + wc.len()], &xprev[o..o + wc.len()]);
         let (mut s_in, mut s_out) = (T::ZERO, T::ZERO);
         for ((wi, xi), pi) in wc.iter_mut().zip(xc).zip(pc) {
             s_in += *wi * *wi;
@@ -392,22 +393,9 @@ fn three_term_update<T: Scalar>(w: &mut [T], a: T, x: &[T], b: T, xprev: &[T]) -
             s_out += nw * nw;
             *wi = nw;
         }
-        (s_in, s_out)
-    };
-    let parts: Vec<(T, T)> = if w.len() >= gradmat_operators::vector::PAR_THRESHOLD {
-        w.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(xprev.par_chunks(CHUNK)))
-            .map(body)
-            .collect()
-    } else {
-        w.chunks_mut(CHUNK)
-            .zip(x.chunks(CHUNK).zip(xprev.chunks(CHUNK)))
-            .map(body)
-            .collect()
-    };
-    parts
-        .into_iter()
-        .fold((T::ZERO, T::ZERO), |(a0, b0), (a1, b1)| (a0 + a1, b0 + b1))
+        [s_in, s_out]
+    });
+    (s_in, s_out)
 }
 
 fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(

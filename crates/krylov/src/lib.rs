@@ -31,6 +31,7 @@
 
 pub mod arnoldi;
 pub mod cg;
+pub mod distributed;
 mod error;
 pub mod golub_kahan;
 pub mod lanczos;

@@ -294,7 +294,9 @@ impl<T: Scalar> PartialCholesky<T> {
     /// entries of `L`.
     pub fn from_factor(n: usize, rank: usize, l: Vec<T>, sigma2: T) -> Result<Self, KrylovError> {
         check_sigma2(sigma2)?;
-        if rank > n {
+        // Distributed (a scope of `crate::distributed`): `l` holds this rank's rows, and the
+        // checks use the global dimension.
+        if rank > crate::distributed::global_dim(n) {
             return Err(KrylovError::InvalidParameter(format!(
                 "factor rank {rank} exceeds the dimension {n}"
             )));
@@ -328,7 +330,7 @@ impl<T: Scalar> PartialCholesky<T> {
                 "σ² I + LᵀL is not numerically positive definite".to_string(),
             )
         })?;
-        let mut log_det = T::from_usize(n - rank) * sigma2.ln();
+        let mut log_det = T::from_usize(crate::distributed::global_dim(n) - rank) * sigma2.ln();
         for i in 0..rank {
             log_det += T::from_f64(2.0) * chol[i + i * rank].ln();
         }

@@ -1,30 +1,79 @@
 //! The one layer through which the Krylov algorithms (and `gradmat-adjoint`) perform global
 //! reductions and basis products: dot products, norms, `Qᵀw` and `w -= Q h`.
 //!
-//! Keeping them here leaves one place to swap in a distributed backend later (an allreduce per
-//! Gram–Schmidt block, not per dot product). All reductions are deterministic: they split rows
-//! into fixed chunks independent of the thread count and add chunk results in order, so results
-//! are bit-identical for any `RAYON_NUM_THREADS`.
+//! All reductions are deterministic: they split rows into fixed chunks independent of the
+//! thread count and add chunk results in order, so results are bit-identical for any
+//! `RAYON_NUM_THREADS`.
+//!
+//! **Distributed.** Inside a scope of [`crate::distributed::Distributed`] the slices are the
+//! local rows of row-distributed vectors and every reduction here is one collective of the
+//! scope's communicator (basis products one per Gram–Schmidt block; see
+//! [`crate::distributed`]); outside one (the default) each function is its serial body
+//! unchanged, behind one thread-local check.
 
+use crate::distributed as dist;
 use gradmat_operators::vector;
 use gradmat_operators::Scalar;
 use rayon::prelude::*;
 
 /// Row-chunk length of the blocked basis products.
-const ROWS: usize = 4096;
+pub(crate) const ROWS: usize = 4096;
+/// Row-chunk length of [`gram`].
+pub(crate) const GRAM_ROWS: usize = 16_384;
 /// Work (rows × columns) above which basis products run in parallel.
 const PAR_WORK: usize = 131_072;
 
 /// `xᵀy` (deterministic).
 #[inline]
 pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::dot(d, x, y))) {
+        return r;
+    }
     vector::dot(x, y)
 }
 
 /// `‖x‖₂` (deterministic, scaled).
 #[inline]
 pub fn norm<T: Scalar>(x: &[T]) -> T {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::norm(d, x))) {
+        return r;
+    }
     vector::norm2(x)
+}
+
+/// `(‖w‖₂, h = Qᵀw)` for the first `k` columns of `q`: [`norm`] and [`basis_t_vec`] (the same
+/// bits), in one message when distributed.
+pub fn norm_and_basis_t_vec<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], h: &mut [T]) -> T {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::norm_and_basis_t_vec(d, q, n, k, w, h)))
+    {
+        return r;
+    }
+    let nrm = vector::norm2(w);
+    basis_t_vec(q, n, k, w, h);
+    nrm
+}
+
+/// Adds row-chunk partial sums in chunk order (`m` sums per chunk; the caller computed chunk
+/// `c` over its local rows `c·chunk..`), starting from zero; `flags` are combined by maximum
+/// over ranks when distributed (unchanged serially). One message when distributed.
+pub fn fold_chunk_partials<T: Scalar>(
+    chunk: usize,
+    m: usize,
+    parts: &[Vec<T>],
+    flags: &mut [f64],
+) -> Vec<T> {
+    if let Some(r) =
+        dist::with_current(|d| d.map(|d| dist::fold_chunk_partials(d, chunk, m, parts, flags)))
+    {
+        return r;
+    }
+    let mut acc = vec![T::ZERO; m];
+    for p in parts {
+        for (a, v) in acc.iter_mut().zip(p) {
+            *a += *v;
+        }
+    }
+    acc
 }
 
 /// `y += alpha x`.
@@ -50,6 +99,9 @@ fn qt_w_rows<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], r0: usize, r1: usi
 /// `w` per row chunk for all columns (GEMV-shaped), not `k` separate sweeps over memory.
 pub fn basis_t_vec<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], h: &mut [T]) {
     debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
+    if dist::with_current(|d| d.map(|d| dist::basis_t_vec(d, q, n, k, w, h))).is_some() {
+        return;
+    }
     let nchunks = n.div_ceil(ROWS).max(1);
     let part = |c: usize| {
         let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(n));
@@ -95,8 +147,10 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
 /// deterministic for any thread count.
 pub fn gram<T: Scalar>(q: &[T], n: usize, k: usize) -> Vec<T> {
     use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
-    const GRAM_ROWS: usize = 16_384;
     debug_assert!(q.len() >= n * k);
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::gram(d, q, n, k))) {
+        return r;
+    }
     let part = |c: usize| {
         let (r0, r1) = (c * GRAM_ROWS, ((c + 1) * GRAM_ROWS).min(n));
         let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, k, n);
@@ -182,6 +236,11 @@ pub fn basis_vec_acc_t_vec<T: Scalar>(
     h2: &mut [T],
 ) {
     debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k && h2.len() >= k);
+    if let Some(()) = dist::with_current(|d| {
+        d.map(|d| dist::basis_vec_acc_t_vec(d, alpha, q, n, k, h, &mut *w, &mut *h2))
+    }) {
+        return;
+    }
     let chunk = |(c, wc): (usize, &mut [T])| {
         let r0 = c * ROWS;
         let r1 = r0 + wc.len();
@@ -211,8 +270,20 @@ pub fn basis_vec_acc_t_vec<T: Scalar>(
     }
 }
 
+/// `ok` on every rank (serially: `ok`): a decision taken on local rows made the same on all
+/// ranks (one small message when distributed).
+pub fn all_ranks(ok: bool) -> bool {
+    match dist::current() {
+        Some(d) => d.comm().all_ok(ok),
+        None => ok,
+    }
+}
+
 /// Index of the first non-finite entry, if any.
 pub fn first_non_finite<T: Scalar>(x: &[T]) -> Option<usize> {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::first_non_finite(d, x))) {
+        return r;
+    }
     x.iter().position(|v| !v.is_finite())
 }
 
@@ -238,6 +309,9 @@ pub fn sum_chunks<T: Scalar, const M: usize, F>(n: usize, f: F) -> [T; M]
 where
     F: Fn(std::ops::Range<usize>) -> [T; M] + Sync + Send,
 {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::sum_chunks(d, n, &f))) {
+        return r;
+    }
     const C: usize = vector::CHUNK;
     let nchunks = n.div_ceil(C);
     let part = |i: usize| f(i * C..((i + 1) * C).min(n));
@@ -262,6 +336,9 @@ pub fn for_each_chunk_sum<T: Scalar, const M: usize, F>(out: &mut [T], f: F) -> 
 where
     F: Fn(usize, &mut [T]) -> [T; M] + Sync + Send,
 {
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::for_each_chunk_sum(d, &mut *out, &f))) {
+        return r;
+    }
     const C: usize = vector::CHUNK;
     let parts: Vec<[T; M]> = if out.len() >= vector::PAR_THRESHOLD {
         out.par_chunks_mut(C)

@@ -41,8 +41,10 @@
 #![warn(missing_docs)]
 
 pub mod algebra;
+pub mod comm;
 pub mod csr;
 pub mod dense;
+pub mod dist;
 mod error;
 pub mod ggn;
 pub mod kernel;

@@ -518,8 +518,14 @@ struct SymOp<'a, 'e, T, P> {
     x: &'a [T],
     u: Option<&'a [T]>,
     y: Option<&'a mut [T]>,
+    /// Only the tile pairs `(i, j)` for which this is `true` (all pairs when `None`): a rank's
+    /// share of the pairs in a distributed product.
+    select: Option<PairFilter<'a>>,
     _p: PhantomData<P>,
 }
+
+/// A selection of tile pairs `(i, j)`, `i ≤ j`.
+pub(crate) type PairFilter<'a> = &'a (dyn Fn(usize, usize) -> bool + Sync);
 
 impl<T: Scalar, P: Profile> WithIsa for SymOp<'_, '_, T, P> {
     type Output = Vec<T>;
@@ -550,6 +556,7 @@ fn sym_products<S: Isa, T: Scalar, P: Profile, const FWD: bool, const VJP: bool>
         let mut slots: Vec<Option<&mut [T]>> = yp.chunks_mut(per).map(Some).collect();
         let jobs: Vec<_> = round(nt, r)
             .into_iter()
+            .filter(|&(i, j)| op.select.is_none_or(|f| f(i, j)))
             .map(|(i, j)| {
                 let (yi, yj) = if FWD {
                     let yi = slots[i].take();
@@ -743,22 +750,45 @@ impl<T: Scalar> Engine<'_, T> {
     /// `y = K x` for `k` columns (`n ≥ 1`, `k ≥ 1`).
     pub(crate) fn apply(&self, x: &[T], y: &mut [T], k: usize) {
         with_profile!(self.kind, P => dispatch(self.level, SymOp::<T, P> {
-            e: self, k, x, u: None, y: Some(y), _p: PhantomData,
+            e: self, k, x, u: None, y: Some(y), select: None, _p: PhantomData,
         }));
     }
 
     /// The gradient sums `[Σ W g Δ_a² (a < d), Σ W k]` of `Σ_c ⟨u_c, K x_c⟩`.
     pub(crate) fn vjp(&self, u: &[T], x: &[T], k: usize) -> Vec<T> {
         with_profile!(self.kind, P => dispatch(self.level, SymOp::<T, P> {
-            e: self, k, x, u: Some(u), y: None, _p: PhantomData,
+            e: self, k, x, u: Some(u), y: None, select: None, _p: PhantomData,
         }))
     }
 
     /// Both in one pass.
     pub(crate) fn apply_vjp(&self, x: &[T], y: &mut [T], u: &[T], k: usize) -> Vec<T> {
         with_profile!(self.kind, P => dispatch(self.level, SymOp::<T, P> {
-            e: self, k, x, u: Some(u), y: Some(y), _p: PhantomData,
+            e: self, k, x, u: Some(u), y: Some(y), select: None, _p: PhantomData,
         }))
+    }
+
+    /// The products of [`apply`](Self::apply) / [`vjp`](Self::vjp) /
+    /// [`apply_vjp`](Self::apply_vjp) restricted to the tile pairs `select` accepts (`y` is
+    /// overwritten with the partial product; pairs run in schedule order): a rank's share of a
+    /// distributed product. Returns the gradient sums (empty without `u`).
+    pub(crate) fn select_products(
+        &self,
+        x: &[T],
+        y: Option<&mut [T]>,
+        u: Option<&[T]>,
+        k: usize,
+        select: PairFilter<'_>,
+    ) -> Vec<T> {
+        let want_grad = u.is_some();
+        let sums = with_profile!(self.kind, P => dispatch(self.level, SymOp::<T, P> {
+            e: self, k, x, u, y, select: Some(select), _p: PhantomData,
+        }));
+        if want_grad {
+            sums
+        } else {
+            Vec::new()
+        }
     }
 
     /// `out = K(Q, X) v` for `m` scaled query points.

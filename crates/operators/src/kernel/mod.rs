@@ -376,7 +376,7 @@ impl<T: Scalar> KernelMatrix<T> {
         DenseMatrix::from_col_major(n, n, data)
     }
 
-    fn engine(&self) -> Engine<'_, T> {
+    pub(crate) fn engine(&self) -> Engine<'_, T> {
         Engine {
             kind: self.kind,
             n: self.n,
@@ -389,7 +389,7 @@ impl<T: Scalar> KernelMatrix<T> {
     }
 
     /// `grad += (−2/ℓ_a·Σ W g Δ_a², Σ W k / s)` from the engine's sums.
-    fn add_gradient(&self, sums: &[T], grad: &mut [T]) {
+    pub(crate) fn add_gradient(&self, sums: &[T], grad: &mut [T]) {
         let d = self.d;
         let two = T::from_f64(2.0);
         for a in 0..d {
