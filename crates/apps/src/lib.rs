@@ -18,6 +18,7 @@
 
 pub mod bnn;
 pub mod cli;
+pub mod cluster;
 pub mod fuzz_checks;
 pub mod gp;
 pub mod nn;

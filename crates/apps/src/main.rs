@@ -35,6 +35,10 @@
 //! `A` part is written. `quadform` also writes `d_vector.txt`, `∂value/∂v` one value per line in
 //! C's `%.17e` form.
 //!
+//! **Cluster:** built with `--features mpi` and started by `mpirun -np P`, `quadform`, `logdet`
+//! and `gp` run distributed (see `gradmat_apps::cli::cluster` and the README's "Running on a
+//! cluster"); rank 0 prints and writes, every rank exits with the same status.
+//!
 //! **Errors:** bad input (missing or malformed file, dimension mismatch, `K` outside `1..=N`,
 //! a spectrum outside the function's domain, a non-symmetric matrix with Lanczos, unknown
 //! options, …) prints one line `gradmat: <file>[:<line>]: <problem>` on stderr and exits with
@@ -42,8 +46,54 @@
 
 use gradmat_apps::cli::{main_with_args, one_line, EXIT_ERROR};
 
+/// Under an MPI launcher: initialises MPI and records the world communicator (feature `mpi`).
+#[cfg(feature = "mpi")]
+fn start_mpi() -> Option<gradmat_operators::comm::mpi::MpiUniverse> {
+    use gradmat_operators::comm::MpiComm;
+    if !MpiComm::launched_by_mpirun() {
+        return None;
+    }
+    // Ranks waiting in a collective yield the core (OpenMPI busy-polls otherwise, which on a
+    // node with as many ranks as cores starves the threads of the rank that computes).
+    if std::env::var_os("OMPI_MCA_mpi_yield_when_idle").is_none() {
+        std::env::set_var("OMPI_MCA_mpi_yield_when_idle", "1");
+    }
+    match MpiComm::init() {
+        Ok((universe, world)) => {
+            gradmat_apps::cluster::set_world(world);
+            Some(universe)
+        }
+        Err(e) => {
+            eprintln!("gradmat: cannot start MPI: {}", one_line(&e));
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
+/// A `gradmat` built without MPI, started by mpirun with several ranks: every rank would run
+/// the whole computation and write the same files. Refuse (rank 0 says why).
+#[cfg(not(feature = "mpi"))]
+fn refuse_under_mpirun() {
+    if let Some((rank, size)) = gradmat_apps::cluster::launcher_rank_size() {
+        if size > 1 {
+            if rank == 0 {
+                eprintln!(
+                    "gradmat: started by mpirun with {size} ranks, but this gradmat was built \
+                     without MPI support: build it with `cargo build --release --features mpi`"
+                );
+            }
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
 fn main() {
-    // Last resort: a panic prints one line and exits with status 2 (no backtrace).
+    #[cfg(feature = "mpi")]
+    let universe = start_mpi();
+    #[cfg(not(feature = "mpi"))]
+    refuse_under_mpirun();
+    // Last resort: a panic prints one line and exits with status 2 (no backtrace). Under
+    // mpirun the other ranks may be waiting in a collective: the job is aborted.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -51,9 +101,23 @@ fn main() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("gradmat: internal error: {}", one_line(&msg));
-        std::process::exit(EXIT_ERROR);
+        match gradmat_apps::cluster::world() {
+            Some(c) if c.size() > 1 => {
+                eprintln!(
+                    "gradmat: internal error on rank {}: {}",
+                    c.rank(),
+                    one_line(&msg)
+                );
+                c.abort(EXIT_ERROR)
+            }
+            _ => {
+                eprintln!("gradmat: internal error: {}", one_line(&msg));
+                std::process::exit(EXIT_ERROR);
+            }
+        }
     }));
     let status = main_with_args(std::env::args_os());
+    #[cfg(feature = "mpi")]
+    drop(universe); // MPI_Finalize
     std::process::exit(status);
 }

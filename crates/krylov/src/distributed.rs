@@ -77,6 +77,19 @@ thread_local! {
 /// Restores the previous scope when dropped (also on panic).
 struct Restore(Option<Distributed>);
 
+/// The guard of [`Distributed::enter`]: the scope stays active on this thread until it is
+/// dropped.
+#[must_use = "the scope is left when the guard is dropped"]
+pub struct Entered {
+    _restore: Restore,
+}
+
+impl std::fmt::Debug for Entered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Entered")
+    }
+}
+
 impl Drop for Restore {
     fn drop(&mut self) {
         let prev = self.0.take();
@@ -113,9 +126,17 @@ impl Distributed {
     /// Runs `f` with this scope active on the current thread (the previous scope is restored
     /// afterwards).
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        let _restore = Restore(prev);
+        let _entered = self.enter();
         f()
+    }
+
+    /// Makes this scope active on the current thread until the returned guard is dropped
+    /// (which restores the previous one).
+    pub fn enter(&self) -> Entered {
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        Entered {
+            _restore: Restore(prev),
+        }
     }
 
     /// The same partition over a duplicate of the communicator (collective: every rank calls

@@ -179,6 +179,15 @@ pub enum MatfunError {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// An error on another rank of a distributed computation (every rank returns an error;
+    /// this is what the ranks that did not fail report).
+    #[error("rank {rank}: {message}")]
+    OtherRank {
+        /// The first rank that failed.
+        rank: usize,
+        /// Its error message.
+        message: String,
+    },
     /// An error while processing one probe vector of a stochastic estimator.
     #[error("probe {probe}: {source}")]
     Probe {

@@ -237,6 +237,101 @@ pub fn fill_probe<T: Scalar>(probe: Probe, seed: u64, index: usize, out: &mut [T
     }
 }
 
+/// Rows `r0..r0 + out.len()` of probe `index` of the probe set `seed` for dimension `n`: the
+/// same values as those rows of [`fill_probe`] on the whole vector (the generator is advanced
+/// past the rows before `r0`: one step per 64 rows for Rademacher probes, one per row for
+/// Gaussian ones). This is how a rank of a distributed run gets its rows of a probe.
+///
+/// ```
+/// use gradmat_matfun::estimators::{fill_probe, fill_probe_rows, Probe};
+/// for probe in [Probe::Rademacher, Probe::Gaussian] {
+///     let mut whole = vec![0.0f64; 300];
+///     fill_probe(probe, 9, 2, &mut whole);
+///     let mut rows = vec![0.0f64; 101];
+///     fill_probe_rows(probe, 9, 2, 300, 77, &mut rows);
+///     assert_eq!(&whole[77..178], &rows[..]);
+/// }
+/// ```
+///
+/// # Panics
+/// If the rows do not fit in `n`.
+pub fn fill_probe_rows<T: Scalar>(
+    probe: Probe,
+    seed: u64,
+    index: usize,
+    n: usize,
+    r0: usize,
+    out: &mut [T],
+) {
+    assert!(
+        r0 + out.len() <= n,
+        "probe rows {r0}..{} out of range for dimension {n}",
+        r0 + out.len()
+    );
+    let mut rng = Xoshiro256pp::for_probe(seed, index);
+    match probe {
+        Probe::Rademacher => {
+            for _ in 0..r0 / 64 {
+                rng.next_u64();
+            }
+            let mut bits = 0u64;
+            for (t, o) in out.iter_mut().enumerate() {
+                let i = r0 + t;
+                if t == 0 || i.is_multiple_of(64) {
+                    bits = rng.next_u64();
+                }
+                *o = if (bits >> (i % 64)) & 1 == 1 {
+                    T::ONE
+                } else {
+                    -T::ONE
+                };
+            }
+        }
+        Probe::Gaussian => {
+            for _ in 0..2 * (r0 / 2) {
+                rng.next_u64();
+            }
+            let mut pair = (0.0f64, 0.0f64);
+            for (t, o) in out.iter_mut().enumerate() {
+                let i = r0 + t;
+                if t == 0 || i.is_multiple_of(2) {
+                    let (u1, u2) = (rng.next_open01(), rng.next_open01());
+                    let r = (-2.0 * u1.ln()).sqrt();
+                    let a = std::f64::consts::TAU * u2;
+                    pair = (r * a.cos(), r * a.sin());
+                }
+                *o = T::from_f64(if i.is_multiple_of(2) { pair.0 } else { pair.1 });
+            }
+        }
+    }
+}
+
+/// Probe `index` for an operator with `n_local` rows on this thread: the whole probe
+/// serially, this rank's rows of the global probe inside a distributed scope
+/// (`gradmat_krylov::distributed`).
+pub(crate) fn probe_local<T: Scalar>(
+    probe: Probe,
+    seed: u64,
+    index: usize,
+    n_local: usize,
+) -> Vec<T> {
+    match gradmat_krylov::distributed::current() {
+        Some(d) if d.local_len() == n_local => {
+            let mut v = vec![T::ZERO; n_local];
+            fill_probe_rows(
+                probe,
+                seed,
+                index,
+                d.global_len(),
+                d.local_range().start,
+                &mut v,
+            );
+            v
+        }
+        _ => probe_vector(probe, seed, index, n_local),
+    }
+}
+
 /// Probe `index` of the probe set `seed` as a new vector of length `n` (see [`fill_probe`]).
 ///
 /// ```
@@ -267,26 +362,26 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
     (mean, (var / l).sqrt())
 }
 
-struct ProbeResult<T> {
-    value: T,
-    depth: usize,
-    matvecs: usize,
-    grad: Option<Vec<T>>,
-    ritz: (f64, f64),
-    seconds: (f64, f64),
+pub(crate) struct ProbeResult<T> {
+    pub(crate) value: T,
+    pub(crate) depth: usize,
+    pub(crate) matvecs: usize,
+    pub(crate) grad: Option<Vec<T>>,
+    pub(crate) ritz: (f64, f64),
+    pub(crate) seconds: (f64, f64),
 }
 
 /// Sums of the probes' forward and backward seconds.
-fn add_seconds(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+pub(crate) fn add_seconds(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0 + b.0, a.1 + b.1)
 }
 
 /// The union of two `(min, max)` ranges (NaN-free where either side is).
-fn merge_range(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+pub(crate) fn merge_range(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0.min(b.0), a.1.max(b.1))
 }
 
-fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
+pub(crate) fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
     op: &A,
     params: &SlqParams,
 ) -> Result<(), MatfunError> {
@@ -308,7 +403,7 @@ fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
             },
         ));
     }
-    if op.ncols() == 0 {
+    if gradmat_krylov::distributed::global_dim(op.ncols()) == 0 {
         return Err(MatfunError::EmptyMatrix { what: "operator" });
     }
     Ok(())
@@ -329,7 +424,14 @@ where
 {
     let l = params.num_probes;
     let want_grad = theta_grad.is_some();
-    let batch = rayon::current_num_threads().max(1);
+    // In a distributed scope the probes run one after another on this thread (each product and
+    // reduction is already a collective spread over the ranks and their threads).
+    let distributed = gradmat_krylov::distributed::is_active();
+    let batch = if distributed {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    };
     let mut values = Vec::with_capacity(l);
     let mut acc: Vec<T> = if want_grad {
         vec![T::ZERO; num_params]
@@ -342,16 +444,18 @@ where
     let mut start = 0;
     while start < l {
         let end = (start + batch).min(l);
-        let results: Vec<Result<ProbeResult<T>, MatfunError>> = (start..end)
-            .into_par_iter()
-            .map(|idx| {
-                let v = probe_vector::<T>(params.probe, params.seed, idx, n);
-                per_probe(&v, want_grad).map_err(|e| MatfunError::Probe {
-                    probe: idx,
-                    source: Box::new(e),
-                })
+        let run = |idx: usize| {
+            let v = probe_local::<T>(params.probe, params.seed, idx, n);
+            per_probe(&v, want_grad).map_err(|e| MatfunError::Probe {
+                probe: idx,
+                source: Box::new(e),
             })
-            .collect();
+        };
+        let results: Vec<Result<ProbeResult<T>, MatfunError>> = if distributed {
+            (start..end).map(run).collect()
+        } else {
+            (start..end).into_par_iter().map(run).collect()
+        };
         // Fold in probe order (deterministic for any batch size / thread count).
         for r in results {
             let r = r?;
@@ -378,10 +482,93 @@ where
     )
 }
 
+/// The probes `range` of the set, in parallel batches (sequentially in a distributed scope),
+/// their results in probe order (the first error stops the run).
+pub(crate) fn probe_results<T, G>(
+    n: usize,
+    params: &SlqParams,
+    range: std::ops::Range<usize>,
+    want_grad: bool,
+    per_probe: G,
+) -> Result<Vec<ProbeResult<T>>, MatfunError>
+where
+    T: Scalar,
+    G: Fn(&[T], bool) -> Result<ProbeResult<T>, MatfunError> + Sync,
+{
+    let distributed = gradmat_krylov::distributed::is_active();
+    let batch = if distributed {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    };
+    let mut out = Vec::with_capacity(range.len());
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + batch).min(range.end);
+        let run = |idx: usize| {
+            let v = probe_local::<T>(params.probe, params.seed, idx, n);
+            per_probe(&v, want_grad).map_err(|e| MatfunError::Probe {
+                probe: idx,
+                source: Box::new(e),
+            })
+        };
+        let results: Vec<Result<ProbeResult<T>, MatfunError>> = if distributed {
+            (start..end).map(run).collect()
+        } else {
+            (start..end).into_par_iter().map(run).collect()
+        };
+        for r in results {
+            out.push(r?);
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+/// The per-probe work of [`trace_fn`] / [`trace_fn_with_grad`].
+pub(crate) fn slq_probe<T, A>(
+    op: &A,
+    f: &MatrixFunction,
+    kp: &KrylovParams,
+    v: &[T],
+    want: bool,
+) -> Result<ProbeResult<T>, MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+{
+    let t0 = Instant::now();
+    let qf = quadform_lanczos(op, v, f, kp)?;
+    let forward = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let grad = if want {
+        let mut g = vec![T::ZERO; op.num_params()];
+        qf.gradient(op, &mut g)?;
+        Some(g)
+    } else {
+        None
+    };
+    Ok(ProbeResult {
+        value: qf.value(),
+        depth: qf.depth(),
+        matvecs: qf.num_matvecs(),
+        grad,
+        ritz: qf.ritz_range(),
+        seconds: (
+            forward,
+            if want {
+                t1.elapsed().as_secs_f64()
+            } else {
+                0.0
+            },
+        ),
+    })
+}
+
 /// The lock-step SLQ driver (see [`SlqParams::lockstep`]): groups of probes on scoped threads
 /// against a [`crate::lockstep::Gather`]; values folded in probe order, the gradient from the
 /// group's shared accumulator (summed in probe order inside each gathered block call).
-fn slq_lockstep<T, A>(
+pub(crate) fn slq_lockstep<T, A>(
     op: &A,
     f: &MatrixFunction,
     params: &SlqParams,
@@ -403,14 +590,18 @@ where
     while start < l {
         let end = (start + LOCKSTEP_GROUP).min(l);
         let gather = crate::lockstep::Gather::new(op, end - start);
+        // Distributed: every member thread reduces over its own duplicate of the communicator.
+        let scopes = crate::lockstep::member_scopes(end - start);
         type Member<T> = (T, usize, usize, (f64, f64), (f64, f64));
         let results: Vec<Result<Member<T>, MatfunError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (start..end)
-                .map(|idx| {
+                .zip(scopes)
+                .map(|(idx, scope)| {
                     let member = gather.member(idx - start);
                     let kp = &kp;
                     s.spawn(move || {
-                        let v = probe_vector::<T>(params.probe, params.seed, idx, n);
+                        let _scope = scope.map(|d| d.enter());
+                        let v = probe_local::<T>(params.probe, params.seed, idx, n);
                         let run = || -> Result<Member<T>, MatfunError> {
                             let t0 = Instant::now();
                             let qf = quadform_lanczos(&member, &v, f, kp)?;
@@ -510,7 +701,7 @@ pub(crate) fn finish_estimate<T: Scalar>(
     })
 }
 
-fn krylov_params(params: &SlqParams) -> KrylovParams {
+pub(crate) fn krylov_params(params: &SlqParams) -> KrylovParams {
     KrylovParams {
         reorthogonalize: params.reorthogonalize,
         ..KrylovParams::new(params.depth)

@@ -162,6 +162,8 @@ impl KrylovParams {
                 "the Krylov depth must be at least 1".into(),
             ));
         }
+        // The global dimension in a distributed scope (the same decision on every rank).
+        let n = gradmat_krylov::distributed::global_dim(n);
         if n == 0 {
             return Err(MatfunError::EmptyMatrix { what: "operator" });
         }
@@ -304,6 +306,7 @@ pub(crate) fn ritz_function<T: Scalar, S: Scalar>(
 /// leading `j + 1` vectors span an invariant subspace to that accuracy, which is where the
 /// function the user asked for has its gradient (see [`crate::subspace`]).
 pub(crate) fn numerical_breakdown_tol<T: Scalar>(n: usize) -> f64 {
+    let n = gradmat_krylov::distributed::global_dim(n);
     1e5 * (n.max(1) as f64).sqrt() * T::EPS.to_f64()
 }
 
@@ -318,7 +321,7 @@ fn exact_depth<T: Scalar>(
     sub: impl Fn(usize) -> f64,
     col: impl Fn(usize) -> f64,
 ) -> Option<usize> {
-    if info.breakdown.is_some() || k == n {
+    if info.breakdown.is_some() || k == gradmat_krylov::distributed::global_dim(n) {
         return Some(k);
     }
     let tau = numerical_breakdown_tol::<T>(n);
@@ -792,7 +795,7 @@ impl<T: Scalar> ArnoldiQuadForm<T> {
                 if let Some(m) = arnoldi_exact_depth(dec) {
                     if let Some(rest) = reorthogonalized_restriction(dec, m, &self.params)? {
                         let q = &dec.basis()[..n * m];
-                        if rest.rank() < n {
+                        if rest.rank() < gradmat_krylov::distributed::global_dim(n) {
                             subspace::check_reducing(op, q, &rest)?;
                         }
                         return subspace::quadform_symmetric(
@@ -1064,7 +1067,7 @@ impl<T: Scalar> LanczosFunVec<T> {
                 &rest,
                 fun.function(),
                 wbar,
-                dec.info().requested_depth == dec.dim(),
+                dec.info().requested_depth == gradmat_krylov::distributed::global_dim(dec.dim()),
                 theta_grad,
             );
         }

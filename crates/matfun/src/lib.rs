@@ -13,6 +13,11 @@
 //!   Arnoldi ([`apply_arnoldi`], [`quadform_arnoldi`]; `exp(tA)` with a differentiable `t`),
 //!   each with a backward pass returning `v̄` (and `t̄`) and accumulating `θ̄`.
 //! * [`estimators::diagonal_estimate`]: `diag(A) ≈ mean(v ∘ Av)`.
+//! * Beyond one machine: [`split`] runs the probes of an estimator on the ranks of a
+//!   communicator (replicated operator; estimate and gradient bit-identical to serial), and
+//!   every function here runs on a row-distributed operator (`gradmat_operators::dist`) inside
+//!   a distributed scope of `gradmat_krylov::distributed` (probes are then the ranks' rows of
+//!   the serial probes, the lock-step threads get their own duplicate communicators).
 //! * [`dense`]: the dense functions of the small `K×K` Krylov matrices and their reverse rules;
 //!   the layer the Krylov-level functions build on.
 //!
@@ -68,6 +73,7 @@ pub mod estimators;
 pub mod krylov;
 pub mod lockstep;
 pub mod preconditioned;
+pub mod split;
 pub mod subspace;
 pub use dense::MatrixFunction;
 pub use error::MatfunError;

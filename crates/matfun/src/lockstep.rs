@@ -17,12 +17,29 @@
 //! shared accumulator — **not** into the `grad` slices passed to the VJP methods (those stay
 //! untouched). A `Gather` is therefore only for drivers that take the total from `take_grad`.
 //!
+//! Distributed (inside a scope of `gradmat_krylov::distributed`): the drivers give every member
+//! thread its own duplicate of the communicator for its reductions; the rounds' products are
+//! the operator's own collectives, executed one round at a time by whichever member arrives
+//! last — the same sequence on every rank, since membership changes only when a run ends, which
+//! depends on reduced (global) values.
+//!
 //! Determinism: round `r` holds the `r`-th apply of every member still running, which depends
 //! only on the members' own (deterministic) request sequences, not on thread timing; the
 //! columns of a round are ordered by member index; deferred VJPs are ordered by (member, order
 //! of submission). Results are bit-identical for any thread count.
 
+use gradmat_krylov::distributed::Distributed;
 use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint};
+
+/// One distributed scope per member thread of a group of `k` (each with its own duplicate of
+/// the communicator, so that the members' reductions are independent collectives), or `None`s
+/// outside a distributed scope. Collective: every rank calls it at the same point.
+pub(crate) fn member_scopes(k: usize) -> Vec<Option<Distributed>> {
+    match gradmat_krylov::distributed::current() {
+        Some(d) => (0..k).map(|_| Some(d.duplicate())).collect(),
+        None => vec![None; k],
+    }
+}
 use std::sync::{Condvar, Mutex};
 
 /// A deferred VJP: `θ̄ += w ∇θ Σ_c ⟨u_c, A x_c⟩` over `k` columns of member `member`.

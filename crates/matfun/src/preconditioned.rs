@@ -29,7 +29,7 @@
 //! block VJP at the end. This is how GPyTorch's batched CG serves the solve and the probes with
 //! one product; the log-determinant here is the Lanczos quadrature with its exact adjoint.
 
-use crate::estimators::{probe_vector, Estimate, SlqParams};
+use crate::estimators::{probe_local, Estimate, SlqParams};
 use crate::krylov::{quadform_lanczos, KrylovParams};
 use crate::lockstep::{Gather, GatherStats};
 use crate::MatfunError;
@@ -73,7 +73,8 @@ impl<T: Scalar> LowRankInvSqrt<T> {
                 value: s2,
             });
         }
-        let mut logdet = n as f64 * s2.ln();
+        // `n` is the local dimension in a distributed scope (this rank's rows of `L`).
+        let mut logdet = gradmat_krylov::distributed::global_dim(n) as f64 * s2.ln();
         let inv_sigma = 1.0 / s2.sqrt();
         let (mut u, mut a) = (Vec::new(), Vec::new());
         if r > 0 {
@@ -345,17 +346,22 @@ where
     };
     // Members 0..L are the probes, member L the CG solve.
     let gather = Gather::new(op, l + 1);
+    // Distributed: one duplicate communicator per probe thread and one for CG.
+    let mut scopes = crate::lockstep::member_scopes(l + 1);
+    let cg_scope = scopes.pop().flatten();
     let probe_weight = params.weight_logdet / T::from_usize(l);
     let quad_weight = -params.weight_quad;
     type ProbeOut<T> = Result<(T, usize, usize, (f64, f64), (f64, f64)), MatfunError>;
     type CgOut<T> = Result<(Vec<T>, CgInfo<T>), MatfunError>;
     let (probes, cg): (Vec<ProbeOut<T>>, CgOut<T>) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..l)
-            .map(|idx| {
+            .zip(scopes)
+            .map(|(idx, scope)| {
                 let member = gather.member_weighted(idx, probe_weight);
                 let (w, kp) = (&w, &kp);
                 s.spawn(move || -> ProbeOut<T> {
-                    let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
+                    let _scope = scope.map(|d| d.enter());
+                    let z = probe_local::<T>(slq.probe, slq.seed, idx, n);
                     let run = || -> ProbeOut<T> {
                         let t0 = std::time::Instant::now();
                         let m = Whitened::new(&member, w)?;
@@ -385,6 +391,8 @@ where
             })
             .collect();
         let member = gather.member_weighted(l, quad_weight);
+        // CG runs on this thread, with its own duplicate communicator when distributed.
+        let cg_entered = cg_scope.as_ref().map(|d| d.enter());
         let cg = (|| {
             let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
             let info = solve_in_place(
@@ -402,6 +410,7 @@ where
             Ok((alpha, info))
         })();
         drop(member);
+        drop(cg_entered);
         let probes = handles
             .into_iter()
             .map(|h| match h.join() {

@@ -56,6 +56,7 @@ use gradmat_operators::{AdjointOperator, Operator, ParamVjp, Scalar, SelfAdjoint
 /// vectors recovered from the Gram matrix are often accurate only to `1e4·√N·ε‖A‖`; such a
 /// restriction is rejected and the decomposition recomputed with full reorthogonalisation.
 fn invariance_tol<T: Scalar>(n: usize, breakdown_tol: Option<f64>) -> f64 {
+    let n = gradmat_krylov::distributed::global_dim(n);
     let base = 1e3 * (n.max(1) as f64).sqrt() * T::EPS.to_f64();
     base.max(10.0 * breakdown_tol.unwrap_or(0.0))
 }
@@ -463,7 +464,7 @@ where
     let (wh, perp) = split(q, rest, wbar)?;
     let outside = norm(&perp);
     let tol = invariance_tol::<T>(n, None) * norm(wbar);
-    if outside <= tol || rest.rank() == n {
+    if outside <= tol || rest.rank() == gradmat_krylov::distributed::global_dim(n) {
         let fun = small_function::<T>(f, rest)?;
         crate::krylov::check_ritz_threshold::<T>(&fun, true)?;
         let g = fun.pullback_outer(&wh, &rest.start, 1.0)?;
@@ -722,7 +723,7 @@ where
     A: AdjointOperator<T> + ParamVjp<T> + ?Sized,
 {
     let (n, r) = (rest.n, rest.rank());
-    if r < n {
+    if r < gradmat_krylov::distributed::global_dim(n) {
         check_reducing(op, q, rest)?;
     }
     let b = rest.small_vec();
@@ -747,7 +748,9 @@ where
         ArnoldiOutput::Apply(wbar) => {
             let (wh, perp) = split(q, rest, wbar)?;
             let outside = norm(&perp);
-            if r < n && outside > invariance_tol::<T>(n, None) * norm(wbar) {
+            if r < gradmat_krylov::distributed::global_dim(n)
+                && outside > invariance_tol::<T>(n, None) * norm(wbar)
+            {
                 return Err(MatfunError::GradientUnavailable {
                     reason: format!(
                         "exp(tA)v met an invariant subspace of dimension {r} < N = {n} and the \

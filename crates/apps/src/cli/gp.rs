@@ -56,13 +56,20 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             exact: args.exact,
         },
     };
-    report::prepare_output_dir(&args.out)?;
-    let progress = if args.quiet {
+    // Under mpirun only rank 0 writes and reports (every rank trains on its rows).
+    let root = crate::cluster::is_root();
+    if root {
+        report::prepare_output_dir(&args.out)?;
+    }
+    let progress = if args.quiet || !root {
         Progress::quiet("epoch", args.epochs as u64)
     } else {
         Progress::new("epoch", args.epochs as u64)
     };
     let out = crate::gp::run(&cfg, &progress)?;
+    if !root {
+        return Ok(String::new());
+    }
     if let Some(dir) = &args.save_split {
         report::gp::save_split(dir, &out.data)?;
     }

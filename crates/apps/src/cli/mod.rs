@@ -5,6 +5,7 @@
 //! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
 
 pub mod bnn;
+pub mod cluster;
 pub mod compute;
 pub mod gp;
 pub mod io;
@@ -246,6 +247,10 @@ pub struct QuadformArgs {
     /// if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// Under mpirun: row blocks of the distributed matrix — `aligned` (multiples of 16,384
+    /// rows: the serial run's bits) or `balanced` (equal rows, agreement to rounding).
+    #[arg(long, value_enum, default_value = "aligned")]
+    pub partition: cluster::Partition,
 }
 
 /// Arguments of `gradmat logdet`.
@@ -286,6 +291,14 @@ pub struct LogdetArgs {
     /// the input); DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// Under mpirun: split the matrix's `rows` over the ranks (read once by rank 0 and
+    /// scattered), or the `probes` (every rank reads the whole matrix).
+    #[arg(long, value_enum, default_value = "rows")]
+    pub distribute: cluster::Distribute,
+    /// Under mpirun with `--distribute rows`: `aligned` row blocks (multiples of 16,384 rows:
+    /// the serial run's bits) or `balanced` (equal rows, agreement to rounding).
+    #[arg(long, value_enum, default_value = "aligned")]
+    pub partition: cluster::Partition,
 }
 
 /// One line: newlines and tabs of `s` replaced by spaces.
@@ -310,9 +323,13 @@ where
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     // Normal help/version output, exit status 0.
-                    let _ = e.print();
+                    if crate::cluster::is_root() {
+                        let _ = e.print();
+                    }
                     0
                 }
+                // Under mpirun every rank parses the same arguments: rank 0 alone reports.
+                _ if !crate::cluster::is_root() => EXIT_ERROR,
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                 | ErrorKind::MissingSubcommand => {
                     eprintln!(
@@ -344,13 +361,28 @@ where
             };
         }
     };
-    let result = match &cli.command {
-        Command::Quadform(a) => quadform::run(a),
-        Command::Logdet(a) => logdet::run(a),
-        Command::Gp(a) => gp::run(a),
-        Command::Pde(a) => pde::run(a),
-        Command::Bnn(a) => bnn::run(a),
+    let world = crate::cluster::world();
+    let result = match (&cli.command, world) {
+        (Command::Quadform(a), Some(c)) => cluster::quadform(a, c),
+        (Command::Logdet(a), Some(c)) => cluster::logdet(a, c),
+        (Command::Pde(_) | Command::Bnn(_), Some(c)) if c.size() > 1 => Err(anyhow::anyhow!(
+            "the pde and bnn pipelines do not run distributed: run them without mpirun \
+             (quadform, logdet and gp do)"
+        )),
+        (Command::Quadform(a), _) => quadform::run(a),
+        (Command::Logdet(a), _) => logdet::run(a),
+        (Command::Gp(a), _) => gp::run(a),
+        (Command::Pde(a), _) => pde::run(a),
+        (Command::Bnn(a), _) => bnn::run(a),
     };
+    // Under mpirun: every rank learns whether all succeeded; rank 0 alone prints.
+    let result = match world {
+        Some(c) => cluster::agree(&**c, result),
+        None => result,
+    };
+    if !crate::cluster::is_root() {
+        return if result.is_ok() { 0 } else { EXIT_ERROR };
+    }
     match result {
         Ok(json) => {
             let mut out = std::io::stdout().lock();

@@ -10,6 +10,7 @@
 
 pub mod csv;
 pub mod data;
+pub mod distributed;
 pub mod model;
 pub mod train;
 

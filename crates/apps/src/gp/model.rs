@@ -42,7 +42,7 @@ use gradmat_operators::ParamVjp;
 /// Lower bound of the noise variance.
 pub const NOISE_FLOOR: f64 = 1e-4;
 
-const LN_2PI: f64 = 1.837_877_066_409_345_3;
+pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
 pub use crate::optim::{softplus, softplus_grad, softplus_inv};
 
@@ -333,7 +333,7 @@ impl<'a> Gp<'a> {
     }
 
     /// Chain rule from `(∂/∂θ, ∂/∂c)` to `∂/∂raw`.
-    fn to_raw_grad(&self, raw: &[f64], gtheta: &[f64], gmean: f64) -> Vec<f64> {
+    pub(crate) fn to_raw_grad(&self, raw: &[f64], gtheta: &[f64], gmean: f64) -> Vec<f64> {
         let d = self.d;
         let mut g: Vec<f64> = (0..=d + 1)
             .map(|i| gtheta[i] * softplus_grad(raw[i]))
@@ -720,7 +720,10 @@ impl Square {
 }
 
 /// `Ok` if every right-hand side of a CG solve converged, else the first one that did not.
-fn check_converged(info: &gradmat_krylov::cg::CgInfo<f64>, tol: f64) -> Result<(), GpError> {
+pub(crate) fn check_converged(
+    info: &gradmat_krylov::cg::CgInfo<f64>,
+    tol: f64,
+) -> Result<(), GpError> {
     match info.converged.iter().position(|c| !c) {
         None => Ok(()),
         Some(j) => Err(GpError::CgNotConverged {

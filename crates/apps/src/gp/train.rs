@@ -93,6 +93,9 @@ pub fn loss(
 ) -> Result<LossGrad, GpError> {
     if cfg.exact {
         gp.loss_exact(raw)
+    } else if let Some(comm) = crate::cluster::world() {
+        // Under mpirun: the kernel distributed by rows over the ranks.
+        gp.loss_stochastic_distributed(raw, &cfg.stochastic, seed, warm, comm)
     } else {
         gp.loss_stochastic(raw, &cfg.stochastic, seed, warm)
     }
@@ -148,7 +151,11 @@ pub fn train(
     // factorisation; otherwise the mean by CG and variances by block CG on the first
     // VAR_POINTS test points (the test split is already a random order).
     let t0 = Instant::now();
-    let (exact_final_loss, exact_seconds, mean, var, var_points) = if dense_fits(gp.n(), 1) {
+    // Under mpirun only rank 0 evaluates (serially; it alone writes the outputs).
+    let (exact_final_loss, exact_seconds, mean, var, var_points) = if !crate::cluster::is_root()
+    {
+        (None, None, vec![0.0; m], Vec::new(), 0)
+    } else if dense_fits(gp.n(), 1) {
         if !cfg.exact {
             progress.println(&format!(
                 "exact loss and predictions at the final parameters (dense Cholesky, n = {}) ...",

@@ -1,0 +1,480 @@
+//! `gradmat logdet` and `gradmat quadform` under `mpirun -np P` (binary built with the `mpi`
+//! feature): the matrix is read once by rank 0 and scattered by rows ([`DistCsr`]), every
+//! Krylov reduction is a collective ([`Distributed`]), and rank 0 prints the one JSON line and
+//! writes the gradient files. `logdet --distribute probes` instead reads the matrix on every
+//! rank and splits the probes (`gradmat_matfun::split`).
+//!
+//! **Same numbers as the serial run.** With `--partition aligned` (the default: row blocks in
+//! multiples of 16,384 rows) the products and the reductions add exactly the serial terms in
+//! the serial order, so the value (and for `quadform` every Krylov quantity) is bit-identical
+//! to the serial run for any `P`; the gradient of a symmetric file's entries is summed from
+//! its two mirror positions (`u_i x_j` and `u_j x_i` accumulated apart, added at the end), which
+//! changes its last bits. `--partition balanced` (equal rows) splits reduction chunks at rank
+//! boundaries: agreement to rounding (≈1e-15 relative per reduction). Probe splitting is
+//! bit-identical in value and gradient.
+//!
+//! **Errors.** Every failure is agreed between the ranks before anyone moves on ([`agree`]):
+//! bad input found by rank 0 (the reader) or by any other rank (its rows), and numerical
+//! failures, which the algorithms detect on reduced (global) values and so on every rank at
+//! once. Every rank then exits with status 2; rank 0 prints the one line.
+
+use super::compute::{describe, logdet_slq, quadform_arnoldi, quadform_lanczos, QuadOptions};
+use super::io::{self, json_number};
+use super::ops::{require_square, CheckedSymmetricCsr};
+use super::{check_depth, json_object, LogdetArgs, Method, ProbeKind, QuadformArgs};
+use anyhow::{anyhow, bail, Result};
+use gradmat_krylov::distributed::Distributed;
+use gradmat_matfun::estimators::{Probe, SlqParams};
+use gradmat_matfun::{MatrixFunction, Reorthogonalize};
+use gradmat_operators::algebra::Shifted;
+use gradmat_operators::comm::{Comm, RowPartition, REDUCTION_ALIGN};
+use gradmat_operators::csr::CsrMatrix;
+use gradmat_operators::dist::{allgather_vector, scatter_block, DistCsr};
+use gradmat_operators::matrix_market::{MatrixMarketFile, Symmetry};
+use gradmat_operators::{ParamVjp, SelfAdjoint};
+use std::sync::Arc;
+
+/// How a distributed run splits its work (`logdet --distribute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Distribute {
+    /// Rows of the matrix (and of every vector) over the ranks; every rank works on every
+    /// probe.
+    #[default]
+    Rows,
+    /// Probes over the ranks; every rank holds the whole matrix.
+    Probes,
+}
+
+/// Row blocks of a distributed run (`--partition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Partition {
+    /// Blocks of multiples of 16,384 rows: bit-identical reductions (the last ranks may get
+    /// fewer rows, or none, for small matrices).
+    #[default]
+    Aligned,
+    /// Equal blocks: balanced work, results equal to the serial ones to rounding.
+    Balanced,
+}
+
+impl Partition {
+    /// The row partition of `n` rows over `p` ranks.
+    pub fn rows(self, n: usize, p: usize) -> RowPartition {
+        match self {
+            Partition::Aligned => RowPartition::aligned(n, p, REDUCTION_ALIGN),
+            Partition::Balanced => RowPartition::balanced(n, p),
+        }
+    }
+}
+
+/// `Ok` on every rank if `r` is `Ok` on every rank; otherwise every rank gets an error whose
+/// message is the first failing rank's (rank 0 prints it). One small all-reduce when all
+/// went well.
+///
+/// # Errors
+/// As described.
+pub fn agree<T>(comm: &dyn Comm, r: Result<T>) -> Result<T> {
+    if comm.all_ok(r.is_ok()) {
+        return r;
+    }
+    let msg = match &r {
+        Ok(_) => String::new(),
+        Err(e) => super::one_line(&format!("{e:#}")),
+    };
+    let all = comm.allgather_strings(&msg);
+    let (q, first) = all
+        .iter()
+        .enumerate()
+        .find(|(_, m)| !m.is_empty())
+        .map(|(q, m)| (q, m.clone()))
+        .unwrap_or((0, "failed on another rank".into()));
+    match r {
+        Err(e) if q == comm.rank() => Err(e),
+        _ if q == 0 => Err(anyhow!("{first}")),
+        _ => Err(anyhow!("rank {q}: {first}")),
+    }
+}
+
+/// A test hook: `GRADMAT_FAIL_RANK=q` makes rank `q` fail as if its input were bad, after the
+/// input is read (exercises the agreement of a failure on one rank only).
+fn injected_fault(comm: &dyn Comm) -> Result<()> {
+    match std::env::var("GRADMAT_FAIL_RANK").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(q) if q == comm.rank() => bail!("injected fault on rank {q} (GRADMAT_FAIL_RANK)"),
+        _ => Ok(()),
+    }
+}
+
+/// The matrix as rank 0 prepares it: the whole matrix in full (both triangles) CSR storage,
+/// and how to map the gradient of its entries back to the file's entries.
+struct Prepared {
+    file: MatrixMarketFile<f64>,
+    full: CsrMatrix<f64>,
+    /// For symmetric storage: the parameter (lower-triangle entry) of each full entry.
+    full_to_param: Option<Vec<usize>>,
+    /// The file's triplets → parameters.
+    map: Vec<usize>,
+    num_params: usize,
+}
+
+impl Prepared {
+    /// Reads `path`; `symmetric_required` refuses a general file that is not symmetric
+    /// (Lanczos, logdet) with `what` in the message.
+    fn read(path: &std::path::Path, symmetric_required: Option<&str>) -> Result<Self> {
+        let file = io::read_matrix(path)?;
+        require_square(path, file.nrows(), file.ncols())?;
+        let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
+            anyhow!("{}: {e}", path.display())
+        };
+        match file.header().symmetry {
+            Symmetry::Symmetric => {
+                let sym = file.to_sym_csr().map_err(mm)?;
+                Ok(Prepared {
+                    full: sym.full().clone(),
+                    full_to_param: Some(sym.full_to_param().to_vec()),
+                    map: sym.triplet_to_stored().to_vec(),
+                    num_params: sym.nnz(),
+                    file,
+                })
+            }
+            Symmetry::General => {
+                let csr = file.to_csr().map_err(mm)?;
+                let csr = match symmetric_required {
+                    Some(what) => CheckedSymmetricCsr::new(csr)
+                        .map_err(|s| {
+                            anyhow!(
+                                "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = \
+                                 {:e}); {what}",
+                                path.display(),
+                                s.i + 1,
+                                s.j + 1,
+                                s.aij,
+                                s.j + 1,
+                                s.i + 1,
+                                s.aji
+                            )
+                        })?
+                        .inner()
+                        .clone(),
+                    None => csr,
+                };
+                Ok(Prepared {
+                    map: csr.triplet_to_stored().to_vec(),
+                    num_params: csr.nnz(),
+                    full: csr,
+                    full_to_param: None,
+                    file,
+                })
+            }
+        }
+    }
+
+    /// The file's parameter gradient from the gradient of every full entry.
+    fn param_grad(&self, full_grad: &[f64]) -> Vec<f64> {
+        match &self.full_to_param {
+            None => full_grad.to_vec(),
+            Some(f2p) => {
+                let mut g = vec![0.0; self.num_params];
+                for (q, v) in full_grad.iter().enumerate() {
+                    g[f2p[q]] += *v;
+                }
+                g
+            }
+        }
+    }
+}
+
+/// Reads on rank 0, agrees, scatters: the distributed operator (with shift `sigma`), its
+/// partition, and rank 0's preparation.
+fn scatter(
+    comm: &Arc<dyn Comm>,
+    path: &std::path::Path,
+    symmetric_required: Option<&str>,
+    partition: Partition,
+    sigma: Option<f64>,
+    check: impl FnOnce(usize) -> Result<()>,
+) -> Result<(DistCsr<f64>, RowPartition, Option<Prepared>)> {
+    let me = comm.rank();
+    let prepared = if me == 0 {
+        Prepared::read(path, symmetric_required)
+            .and_then(|p| check(p.full.nrows()).map(|()| Some(p)))
+    } else {
+        Ok(None)
+    };
+    let prepared = agree(&**comm, prepared.and_then(|p| injected_fault(&**comm).map(|()| p)))?;
+    let mut n = [prepared.as_ref().map_or(0, |p| p.full.nrows() as u64)];
+    comm.broadcast_u64(&mut n, 0);
+    let part = partition.rows(n[0] as usize, comm.size());
+    let op = DistCsr::scatter_from(
+        prepared.as_ref().map(|p| &p.full),
+        0,
+        part.clone(),
+        comm.clone(),
+    )
+    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let op = match sigma {
+        Some(s) => op
+            .with_shift(s)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+        None => op,
+    };
+    Ok((op, part, prepared))
+}
+
+/// `gradmat logdet` under mpirun (see the [module documentation](self)). Returns the JSON line
+/// on rank 0 (an empty string on the others).
+///
+/// # Errors
+/// As the serial command, on every rank.
+pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
+    let checks = |n: usize| -> Result<()> {
+        check_depth(a.depth, n, &a.matrix)?;
+        if a.probes == 0 {
+            bail!("--probes 0 is out of range: at least one probe is needed");
+        }
+        if !a.shift.is_finite() {
+            bail!("--shift {} is not a finite number", a.shift);
+        }
+        if let Some(dir) = &a.grad_dir {
+            io::create_dir(dir)?;
+        }
+        Ok(())
+    };
+    let need_sym = "logdet needs a symmetric positive-definite matrix";
+    let probe = match a.probe {
+        ProbeKind::Rademacher => Probe::Rademacher,
+        ProbeKind::Gaussian => Probe::Gaussian,
+    };
+    let grad = a.grad_dir.is_some();
+    let me = comm.rank();
+    let (res, full_grad, prepared) = match a.distribute {
+        Distribute::Rows => {
+            let (op, part, prepared) =
+                scatter(comm, &a.matrix, Some(need_sym), a.partition, Some(a.shift), checks)?;
+            let scope = Distributed::new(comm.clone(), part);
+            let res = scope
+                .run(|| logdet_slq(&op, a.probes, a.depth, a.seed, probe, grad))
+                .map_err(|e| describe(&a.matrix, None, e));
+            let res = agree(&**comm, res)?;
+            let full_grad = res
+                .grad_params
+                .as_ref()
+                .map(|g| op.gather_entries(&g[..op.local_nnz()]));
+            (res, full_grad, prepared)
+        }
+        Distribute::Probes => {
+            // Every rank reads the matrix (it holds all of it) and builds the serial command's
+            // operator, so that value and gradient are the serial bits.
+            let read = || -> Result<(MatrixMarketFile<f64>, Vec<usize>, Result<_, _>)> {
+                let file = io::read_matrix(&a.matrix)?;
+                require_square(&a.matrix, file.nrows(), file.ncols())?;
+                checks(file.nrows())?;
+                injected_fault(&**comm)?;
+                let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
+                    anyhow!("{}: {e}", a.matrix.display())
+                };
+                let shifted = |e: gradmat_operators::OperatorError| {
+                    anyhow!("{}: {e}", a.matrix.display())
+                };
+                match file.header().symmetry {
+                    Symmetry::Symmetric => {
+                        let op = file.to_sym_csr().map_err(mm)?;
+                        let map = op.triplet_to_stored().to_vec();
+                        let np = op.num_params();
+                        let op = Shifted::new(op, a.shift).map_err(shifted)?;
+                        let r = agree(&**comm, Ok(()))
+                            .map(|()| split_logdet(&op, a, probe, grad, &**comm, np));
+                        Ok((file, map, r))
+                    }
+                    Symmetry::General => {
+                        let csr = file.to_csr().map_err(mm)?;
+                        let map = csr.triplet_to_stored().to_vec();
+                        let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
+                            anyhow!(
+                                "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = \
+                                 {:e}); {need_sym}",
+                                a.matrix.display(),
+                                s.i + 1,
+                                s.j + 1,
+                                s.aij,
+                                s.j + 1,
+                                s.i + 1,
+                                s.aji
+                            )
+                        })?;
+                        let np = op.num_params();
+                        let op = Shifted::new(op, a.shift).map_err(shifted)?;
+                        let r = agree(&**comm, Ok(()))
+                            .map(|()| split_logdet(&op, a, probe, grad, &**comm, np));
+                        Ok((file, map, r))
+                    }
+                }
+            };
+            // Reading fails alike on every rank (or, on one rank only, is agreed here: the
+            // `agree(Ok(()))` inside answers this agreement on the ranks that read well).
+            let (file, map, res) = match read() {
+                Ok(x) => x,
+                Err(e) => return Err(agree(&**comm, Err::<(), _>(e)).unwrap_err()),
+            };
+            let res = agree(&**comm, res?.map_err(|e| describe(&a.matrix, None, e)))?;
+            if me != 0 {
+                return Ok(String::new());
+            }
+            super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
+            if let (Some(dir), Some(g)) = (&a.grad_dir, &res.grad_params) {
+                io::write_matrix_gradient(dir, &file, &map, g)?;
+            }
+            return logdet_json(&res, comm.size());
+        }
+    };
+    let Some(prepared) = prepared.filter(|_| me == 0) else {
+        return Ok(String::new());
+    };
+    super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
+    if let (Some(dir), Some(g)) = (&a.grad_dir, &full_grad) {
+        let pg = prepared.param_grad(g);
+        io::write_matrix_gradient(dir, &prepared.file, &prepared.map, &pg)?;
+    }
+    logdet_json(&res, comm.size())
+}
+
+/// The JSON line of `logdet` (the serial fields, then `ranks`).
+fn logdet_json(res: &super::compute::LogDet, ranks: usize) -> Result<String> {
+    let opt = |x: Option<f64>| -> Result<String> {
+        match x {
+            Some(s) => json_number(s),
+            None => Ok("null".into()),
+        }
+    };
+    Ok(json_object(&[
+        ("value", json_number(res.value)?),
+        ("std_error", opt(res.std_error)?),
+        ("depth", res.depth.to_string()),
+        ("matvecs", res.matvecs.to_string()),
+        ("seconds_forward", json_number(res.seconds_forward)?),
+        ("seconds_gradient", opt(res.seconds_gradient)?),
+        ("ranks", ranks.to_string()),
+    ]))
+}
+
+/// The probe-split estimate in the form of `compute::logdet_slq`.
+fn split_logdet<A>(
+    op: &A,
+    a: &LogdetArgs,
+    probe: Probe,
+    grad: bool,
+    comm: &dyn Comm,
+    np: usize,
+) -> std::result::Result<super::compute::LogDet, gradmat_matfun::MatfunError>
+where
+    A: SelfAdjoint<f64> + ParamVjp<f64>,
+{
+    let params = SlqParams {
+        num_probes: a.probes,
+        depth: a.depth,
+        seed: a.seed,
+        probe,
+        reorthogonalize: Reorthogonalize::Full,
+        ..SlqParams::default()
+    };
+    let mut g = grad.then(|| vec![0.0; op.num_params()]);
+    let est = match g.as_mut() {
+        Some(g) => gradmat_matfun::split::logdet_with_grad_split(op, &params, comm, g)?,
+        None => gradmat_matfun::split::logdet_split(op, &params, comm)?,
+    };
+    // The shift's own entry dropped: the gradient in the entries of A.
+    if let Some(g) = g.as_mut() {
+        g.truncate(np);
+    }
+    Ok(super::compute::LogDet {
+        value: est.value,
+        std_error: est.std_error.is_finite().then_some(est.std_error),
+        depth: est.depth,
+        matvecs: est.num_matvecs,
+        seconds_forward: est.seconds_forward,
+        seconds_gradient: grad.then_some(est.seconds_backward),
+        grad_params: g,
+        ritz_range: est.ritz_range,
+    })
+}
+
+/// `gradmat quadform` under mpirun: rows of the matrix and of the vector over the ranks.
+///
+/// # Errors
+/// As the serial command, on every rank.
+pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
+    let me = comm.rank();
+    let symmetric_required = (a.method == Method::Lanczos)
+        .then_some("--method lanczos needs a symmetric matrix (use --method arnoldi)");
+    // Rank 0 reads the vector too (after the matrix, as the serial command does).
+    let mut vector = None;
+    let checks = |n: usize| -> Result<()> {
+        let v = io::read_vector(&a.vector)?;
+        if v.len() != n {
+            bail!(
+                "{}: the vector has {} entries but the matrix {} is {n}×{n}",
+                a.vector.display(),
+                v.len(),
+                a.matrix.display()
+            );
+        }
+        check_depth(a.depth, n, &a.matrix)?;
+        if let Some(dir) = &a.grad_dir {
+            io::create_dir(dir)?;
+        }
+        vector = Some(v);
+        Ok(())
+    };
+    let (op, part, prepared) =
+        scatter(comm, &a.matrix, symmetric_required, a.partition, None, checks)?;
+    let v = scatter_block(&**comm, &part, 0, vector.as_deref().unwrap_or(&[]), 1);
+    let f = a.function.matrix_function();
+    let grad = a.grad_dir.is_some();
+    let o = QuadOptions {
+        depth: a.depth,
+        reorth: a.reorthogonalize.krylov(),
+        project: !a.no_projection,
+        grad,
+    };
+    let scope = Distributed::new(comm.clone(), part.clone());
+    let res = scope
+        .run(|| match a.method {
+            Method::Lanczos => quadform_lanczos(&op, &v, &f, &o),
+            Method::Arnoldi => quadform_arnoldi(&op, &v, &f, &o),
+        })
+        .map_err(|e| describe(&a.matrix, Some(&a.vector), e));
+    let res = agree(&**comm, res)?;
+    let full_grad = res.grad_params.as_ref().map(|g| op.gather_entries(g));
+    let vgrad = res
+        .grad_vector
+        .as_ref()
+        .map(|g| allgather_vector(&**comm, &part, g));
+    let Some(prepared) = prepared.filter(|_| me == 0) else {
+        return Ok(String::new());
+    };
+    if let Some(range) = res.ritz_range {
+        if matches!(
+            f,
+            MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
+        ) {
+            super::compute::warn_if_nearly_singular(&a.matrix, range);
+        }
+    }
+    if let Some(dir) = &a.grad_dir {
+        let pg = prepared.param_grad(full_grad.as_deref().unwrap_or(&[]));
+        io::write_matrix_gradient(dir, &prepared.file, &prepared.map, &pg)?;
+        io::write_vector_gradient(dir, vgrad.as_deref().unwrap_or(&[]))?;
+    }
+    Ok(json_object(&[
+        ("value", json_number(res.value)?),
+        ("depth", res.depth.to_string()),
+        ("matvecs", res.matvecs.to_string()),
+        ("seconds_forward", json_number(res.seconds_forward)?),
+        (
+            "seconds_gradient",
+            match res.seconds_gradient {
+                Some(s) => json_number(s)?,
+                None => "null".into(),
+            },
+        ),
+        ("ranks", comm.size().to_string()),
+    ]))
+}
