@@ -212,6 +212,17 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     params: &ArnoldiParams,
     out: &mut Arnoldi<T>,
 ) -> Result<(), KrylovError> {
+    arnoldi_impl(&op, v, params, out)
+}
+
+/// The body of [`arnoldi_into`], compiled once per scalar: the operator is only called through
+/// the trait, so monomorphising the whole loop per operator type buys nothing (faer's pattern).
+fn arnoldi_impl<T: Scalar>(
+    op: &dyn Operator<T>,
+    v: &[T],
+    params: &ArnoldiParams,
+    out: &mut Arnoldi<T>,
+) -> Result<(), KrylovError> {
     let kmax = params.depth;
     let len0 = validate_start(op, v, kmax)?;
     let n = v.len();

@@ -217,6 +217,16 @@ where
     T: Scalar,
     A: AdjointOperator<T> + ?Sized,
 {
+    golub_kahan_impl(&a, b, params)
+}
+
+/// The body of [`golub_kahan`], compiled once per scalar (the operator is only called through
+/// the trait).
+fn golub_kahan_impl<T: Scalar>(
+    a: &dyn AdjointOperator<T>,
+    b: &[T],
+    params: &GkParams,
+) -> Result<Bidiagonalization<T>, KrylovError> {
     let (m, n) = (a.nrows(), a.ncols());
     let depth = params.depth;
     if b.len() != m {

@@ -191,6 +191,17 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     params: &LanczosParams,
     out: &mut Lanczos<T>,
 ) -> Result<(), KrylovError> {
+    lanczos_impl(&op, v, params, out)
+}
+
+/// The body of [`lanczos_into`], compiled once per scalar (the operator is only called through
+/// the trait).
+fn lanczos_impl<T: Scalar>(
+    op: &dyn SelfAdjoint<T>,
+    v: &[T],
+    params: &LanczosParams,
+    out: &mut Lanczos<T>,
+) -> Result<(), KrylovError> {
     if let Some(tol) = params.self_adjoint_check {
         validate_start(op, v, params.depth)?;
         check_self_adjoint(op, tol)?;
@@ -410,8 +421,8 @@ fn three_term_update<T: Scalar>(w: &mut [T], a: T, x: &[T], b: T, xprev: &[T]) -
         .fold((T::ZERO, T::ZERO), |(a0, b0), (a1, b1)| (a0 + a1, b0 + b1))
 }
 
-fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
-    op: &A,
+fn lanczos_via_arnoldi<T: Scalar>(
+    op: &dyn SelfAdjoint<T>,
     v: &[T],
     params: &LanczosParams,
     out: &mut Lanczos<T>,
