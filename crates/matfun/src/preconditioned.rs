@@ -29,8 +29,11 @@
 //! block VJP at the end. This is how GPyTorch's batched CG serves the solve and the probes with
 //! one product; the log-determinant here is the Lanczos quadrature with its exact adjoint.
 
-use crate::estimators::{probe_vector, Estimate, SlqParams};
-use crate::krylov::{quadform_lanczos, KrylovParams};
+use crate::dense::MatrixFunction;
+use crate::estimators::{
+    join_all, member_probe, probe_vector, Estimate, ProbeResult, SlqParams, Totals,
+};
+use crate::krylov::KrylovParams;
 use crate::lockstep::{Gather, GatherStats};
 use crate::MatfunError;
 use gradmat_krylov::cg::{solve_in_place, CgInfo, CgParams, CgWorkspace};
@@ -347,88 +350,55 @@ where
     let gather = Gather::new(op, l + 1);
     let probe_weight = params.weight_logdet / T::from_usize(l);
     let quad_weight = -params.weight_quad;
-    type ProbeOut<T> = Result<(T, usize, usize, (f64, f64), (f64, f64)), MatfunError>;
     type CgOut<T> = Result<(Vec<T>, CgInfo<T>), MatfunError>;
-    let (probes, cg): (Vec<ProbeOut<T>>, CgOut<T>) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..l)
-            .map(|idx| {
-                let member = gather.member_weighted(idx, probe_weight);
-                let (w, kp) = (&w, &kp);
-                s.spawn(move || -> ProbeOut<T> {
-                    let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
-                    let run = || -> ProbeOut<T> {
-                        let t0 = std::time::Instant::now();
-                        let m = Whitened::new(&member, w)?;
-                        let qf = quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
-                        let forward = t0.elapsed().as_secs_f64();
-                        let t1 = std::time::Instant::now();
-                        // The gathered VJPs go to the group's accumulator; this buffer only
-                        // satisfies the length check and stays zero.
-                        let mut unused = vec![T::ZERO; p];
-                        qf.gradient(&m, &mut unused)?;
-                        let backward = t1.elapsed().as_secs_f64();
-                        Ok((
-                            qf.value(),
-                            qf.depth(),
-                            qf.num_matvecs(),
-                            qf.ritz_range(),
-                            (forward, backward),
-                        ))
-                    };
-                    let r = run();
-                    drop(member);
-                    r.map_err(|e| MatfunError::Probe {
-                        probe: idx,
-                        source: Box::new(e),
+    let (probes, cg): (Vec<Result<ProbeResult<T>, MatfunError>>, CgOut<T>) =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..l)
+                .map(|idx| {
+                    let member = gather.member_weighted(idx, probe_weight);
+                    let (w, kp) = (&w, &kp);
+                    s.spawn(move || {
+                        let z = probe_vector::<T>(slq.probe, slq.seed, idx, n);
+                        let r = Whitened::new(&member, w)
+                            .and_then(|m| member_probe(&m, &z, &MatrixFunction::Log, kp, true));
+                        drop(member);
+                        r.map_err(|e| MatfunError::Probe {
+                            probe: idx,
+                            source: Box::new(e),
+                        })
                     })
                 })
-            })
-            .collect();
-        let member = gather.member_weighted(l, quad_weight);
-        let cg = (|| {
-            let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
-            let info = solve_in_place(
-                &member,
-                precond,
-                rhs,
-                1,
-                &mut alpha,
-                &mut CgWorkspace::new(),
-                &params.cg,
-            )?;
-            // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
-            let mut unused = vec![T::ZERO; p];
-            member.vjp_params(&alpha, &alpha, &mut unused);
-            Ok((alpha, info))
-        })();
-        drop(member);
-        let probes = handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(payload) => std::panic::resume_unwind(payload),
-            })
-            .collect();
-        (probes, cg)
-    });
+                .collect();
+            let member = gather.member_weighted(l, quad_weight);
+            let cg = (|| {
+                let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
+                let info = solve_in_place(
+                    &member,
+                    precond,
+                    rhs,
+                    1,
+                    &mut alpha,
+                    &mut CgWorkspace::new(),
+                    &params.cg,
+                )?;
+                // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
+                let mut unused = vec![T::ZERO; p];
+                member.vjp_params(&alpha, &alpha, &mut unused);
+                Ok((alpha, info))
+            })();
+            drop(member);
+            (join_all(handles), cg)
+        });
     let (alpha, info) = cg?;
-    let mut values = Vec::with_capacity(l);
-    let (mut depth, mut matvecs) = (0, 0);
-    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut seconds = (0.0, 0.0);
+    let mut totals = Totals::new(l, 0);
     for r in probes {
-        let (v, d, m, rr, (f, b)) = r?;
-        values.push(v);
-        depth = depth.max(d);
-        matvecs += m;
-        ritz = (ritz.0.min(rr.0), ritz.1.max(rr.1));
-        seconds = (seconds.0 + f, seconds.1 + b);
+        totals.add(r?);
     }
     let g = gather.take_grad();
     for (t, gi) in theta_grad.iter_mut().zip(&g) {
         *t += *gi;
     }
-    let mut est = crate::estimators::finish_estimate(values, depth, matvecs, ritz, seconds, None)?;
+    let mut est = totals.finish(None)?;
     est.value += T::from_f64(w.logdet());
     let quad = reduce::dot(rhs, &alpha);
     Ok(SolveLogdet {
