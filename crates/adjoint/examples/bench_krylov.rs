@@ -67,7 +67,7 @@ fn main() {
             m.full().nnz()
         );
         let a = gradmat_operators::algebra::Shifted::new(m, shift).unwrap();
-        run(&a, &label, &ks, &variants, reps, &adj, forward_only);
+        in_pool(|| run(&a, &label, &ks, &variants, reps, &adj, forward_only));
     } else {
         let a = SymCsrMatrix::laplacian_2d(g).unwrap();
         let label = format!(
@@ -75,8 +75,19 @@ fn main() {
             g * g,
             a.full().nnz()
         );
-        run(&a, &label, &ks, &variants, reps, &adj, forward_only);
+        in_pool(|| run(&a, &label, &ks, &variants, reps, &adj, forward_only));
     }
+}
+
+/// Runs `f` on a worker of a rayon pool (of the default size): parallel loops inside it then run
+/// on the calling worker's stack, so a profiler (`valgrind --tool=callgrind`, with
+/// `RAYON_NUM_THREADS=1`) attributes their cost to the forward and backward calls that made
+/// them. Timings are unaffected.
+fn in_pool(f: impl FnOnce() + Send) {
+    rayon::ThreadPoolBuilder::new()
+        .build()
+        .expect("a thread pool")
+        .install(f)
 }
 
 fn run<A>(
