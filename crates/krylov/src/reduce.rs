@@ -283,6 +283,37 @@ where
     acc
 }
 
+/// Like [`for_each_chunk_sum`] for two outputs of equal length, split at the same fixed
+/// chunks: `f(offset, chunk_a, chunk_b)` updates both and returns its `M` partial sums, added
+/// in chunk order (deterministic for any thread count).
+pub fn for_each_chunk2_sum<T: Scalar, const M: usize, F>(a: &mut [T], b: &mut [T], f: F) -> [T; M]
+where
+    F: Fn(usize, &mut [T], &mut [T]) -> [T; M] + Sync + Send,
+{
+    const C: usize = vector::CHUNK;
+    assert_eq!(a.len(), b.len(), "for_each_chunk2_sum: lengths differ");
+    let parts: Vec<[T; M]> = if a.len() >= vector::PAR_THRESHOLD {
+        a.par_chunks_mut(C)
+            .zip(b.par_chunks_mut(C))
+            .enumerate()
+            .map(|(i, (ca, cb))| f(i * C, ca, cb))
+            .collect()
+    } else {
+        a.chunks_mut(C)
+            .zip(b.chunks_mut(C))
+            .enumerate()
+            .map(|(i, (ca, cb))| f(i * C, ca, cb))
+            .collect()
+    };
+    let mut acc = [T::ZERO; M];
+    for p in parts {
+        for (s, v) in acc.iter_mut().zip(p) {
+            *s += v;
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
