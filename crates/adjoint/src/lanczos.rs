@@ -152,6 +152,7 @@ where
             &|u, x, m, g| op.vjp_params_block(u, x, m, g),
             // A(θ) is symmetric for every θ, so ∇θ⟨λ, A q_k⟩ = ∇θ⟨q_k, A λ⟩: fuse it with Aλ.
             Some(&|l, u, qk, g| op.apply_and_vjp_params(l, u, qk, g)),
+            true,
             project,
             params.accumulation.resolve(op),
             theta_grad,
