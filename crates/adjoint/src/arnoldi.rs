@@ -688,3 +688,46 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
     }
     (t, finite, stored_max)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn chunk_dot_is_vector_dot_bit_for_bit() {
+        for len in [0usize, 5, 8, 2048, 2047] {
+            let (x, y) = (vals(len, 1), vals(len, 2));
+            assert_eq!(
+                chunk_dot(&x, &y).to_bits(),
+                gradmat_operators::vector::dot(&x, &y).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn lookahead_product_is_the_product_in_row_chunk_layout() {
+        // Ragged last chunk; below and above the parallel threshold.
+        for (n, m, look) in [(37usize, 3usize, 2usize), (3 * ROWS + 17, 11, 5)] {
+            let l = vals(n * m, 3);
+            let w = vals(m * look, 4);
+            let mut out = vals(7, 5); // reused buffer: grown, stale entries overwritten
+            lookahead_product(&l, n, m, &w, look, &mut out);
+            for r0 in (0..n).step_by(ROWS) {
+                let len = ROWS.min(n - r0);
+                for c in 0..look {
+                    for i in 0..len {
+                        let exact: f64 = (0..m).map(|j| l[r0 + i + j * n] * w[j + c * m]).sum();
+                        let got = out[r0 * look + c * len + i];
+                        assert!((got - exact).abs() <= 1e-14 * m as f64, "{got} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
+}
