@@ -318,7 +318,10 @@ fn restructured_lanczos_adjoints_match_the_recursion_and_do_not_depend_on_thread
                     .iter()
                     .zip(q.iter())
                     .fold(0.0f64, |m, (u, w)| m.max((u - w).abs()));
-                eprintln!("{reorth:?}, {label}: {what} relative difference {:.1e}", d / s);
+                eprintln!(
+                    "{reorth:?}, {label}: {what} relative difference {:.1e}",
+                    d / s
+                );
                 assert!(
                     d <= 1e-12 * s,
                     "{reorth:?}, {label}: {what} restructured vs recursion {d:e} (max {s:e})"

@@ -241,16 +241,13 @@ fn with_interleaved<T: Scalar, const W: usize, R>(
                 let mut tiles = o.chunks_exact_mut(TILE * W);
                 for (ti, out_tile) in tiles.by_ref().enumerate() {
                     let i0 = r0 + ti * TILE;
-                    let mut tile = [[T::ZERO; W]; TILE];
-                    for (t, col) in cols.iter().enumerate() {
-                        let v: &[T; TILE] = col[i0..i0 + TILE].try_into().expect("a tile");
-                        for l in 0..TILE {
-                            tile[l][t] = v[l];
-                        }
-                    }
-                    for (row, t) in out_tile.chunks_exact_mut(W).zip(&tile) {
+                    let tile: [&[T; TILE]; W] =
+                        std::array::from_fn(|t| cols[t][i0..i0 + TILE].try_into().expect("a tile"));
+                    for (l, row) in out_tile.chunks_exact_mut(W).enumerate() {
                         let row: &mut [T; W] = row.try_into().expect("a row");
-                        *row = *t;
+                        for t in 0..W {
+                            row[t] = tile[t][l];
+                        }
                     }
                 }
                 let rest = tiles.into_remainder();
