@@ -12,7 +12,13 @@
 //! * **Parameters** are the stored values in CSR order (row by row, columns increasing within a
 //!   row). `∇θ ⟨u, A x⟩` has entry `u[i]·x[j]` for the stored entry `(i, j)`; the block form sums
 //!   `Σ_c u_c[i] x_c[j]` in one pass over the pattern, parallel over rows (each stored entry is
-//!   written by exactly one row, so no atomics or reductions are needed).
+//!   written by exactly one row, so no atomics or reductions are needed). For groups of up to
+//!   [`SPMM_BLOCK`] pairs the columns that are read at the stored column index (`x`; `u` and `x`
+//!   for [`SymCsrMatrix`]) are first copied row-interleaved, so an entry reads one contiguous run
+//!   (one or two cache lines) instead of one value from each of up to 16 columns, and the
+//!   per-entry sum runs across the pairs in SIMD lanes (compiled for the best instruction set at
+//!   run time; the order of operations is fixed, so results are the same bits on every
+//!   instruction set and thread count).
 //!
 //! ```
 //! use gradmat_operators::{csr::CsrMatrix, Operator};
@@ -29,6 +35,7 @@
 use crate::dense::DenseMatrix;
 use crate::error::{require_finite, require_len};
 use crate::traits::{check_block_len, check_len};
+use crate::vector::with_best_isa;
 use crate::{
     AdjointOperator, ColumnAccess, Operator, OperatorError, ParamVjp, Scalar, SelfAdjoint,
     SetParams,
@@ -168,16 +175,18 @@ fn vjp_rows<T: Scalar>(
 
 /// Block VJP through `vjp_group::<B>(u_cols, x_cols, grad)` in groups of 8, 4, 2 and 1 column
 /// pairs (`u` columns of length `$ulen`, `x` columns of length `$xlen`).
+/// `$w` is the number of columns the group interleaves per column pair (1 for a general
+/// matrix: `x` only; 2 for a symmetric one: `u` and `x`).
 macro_rules! vjp_blocked {
-    ($self:ident, $u:ident, $x:ident, $k:ident, $ulen:expr, $xlen:expr, $grad:ident) => {{
+    ($self:ident, $u:ident, $x:ident, $k:ident, $ulen:expr, $xlen:expr, $grad:ident, $w:literal) => {{
         let (ul, xl) = ($ulen, $xlen);
         for (c, b) in column_groups($k) {
             let (ug, xg) = (&$u[c * ul..(c + b) * ul], &$x[c * xl..(c + b) * xl]);
             match b {
-                SPMM_BLOCK => $self.vjp_group::<SPMM_BLOCK>(ug, xg, $grad),
-                4 => $self.vjp_group::<4>(ug, xg, $grad),
-                2 => $self.vjp_group::<2>(ug, xg, $grad),
-                _ => $self.vjp_group::<1>(ug, xg, $grad),
+                SPMM_BLOCK => $self.vjp_group::<SPMM_BLOCK, { SPMM_BLOCK * $w }>(ug, xg, $grad),
+                4 => $self.vjp_group::<4, { 4 * $w }>(ug, xg, $grad),
+                2 => $self.vjp_group::<2, { 2 * $w }>(ug, xg, $grad),
+                _ => $self.vjp_group::<1, { $w }>(ug, xg, $grad),
             }
         }
     }};
@@ -187,6 +196,160 @@ macro_rules! vjp_blocked {
 #[inline]
 fn find_col(cols: &[usize], j: usize) -> Option<usize> {
     cols.binary_search(&j).ok()
+}
+
+/// Rows per task of [`with_interleaved`].
+const INTERLEAVE_ROWS: usize = 2048;
+
+/// Largest scratch buffer (bytes) [`with_interleaved`] keeps on a thread between calls.
+const SCRATCH_KEEP: usize = 64 << 20;
+
+thread_local! {
+    /// The row-interleaved scratch of the block VJPs (a `Vec<T>` behind `Any`), kept between
+    /// calls so that a sequence of block VJPs (one per group of adjoint steps) neither
+    /// allocates nor zero-fills per call.
+    static SCRATCH: std::cell::RefCell<Option<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on a row-interleaved copy of `W` columns (each of length `n`), for the vectorised
+/// block VJPs: `w[i·W + t] = cols[t][i]`. A stored entry `(i, j)` then reads the `W` values of
+/// row `j` from one contiguous run instead of from `W` columns. The copy goes by tiles of 8 rows
+/// (8 consecutive values of each column, then the tile's `8·W` values written in order), in
+/// parallel over fixed row blocks above [`PAR_THRESHOLD`] (a pure copy: deterministic), into a
+/// buffer kept on the calling thread (up to [`SCRATCH_KEEP`] bytes).
+fn with_interleaved<T: Scalar, const W: usize, R>(
+    cols: [&[T]; W],
+    n: usize,
+    f: impl FnOnce(&[T]) -> R,
+) -> R {
+    const TILE: usize = 8;
+    let len = n * W;
+    let mut buf: Vec<T> = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .and_then(|b| b.downcast::<Vec<T>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default();
+    // Every entry is overwritten below: only a grown part is zero-filled.
+    buf.resize(len, T::ZERO);
+    let fill = |(blk, o): (usize, &mut [T])| {
+        with_best_isa(
+            #[inline(always)]
+            || {
+                let r0 = blk * INTERLEAVE_ROWS;
+                let full = o.len() / (TILE * W) * TILE;
+                let mut tiles = o.chunks_exact_mut(TILE * W);
+                for (ti, out_tile) in tiles.by_ref().enumerate() {
+                    let i0 = r0 + ti * TILE;
+                    let tile: [&[T; TILE]; W] =
+                        std::array::from_fn(|t| cols[t][i0..i0 + TILE].try_into().expect("a tile"));
+                    for (l, row) in out_tile.chunks_exact_mut(W).enumerate() {
+                        let row: &mut [T; W] = row.try_into().expect("a row");
+                        for t in 0..W {
+                            row[t] = tile[t][l];
+                        }
+                    }
+                }
+                let rest = tiles.into_remainder();
+                let i0 = r0 + full;
+                for (l, row) in rest.chunks_exact_mut(W).enumerate() {
+                    for (t, col) in cols.iter().enumerate() {
+                        row[t] = col[i0 + l];
+                    }
+                }
+            },
+        )
+    };
+    if len >= PAR_THRESHOLD && rayon::current_num_threads() > 1 {
+        buf.par_chunks_mut(INTERLEAVE_ROWS * W)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        buf.chunks_mut(INTERLEAVE_ROWS * W)
+            .enumerate()
+            .for_each(fill);
+    }
+    let out = f(&buf);
+    if len * std::mem::size_of::<T>() <= SCRATCH_KEEP {
+        SCRATCH.with(|s| *s.borrow_mut() = Some(Box::new(buf)));
+    }
+    out
+}
+
+/// `Σ_c t[c]` by halving (`t[c] + t[c + B/2]`, …): the order of a SIMD horizontal sum, fixed
+/// for every instruction set (`B` a power of two).
+#[inline(always)]
+fn halving_sum<T: Scalar, const B: usize>(mut t: [T; B]) -> T {
+    let mut h = B / 2;
+    while h > 0 {
+        for c in 0..h {
+            t[c] += t[c + h];
+        }
+        h /= 2;
+    }
+    t[0]
+}
+
+/// `g[p − base] += Σ_c u_c[i]·x_c[j]` over the stored entries of rows `r0..r1` of a general
+/// CSR matrix, with `xr` the row-interleaved `x` block ([`with_interleaved`]) and `us` the
+/// `u` columns. Per entry: one contiguous run of `B` values of `x`, `B` products summed by
+/// [`halving_sum`] (vectorised across the `B` column pairs).
+#[inline(always)]
+fn vjp_rows_interleaved<T: Scalar, const B: usize>(
+    rp: &[usize],
+    ci: &[usize],
+    r0: usize,
+    r1: usize,
+    us: &[&[T]; B],
+    xr: &[T],
+    g: &mut [T],
+) {
+    let base = rp[r0];
+    for i in r0..r1 {
+        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+        let (s, e) = (rp[i], rp[i + 1]);
+        for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
+            let xj: &[T; B] = xr[j * B..j * B + B].try_into().expect("B values");
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xj[c]);
+            *gp += halving_sum(t);
+        }
+    }
+}
+
+/// `g[p − base] += Σ_c (u_c[i]·x_c[j] + u_c[j]·x_c[i])` (diagonal: `Σ_c u_c[i]·x_c[i]`) over the
+/// stored lower-triangle entries of rows `r0..r1`, with `w` the row-interleaved `(u, x)` block
+/// ([`with_interleaved`] of the `u` and `x` columns): an off-diagonal entry reads the `2B` values of row `j`
+/// from one contiguous run.
+#[inline(always)]
+fn sym_vjp_rows_interleaved<T: Scalar, const B: usize>(
+    rp: &[usize],
+    ci: &[usize],
+    r0: usize,
+    r1: usize,
+    w: &[T],
+    g: &mut [T],
+) {
+    let base = rp[r0];
+    for i in r0..r1 {
+        let wi: &[T] = &w[i * 2 * B..(i + 1) * 2 * B];
+        let ui: [T; B] = std::array::from_fn(|c| wi[c]);
+        let xi: [T; B] = std::array::from_fn(|c| wi[B + c]);
+        let (s, e) = (rp[i], rp[i + 1]);
+        // Columns are strictly increasing: a stored diagonal ends the row.
+        let diag = e > s && ci[e - 1] == i;
+        let off = e - s - usize::from(diag);
+        for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off]) {
+            let o = j * 2 * B;
+            let uj: &[T; B] = w[o..o + B].try_into().expect("B values");
+            let xj: &[T; B] = w[o + B..o + 2 * B].try_into().expect("B values");
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xj[c] + uj[c] * xi[c]);
+            *gp += halving_sum(t);
+        }
+        if diag {
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xi[c]);
+            g[e - 1 - base] += halving_sum(t);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,33 +687,30 @@ impl<T: Scalar> CsrMatrix<T> {
     }
 
     fn vjp_block_impl(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        vjp_blocked!(self, u, x, k, self.nrows, self.ncols, grad);
+        vjp_blocked!(self, u, x, k, self.nrows, self.ncols, grad, 1);
     }
 
-    /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows.
-    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+    /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows
+    /// (`W = B`: the `x` columns, row-interleaved).
+    fn vjp_group<const B: usize, const W: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        debug_assert_eq!(W, B);
         let (m, n) = (self.nrows, self.ncols);
         let us: [&[T]; B] = std::array::from_fn(|c| &u[c * m..(c + 1) * m]);
-        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
+        let xs: [&[T]; W] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
         let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
-        self.for_row_chunks(
-            grad,
-            |r| rp[r],
-            |r0, r1, g| {
-                let base = rp[r0];
-                for i in r0..r1 {
-                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
-                    let (s, e) = (rp[i], rp[i + 1]);
-                    for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xs[c][j];
-                        }
-                        *gp += acc;
-                    }
-                }
-            },
-        );
+        // Row-interleaved x: entry (i, j) reads x_0[j]..x_{B−1}[j] from one run of B values.
+        with_interleaved(xs, n, |xr| {
+            self.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    with_best_isa(
+                        #[inline(always)]
+                        || vjp_rows_interleaved::<T, B>(rp, ci, r0, r1, &us, xr, g),
+                    )
+                },
+            )
+        });
     }
 }
 
@@ -1120,7 +1280,7 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
         );
         // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
         // and gradient traffic is shared by the group, and the group's columns stream together.
-        vjp_blocked!(self, u, x, k, n, n, grad);
+        vjp_blocked!(self, u, x, k, n, n, grad, 2);
     }
     /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
     fn prefers_block_vjp(&self) -> bool {
@@ -1191,40 +1351,30 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
 impl<T: Scalar> SymCsrMatrix<T> {
     /// `grad[p] += Σ_c (u_c[i] x_c[j] + u_c[j] x_c[i])` (diagonal: `u_c[i] x_c[i]`) for one
     /// group of `B` column pairs, parallel over rows of the triangle.
-    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+    fn vjp_group<const B: usize, const W: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        debug_assert_eq!(W, 2 * B);
         let n = self.dim();
-        let us: [&[T]; B] = std::array::from_fn(|c| &u[c * n..(c + 1) * n]);
-        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
+        let cols: [&[T]; W] = std::array::from_fn(|t| {
+            if t < B {
+                &u[t * n..(t + 1) * n]
+            } else {
+                &x[(t - B) * n..(t - B + 1) * n]
+            }
+        });
         let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
-        self.lower.for_row_chunks(
-            grad,
-            |r| rp[r],
-            |r0, r1, g| {
-                let base = rp[r0];
-                for i in r0..r1 {
-                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
-                    let xi: [T; B] = std::array::from_fn(|c| xs[c][i]);
-                    let (s, e) = (rp[i], rp[i + 1]);
-                    // Columns are strictly increasing: a stored diagonal ends the row.
-                    let diag = e > s && ci[e - 1] == i;
-                    let off = e - s - usize::from(diag);
-                    for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off]) {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xs[c][j] + us[c][j] * xi[c];
-                        }
-                        *gp += acc;
-                    }
-                    if diag {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xi[c];
-                        }
-                        g[e - 1 - base] += acc;
-                    }
-                }
-            },
-        );
+        // Row-interleaved (u, x): entry (i, j) reads the 2B values of row j from one run.
+        with_interleaved(cols, n, |w| {
+            self.lower.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    with_best_isa(
+                        #[inline(always)]
+                        || sym_vjp_rows_interleaved::<T, B>(rp, ci, r0, r1, w, g),
+                    )
+                },
+            )
+        });
     }
 }
 
@@ -1282,6 +1432,167 @@ mod tests {
         assert_eq!(b[0], 0);
         assert_eq!(*b.last().unwrap(), 100_000);
         assert!(b.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Deterministic values in [-1, 1) without a random number generator.
+    fn vals(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    /// A symmetric matrix with an irregular pattern (some rows without a diagonal, an empty
+    /// row) and a general rectangular one, both with `n` rows.
+    fn test_matrices(n: usize) -> (SymCsrMatrix<f64>, CsrMatrix<f64>) {
+        let (mut r, mut c) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            if i % 7 != 3 && i != 5 {
+                r.push(i);
+                c.push(i);
+            }
+            for d in [1, 2, 17, 300, 4099] {
+                if i >= d && (i * 31 + d) % 5 != 0 && i != 5 && i - d != 5 {
+                    r.push(i);
+                    c.push(i - d);
+                }
+            }
+        }
+        let v = vals(r.len(), 3);
+        let sym = SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap();
+        let cols: Vec<usize> = c.iter().map(|&j| (j * 13) % (n + 9)).collect();
+        let gen = CsrMatrix::from_triplets(n, n + 9, &r, &cols, &v).unwrap();
+        (sym, gen)
+    }
+
+    /// The reference block VJPs: every stored entry summed over the pairs in pair order.
+    fn reference_vjps(
+        sym: &SymCsrMatrix<f64>,
+        gen: &CsrMatrix<f64>,
+        u: &[f64],
+        x: &[f64],
+        k: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (n, m) = (sym.dim(), gen.ncols());
+        let l = sym.lower();
+        let mut gs = vec![0.0; sym.nnz()];
+        for i in 0..n {
+            for p in l.row_ptr()[i]..l.row_ptr()[i + 1] {
+                let j = l.col_idx()[p];
+                for c in 0..k {
+                    let (uc, xc) = (&u[c * n..], &x[c * n..]);
+                    gs[p] += if i == j {
+                        uc[i] * xc[i]
+                    } else {
+                        uc[i] * xc[j] + uc[j] * xc[i]
+                    };
+                }
+            }
+        }
+        let mut gg = vec![0.0; gen.nnz()];
+        for i in 0..n {
+            for p in gen.row_ptr()[i]..gen.row_ptr()[i + 1] {
+                let j = gen.col_idx()[p];
+                for c in 0..k {
+                    gg[p] += u[c * n + i] * x[c * m + j];
+                }
+            }
+        }
+        (gs, gg)
+    }
+
+    #[test]
+    fn interleaved_copy_is_the_transpose() {
+        // Ragged last tile and last row block, below and above the parallel threshold.
+        for n in [13usize, 3 * INTERLEAVE_ROWS + 21] {
+            let a = vals(n * 16, 1);
+            let cols: [&[f64]; 16] = std::array::from_fn(|t| &a[t * n..(t + 1) * n]);
+            with_interleaved(cols, n, |w| {
+                for i in 0..n {
+                    for t in 0..16 {
+                        assert_eq!(w[i * 16 + t].to_bits(), a[t * n + i].to_bits());
+                    }
+                }
+            });
+            let cols: [&[f64]; 2] = std::array::from_fn(|t| &a[t * n..(t + 1) * n]);
+            with_interleaved(cols, n, |w| {
+                assert_eq!(w.len(), 2 * n);
+                for i in 0..n {
+                    assert_eq!(w[2 * i + 1].to_bits(), a[n + i].to_bits());
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn vectorised_block_vjps_equal_the_entrywise_sums() {
+        // k = 11: groups of 8, 2 and 1 pairs. Per entry the kernels sum the 2k (resp. k)
+        // products in another order: rounding-level differences only.
+        let n = 2 * INTERLEAVE_ROWS + 5000;
+        let (sym, gen) = test_matrices(n);
+        for k in [1usize, 3, 8, 11] {
+            let (u, x) = (vals(n * k, 5), vals((n + 9) * k, 11));
+            let (rs, rg) = reference_vjps(&sym, &gen, &u, &x, k);
+            let mut gs = vals(sym.nnz(), 2);
+            let gs0 = gs.clone();
+            sym.vjp_params_block(&u, &x[..n * k], k, &mut gs);
+            for ((g, g0), r) in gs.iter().zip(&gs0).zip(&rs) {
+                assert!((g - g0 - r).abs() <= 1e-14 * (2 * k) as f64, "sym k = {k}");
+            }
+            let mut gg = vec![0.0; gen.nnz()];
+            gen.vjp_params_block(&u, &x, k, &mut gg);
+            for (g, r) in gg.iter().zip(&rg) {
+                assert!((g - r).abs() <= 1e-14 * k as f64, "general k = {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn vectorised_kernels_do_not_depend_on_the_instruction_set_or_threads() {
+        // The kernels fix their order of operations: the dispatched (AVX-512 / AVX2) build and
+        // the baseline build of the same function give the same bits, and so do 1 and 3
+        // threads.
+        let n = 3 * INTERLEAVE_ROWS + 77;
+        let (sym, gen) = test_matrices(n);
+        let w = vals(n * 16, 7);
+        let (rp, ci) = (sym.lower().row_ptr(), sym.lower().col_idx());
+        let mut g1 = vec![0.0; sym.nnz()];
+        let mut g2 = g1.clone();
+        sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut g1);
+        with_best_isa(
+            #[inline(always)]
+            || sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut g2),
+        );
+        assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let xr = vals((n + 9) * 8, 9);
+        let ucols = vals(n * 8, 4);
+        let us: [&[f64]; 8] = std::array::from_fn(|c| &ucols[c * n..(c + 1) * n]);
+        let (rp, ci) = (gen.row_ptr(), gen.col_idx());
+        let mut h1 = vec![0.0; gen.nnz()];
+        let mut h2 = h1.clone();
+        vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut h1);
+        with_best_isa(
+            #[inline(always)]
+            || vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut h2),
+        );
+        assert!(h1.iter().zip(&h2).all(|(a, b)| a.to_bits() == b.to_bits()));
+
+        let (u, x) = (vals(n * 11, 5), vals((n + 9) * 11, 11));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut gs = vec![0.0; sym.nnz()];
+                sym.vjp_params_block(&u, &x[..n * 11], 11, &mut gs);
+                let mut gg = vec![0.0; gen.nnz()];
+                gen.vjp_params_block(&u, &x, 11, &mut gg);
+                (gs, gg)
+            })
+        };
+        let ((s1, q1), (s3, q3)) = (run(1), run(3));
+        assert!(s1.iter().zip(&s3).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(q1.iter().zip(&q3).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

@@ -13,6 +13,25 @@ pub const CHUNK: usize = 8192;
 /// Vectors at least this long are processed with rayon.
 pub const PAR_THRESHOLD: usize = 65_536;
 
+/// Runs `f` with the target features of the best instruction set of this CPU enabled (pulp's
+/// run-time dispatch: AVX-512, AVX2 + FMA, or the baseline), so that the loops of
+/// `#[inline(always)]` code called from `f` (mark the closure `#[inline(always)]` too) are
+/// vectorised for that set. Results do not depend on the set as long as that code fixes its
+/// order of operations (independent accumulators, sums in a fixed tree) and uses no `mul_add`:
+/// Rust never contracts `a * b + c` into a fused multiply-add on its own.
+#[inline(always)]
+pub fn with_best_isa<R>(f: impl FnOnce() -> R) -> R {
+    struct Inlined<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::NullaryFnOnce for Inlined<F> {
+        type Output = R;
+        #[inline(always)]
+        fn call(self) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Inlined(f))
+}
+
 #[inline]
 fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
     // Four independent accumulators let the compiler vectorise and pipeline.
