@@ -311,7 +311,11 @@ fn restructured_lanczos_adjoints_match_the_recursion_and_do_not_depend_on_thread
     };
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for reorth in [Reorthogonalize::None, Reorthogonalize::Full] {
-        let dec = lanczos(&a, &x, &LanczosParams::new(k).reorthogonalize(reorth)).unwrap();
+        let params = LanczosParams {
+            reorthogonalize: reorth,
+            ..LanczosParams::new(k)
+        };
+        let dec = lanczos(&a, &x, &params).unwrap();
         for (label, c) in [("every output", every), ("T only", t_only)] {
             let run = |acc: ParamAccumulation, threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new()
