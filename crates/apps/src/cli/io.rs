@@ -7,6 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gradmat_operators::matrix_market::{
     read_matrix_market, write_matrix_market, MatrixMarketError, MatrixMarketFile,
+    MatrixMarketOperator,
 };
 use std::fmt::Write as _;
 use std::fs;
@@ -121,20 +122,27 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create directory: {e}", dir.display()))
 }
 
-/// Writes `dir/d_matrix.mtx`: `file`'s header and entries in order, with value `t` equal to
-/// `grad[map[t]]` (the gradient of the operator parameter that file entry `t` feeds).
+/// Writes `dir/d_matrix.mtx`: the input file's header and entries in order, with the value of
+/// file entry `t` equal to `grad[mm.entry_to_param[t]]` (the gradient of the operator parameter
+/// that file entry `t` feeds).
 pub fn write_matrix_gradient(
     dir: &Path,
-    file: &MatrixMarketFile<f64>,
-    map: &[usize],
+    mm: &MatrixMarketOperator<f64>,
     grad: &[f64],
 ) -> Result<()> {
-    let values: Vec<f64> = map.iter().map(|&p| grad[p]).collect();
-    if let Some(t) = values.iter().position(|v| !v.is_finite()) {
+    use gradmat_operators::ParamVjp as _;
+    if grad.len() != mm.operator.num_params() {
+        bail!(
+            "internal: {} gradient entries for {} parameters",
+            grad.len(),
+            mm.operator.num_params()
+        );
+    }
+    if let Some(t) = mm.entry_to_param.iter().position(|&p| !grad[p].is_finite()) {
         bail!("internal: non-finite gradient for matrix entry {}", t + 1);
     }
-    let mut out = file
-        .with_values(&values)
+    let mut out = mm
+        .entry_values(grad)
         .context("building the gradient file")?;
     out.set_comments(vec![
         " gradmat: gradient of the reported value with respect to each stored entry".into(),

@@ -3,12 +3,12 @@
 
 use super::compute::{describe, logdet_slq, LogDet};
 use super::io::{self, json_number};
-use super::ops::{require_memory, require_square, CheckedSymmetricCsr};
+use super::ops::{file_operator, require_memory, require_square};
 use super::{check_depth, json_object, LogdetArgs, ProbeKind};
 use anyhow::{anyhow, bail, Result};
 use gradmat_matfun::estimators::Probe;
 use gradmat_operators::algebra::Shifted;
-use gradmat_operators::matrix_market::Symmetry;
+use gradmat_operators::matrix_market::OperatorKind;
 use gradmat_operators::{ParamVjp, SelfAdjoint};
 
 /// Runs `logdet` and returns the JSON line (the gradient file written when asked).
@@ -35,37 +35,20 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
         io::create_dir(dir)?;
     }
     let grad = a.grad_dir.is_some();
-    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-        anyhow!("{}: {e}", a.matrix.display())
-    };
-    let (res, map) = match file.header().symmetry {
-        Symmetry::Symmetric => {
-            let op = file.to_sym_csr().map_err(mm)?;
-            let map = op.triplet_to_stored().to_vec();
-            (estimate(op, a, grad)?, map)
-        }
-        Symmetry::General => {
-            let csr = file.to_csr().map_err(mm)?;
-            let map = csr.triplet_to_stored().to_vec();
-            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
-                anyhow!(
-                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
-                     logdet needs a symmetric positive-definite matrix",
-                    a.matrix.display(),
-                    s.i + 1,
-                    s.j + 1,
-                    s.aij,
-                    s.j + 1,
-                    s.i + 1,
-                    s.aji
-                )
-            })?;
-            (estimate(op, a, grad)?, map)
-        }
-    };
+    let mm = file_operator(
+        &a.matrix,
+        file,
+        OperatorKind::SelfAdjoint,
+        "logdet needs a symmetric positive-definite matrix",
+    )?;
+    let op = mm
+        .operator
+        .as_self_adjoint()
+        .ok_or_else(|| anyhow!("internal: no self-adjoint operator for logdet"))?;
+    let res = estimate(op, a, grad)?;
     super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
     if let Some(dir) = &a.grad_dir {
-        io::write_matrix_gradient(dir, &file, &map, res.grad_params.as_deref().unwrap_or(&[]))?;
+        io::write_matrix_gradient(dir, &mm, res.grad_params.as_deref().unwrap_or(&[]))?;
     }
     let opt = |x: Option<f64>| -> Result<String> {
         match x {

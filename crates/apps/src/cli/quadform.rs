@@ -2,11 +2,11 @@
 
 use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadOptions, QuadformOutput};
 use super::io::{self, json_number};
-use super::ops::{require_square, CheckedSymmetricCsr};
+use super::ops::{file_operator, require_square};
 use super::{check_depth, json_object, Function, Method, QuadformArgs, Reorth};
 use anyhow::{anyhow, bail, Result};
 use gradmat_matfun::{MatrixFunction, Reorthogonalize};
-use gradmat_operators::matrix_market::Symmetry;
+use gradmat_operators::matrix_market::OperatorKind;
 
 impl Function {
     /// The matfun function.
@@ -57,45 +57,28 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
         project: !a.no_projection,
         grad,
     };
-    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-        anyhow!("{}: {e}", a.matrix.display())
-    };
     let desc = |e| describe(&a.matrix, Some(&a.vector), e);
-    let (res, map): (QuadformOutput, Vec<usize>) = match (file.header().symmetry, a.method) {
-        (Symmetry::Symmetric, method) => {
-            let op = file.to_sym_csr().map_err(mm)?;
-            let r = match method {
-                Method::Lanczos => quadform_lanczos(&op, &v, &f, &o),
-                Method::Arnoldi => quadform_arnoldi(&op, &v, &f, &o),
-            }
-            .map_err(desc)?;
-            (r, op.triplet_to_stored().to_vec())
-        }
-        (Symmetry::General, Method::Lanczos) => {
-            let csr = file.to_csr().map_err(mm)?;
-            let map = csr.triplet_to_stored().to_vec();
-            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
-                anyhow!(
-                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
-                     --method lanczos needs a symmetric matrix (use --method arnoldi)",
-                    a.matrix.display(),
-                    s.i + 1,
-                    s.j + 1,
-                    s.aij,
-                    s.j + 1,
-                    s.i + 1,
-                    s.aji
-                )
-            })?;
-            let r = quadform_lanczos(&op, &v, &f, &o).map_err(desc)?;
-            (r, map)
-        }
-        (Symmetry::General, Method::Arnoldi) => {
-            let op = file.to_csr().map_err(mm)?;
-            let r = quadform_arnoldi(&op, &v, &f, &o).map_err(desc)?;
-            (r, op.triplet_to_stored().to_vec())
-        }
+    let kind = match a.method {
+        Method::Lanczos => OperatorKind::SelfAdjoint,
+        Method::Arnoldi => OperatorKind::General,
     };
+    let mm = file_operator(
+        &a.matrix,
+        file,
+        kind,
+        "--method lanczos needs a symmetric matrix (use --method arnoldi)",
+    )?;
+    let res: QuadformOutput = match a.method {
+        Method::Lanczos => {
+            let op = mm
+                .operator
+                .as_self_adjoint()
+                .ok_or_else(|| anyhow!("internal: no self-adjoint operator for Lanczos"))?;
+            quadform_lanczos(&op, &v, &f, &o)
+        }
+        Method::Arnoldi => quadform_arnoldi(&mm.operator, &v, &f, &o),
+    }
+    .map_err(desc)?;
     if let Some(range) = res.ritz_range {
         if matches!(
             f,
@@ -106,7 +89,7 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
     }
     if let Some(dir) = &a.grad_dir {
         let gp = res.grad_params.as_deref().unwrap_or(&[]);
-        io::write_matrix_gradient(dir, &file, &map, gp)?;
+        io::write_matrix_gradient(dir, &mm, gp)?;
         io::write_vector_gradient(dir, res.grad_vector.as_deref().unwrap_or(&[]))?;
     }
     Ok(json_object(&[
