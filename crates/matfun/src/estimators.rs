@@ -48,7 +48,7 @@
 //! ```
 
 use crate::dense::MatrixFunction;
-use crate::krylov::{quadform_lanczos, KrylovParams};
+use crate::krylov::{quadform_lanczos, Convergence, KrylovParams};
 use crate::MatfunError;
 use gradmat_krylov::Reorthogonalize;
 use gradmat_operators::{NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
@@ -150,6 +150,16 @@ pub struct Estimate<T> {
     /// Seconds the probes spent in their backward passes, summed likewise (0 without a
     /// gradient).
     pub seconds_backward: f64,
+    /// The mean over probes of each probe's
+    /// [`Convergence::last_step_change`](crate::krylov::Convergence): how much the last
+    /// Lanczos step changed the estimate (the same probes, one step less). Compare it with
+    /// `std_error`: a change far below the standard error means the depth is not what limits
+    /// the accuracy. `None` when a probe has no such value (depth 1), and from the
+    /// preconditioned estimator of [`crate::preconditioned`] (not computed there).
+    pub last_step_change: Option<T>,
+    /// Every probe's decomposition is exact (an invariant subspace or the whole space): the
+    /// estimate has no truncation error, only the sampling error.
+    pub exact: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +279,7 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
 
 struct ProbeResult<T> {
     value: T,
+    conv: Convergence<T>,
     depth: usize,
     matvecs: usize,
     grad: Option<Vec<T>>,
@@ -331,6 +342,7 @@ where
     let want_grad = theta_grad.is_some();
     let batch = rayon::current_num_threads().max(1);
     let mut values = Vec::with_capacity(l);
+    let mut convs = Vec::with_capacity(l);
     let mut acc: Vec<T> = if want_grad {
         vec![T::ZERO; num_params]
     } else {
@@ -356,6 +368,7 @@ where
         for r in results {
             let r = r?;
             values.push(r.value);
+            convs.push(r.conv);
             depth = depth.max(r.depth);
             matvecs += r.matvecs;
             ritz = merge_range(ritz, r.ritz);
@@ -368,14 +381,16 @@ where
         }
         start = end;
     }
-    finish_estimate(
+    let mut est = finish_estimate(
         values,
         depth,
         matvecs,
         ritz,
         seconds,
         theta_grad.map(|tg| (tg, acc)),
-    )
+    )?;
+    set_convergence(&mut est, &convs);
+    Ok(est)
 }
 
 /// The lock-step SLQ driver (see [`SlqParams::lockstep`]): groups of probes on scoped threads
@@ -395,6 +410,7 @@ where
     let (n, p, l) = (op.ncols(), op.num_params(), params.num_probes);
     let want = theta_grad.is_some();
     let mut values = Vec::with_capacity(l);
+    let mut convs = Vec::with_capacity(l);
     let mut acc = vec![T::ZERO; if want { p } else { 0 }];
     let (mut depth, mut matvecs) = (0usize, 0usize);
     let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
@@ -403,7 +419,7 @@ where
     while start < l {
         let end = (start + LOCKSTEP_GROUP).min(l);
         let gather = crate::lockstep::Gather::new(op, end - start);
-        type Member<T> = (T, usize, usize, (f64, f64), (f64, f64));
+        type Member<T> = (T, usize, usize, (f64, f64), (f64, f64), Convergence<T>);
         let results: Vec<Result<Member<T>, MatfunError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (start..end)
                 .map(|idx| {
@@ -429,6 +445,7 @@ where
                                 qf.num_matvecs(),
                                 qf.ritz_range(),
                                 (forward, backward),
+                                qf.convergence(),
                             ))
                         };
                         let r = run();
@@ -449,8 +466,9 @@ where
                 .collect()
         });
         for r in results {
-            let (value, d, m, rr, secs) = r?;
+            let (value, d, m, rr, secs, conv) = r?;
             values.push(value);
+            convs.push(conv);
             depth = depth.max(d);
             matvecs += m;
             ritz = merge_range(ritz, rr);
@@ -463,14 +481,16 @@ where
         }
         start = end;
     }
-    finish_estimate(
+    let mut est = finish_estimate(
         values,
         depth,
         matvecs,
         ritz,
         seconds,
         theta_grad.map(|tg| (tg, acc)),
-    )
+    )?;
+    set_convergence(&mut est, &convs);
+    Ok(est)
 }
 
 /// Mean, standard error and the scaled gradient `θ̄ += acc / L` of an SLQ run.
@@ -507,7 +527,19 @@ pub(crate) fn finish_estimate<T: Scalar>(
         ritz_range,
         seconds_forward: seconds.0,
         seconds_backward: seconds.1,
+        last_step_change: None,
+        exact: false,
     })
+}
+
+/// Sets the convergence fields of `est` from the probes' (in probe order).
+fn set_convergence<T: Scalar>(est: &mut Estimate<T>, convs: &[Convergence<T>]) {
+    let sum: Option<f64> = convs
+        .iter()
+        .map(|c| c.last_step_change.map(|x| x.to_f64()))
+        .sum();
+    est.last_step_change = sum.map(|s| T::from_f64(s / convs.len().max(1) as f64));
+    est.exact = !convs.is_empty() && convs.iter().all(|c| c.exact);
 }
 
 fn krylov_params(params: &SlqParams) -> KrylovParams {
@@ -543,6 +575,7 @@ where
         let qf = quadform_lanczos(op, v, f, &kp)?;
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad: None,
@@ -597,6 +630,7 @@ where
         };
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad,
