@@ -31,10 +31,23 @@ fn proc_bytes(file: &str, key: &str) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
-/// Bytes of memory the system reports as available (`MemAvailable` in `/proc/meminfo`), or
-/// `None` where that is not readable (non-Linux systems: no check).
+/// Environment variable capping the memory the up-front checks assume available, in GB (a
+/// positive number; other values are ignored): a run is refused when it needs more.
+pub const MEMORY_LIMIT_ENV: &str = "GRADMAT_MEMORY_LIMIT_GB";
+
+/// Bytes of memory available to a run: what the system reports (`MemAvailable` in
+/// `/proc/meminfo`), capped by [`MEMORY_LIMIT_ENV`] when set; `None` where neither is known
+/// (non-Linux systems without the variable: no check).
 pub fn available_memory() -> Option<u64> {
-    proc_bytes("/proc/meminfo", "MemAvailable")
+    let limit = std::env::var(MEMORY_LIMIT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|g| g.is_finite() && *g > 0.0)
+        .map(|g| (g * 1e9) as u64);
+    match (proc_bytes("/proc/meminfo", "MemAvailable"), limit) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    }
 }
 
 /// Bytes of memory the machine has (`MemTotal`), or `None` where that is not readable.
@@ -57,11 +70,11 @@ pub fn require_memory(path: &std::path::Path, n: usize, what: &str, bytes: f64) 
     if let Some(avail) = available_memory() {
         if bytes > avail as f64 {
             bail!(
-                "{}: the matrix is {n}×{n}; {what} needs at least {:.1} GB of memory, more than \
-                 the {:.1} GB available",
+                "{}: the matrix is {n}×{n}; {what} needs at least {} of memory, more than \
+                 the {} available",
                 path.display(),
-                bytes / 1e9,
-                avail as f64 / 1e9
+                format_bytes(bytes),
+                format_bytes(avail as f64)
             );
         }
     }
@@ -83,4 +96,56 @@ pub fn file_operator(
         IntoOperatorError::NotSymmetric(_) => anyhow::anyhow!("{p}: {e}; {needs}"),
         other => anyhow::anyhow!("{p}: {other}"),
     })
+}
+
+/// Bytes as `12.3 GB` (or TB above 10,000 GB).
+pub fn format_bytes(b: f64) -> String {
+    if b >= 1e13 {
+        format!("{:.1} TB", b / 1e12)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
+}
+
+/// One part of a run's memory need: what it is for (naming the option that sets its size) and
+/// a lower bound in bytes (computed in `f64`, so that absurd sizes do not overflow).
+#[derive(Debug, Clone)]
+pub struct MemoryPart {
+    /// E.g. `"--hidden 1000000 (the network's 1.0e12 parameters with their Adam state)"`.
+    pub what: String,
+    /// Bytes.
+    pub bytes: f64,
+}
+
+impl MemoryPart {
+    /// A part of `bytes` bytes for `what`.
+    pub fn new(what: impl Into<String>, bytes: f64) -> Self {
+        MemoryPart {
+            what: what.into(),
+            bytes,
+        }
+    }
+}
+
+/// Fails, before anything large is allocated, when the parts of a run's memory need add up to
+/// more than the memory available ([`available_memory`]); the message names the largest part.
+/// `context` starts the message (e.g. `"pde"`).
+pub fn require_memory_parts(context: &str, parts: &[MemoryPart]) -> Result<()> {
+    let total: f64 = parts.iter().map(|p| p.bytes).sum();
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    if total > avail as f64 {
+        let largest = parts
+            .iter()
+            .max_by(|a, b| a.bytes.total_cmp(&b.bytes))
+            .map(|p| format!("; the largest part: {}, {}", p.what, format_bytes(p.bytes)))
+            .unwrap_or_default();
+        bail!(
+            "{context} needs at least {} of memory, more than the {} available{largest}",
+            format_bytes(total),
+            format_bytes(avail as f64)
+        );
+    }
+    Ok(())
 }
