@@ -48,7 +48,7 @@
 //! ```
 
 use crate::dense::MatrixFunction;
-use crate::krylov::{quadform_lanczos, KrylovParams};
+use crate::krylov::{quadform_lanczos, Convergence, KrylovParams};
 use crate::MatfunError;
 use gradmat_krylov::Reorthogonalize;
 use gradmat_operators::{NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
@@ -150,6 +150,16 @@ pub struct Estimate<T> {
     /// Seconds the probes spent in their backward passes, summed likewise (0 without a
     /// gradient).
     pub seconds_backward: f64,
+    /// The mean over probes of each probe's
+    /// [`Convergence::last_step_change`](crate::krylov::Convergence): how much the last
+    /// Lanczos step changed the estimate (the same probes, one step less). Compare it with
+    /// `std_error`: a change far below the standard error means the depth is not what limits
+    /// the accuracy. `None` when a probe has no such value (depth 1), and from the
+    /// preconditioned estimator of [`crate::preconditioned`] (not computed there).
+    pub last_step_change: Option<T>,
+    /// Every probe's decomposition is exact (an invariant subspace or the whole space): the
+    /// estimate has no truncation error, only the sampling error.
+    pub exact: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +280,7 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
 /// What one probe contributes.
 pub(crate) struct ProbeResult<T> {
     pub(crate) value: T,
+    pub(crate) conv: Convergence<T>,
     pub(crate) depth: usize,
     pub(crate) matvecs: usize,
     pub(crate) grad: Option<Vec<T>>,
@@ -281,6 +292,7 @@ pub(crate) struct ProbeResult<T> {
 /// The probes' contributions folded in probe order (deterministic for any thread count).
 pub(crate) struct Totals<T> {
     values: Vec<T>,
+    convs: Vec<Convergence<T>>,
     depth: usize,
     matvecs: usize,
     ritz: (f64, f64),
@@ -293,6 +305,7 @@ impl<T: Scalar> Totals<T> {
     pub(crate) fn new(num_probes: usize, num_params: usize) -> Self {
         Totals {
             values: Vec::with_capacity(num_probes),
+            convs: Vec::with_capacity(num_probes),
             depth: 0,
             matvecs: 0,
             ritz: (f64::INFINITY, f64::NEG_INFINITY),
@@ -303,6 +316,7 @@ impl<T: Scalar> Totals<T> {
     /// Adds one probe (its gradient, if any, into the running sum).
     pub(crate) fn add(&mut self, r: ProbeResult<T>) {
         self.values.push(r.value);
+        self.convs.push(r.conv);
         self.depth = self.depth.max(r.depth);
         self.matvecs += r.matvecs;
         self.ritz = (self.ritz.0.min(r.ritz.0), self.ritz.1.max(r.ritz.1));
@@ -319,14 +333,16 @@ impl<T: Scalar> Totals<T> {
     }
     /// Mean, standard error and `θ̄ += (Σ gradients) / L` into `theta_grad`.
     pub(crate) fn finish(self, theta_grad: Option<&mut [T]>) -> Result<Estimate<T>, MatfunError> {
-        finish_estimate(
+        let mut est = finish_estimate(
             self.values,
             self.depth,
             self.matvecs,
             self.ritz,
             self.seconds,
             theta_grad.map(|tg| (tg, self.grad)),
-        )
+        )?;
+        set_convergence(&mut est, &self.convs);
+        Ok(est)
     }
 }
 
@@ -354,6 +370,7 @@ where
     }
     Ok(ProbeResult {
         value: qf.value(),
+        conv: qf.convergence(),
         depth: qf.depth(),
         matvecs: qf.num_matvecs(),
         grad: None,
@@ -524,7 +541,19 @@ fn finish_estimate<T: Scalar>(
         ritz_range,
         seconds_forward: seconds.0,
         seconds_backward: seconds.1,
+        last_step_change: None,
+        exact: false,
     })
+}
+
+/// Sets the convergence fields of `est` from the probes' (in probe order).
+fn set_convergence<T: Scalar>(est: &mut Estimate<T>, convs: &[Convergence<T>]) {
+    let sum: Option<f64> = convs
+        .iter()
+        .map(|c| c.last_step_change.map(|x| x.to_f64()))
+        .sum();
+    est.last_step_change = sum.map(|s| T::from_f64(s / convs.len().max(1) as f64));
+    est.exact = !convs.is_empty() && convs.iter().all(|c| c.exact);
 }
 
 fn krylov_params(params: &SlqParams) -> KrylovParams {
@@ -560,6 +589,7 @@ where
         let qf = quadform_lanczos(op, v, f, &kp)?;
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad: None,
@@ -614,6 +644,7 @@ where
         };
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad,

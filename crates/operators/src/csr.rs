@@ -1609,3 +1609,205 @@ mod tests {
         assert_eq!(s.full_to_param(), &[0, 1, 2, 1, 3, 2, 3, 4]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// CheckedSymmetricCsr
+// ---------------------------------------------------------------------------------------------
+
+/// The first pair of mirror entries of a general-storage matrix that differ
+/// ([`check_symmetric`]), 0-based: `A[row, col] = value` but `A[col, row] = mirror` (0 when not
+/// stored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Asymmetry {
+    /// Row of the stored entry.
+    pub row: usize,
+    /// Column of the stored entry.
+    pub col: usize,
+    /// `A[row, col]`.
+    pub value: f64,
+    /// `A[col, row]` (0 when not stored).
+    pub mirror: f64,
+}
+
+impl std::fmt::Display for Asymmetry {
+    /// `A[i,j] = … but A[j,i] = …` with **1-based** indices (the numbering of Matrix Market
+    /// files and of most users' tools).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "A[{},{}] = {:e} but A[{},{}] = {:e}",
+            self.row + 1,
+            self.col + 1,
+            self.value,
+            self.col + 1,
+            self.row + 1,
+            self.mirror
+        )
+    }
+}
+
+/// Why a general-storage matrix cannot be used as a symmetric one
+/// ([`check_symmetric`], [`CheckedSymmetricCsr::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SymmetryError {
+    /// The matrix is not square.
+    #[error("the matrix is {nrows}×{ncols}; a symmetric matrix must be square")]
+    NotSquare {
+        /// Rows.
+        nrows: usize,
+        /// Columns.
+        ncols: usize,
+    },
+    /// A stored entry differs from its mirror (the first such pair in CSR order).
+    #[error("the matrix is not symmetric ({0})")]
+    Asymmetric(Asymmetry),
+}
+
+/// Checks `A[i, j] = A[j, i]` for every stored entry, up to a relative `4ε` of the larger of
+/// the two (values that went through a decimal round trip may differ in the last bit). An entry
+/// whose mirror is not stored is compared with 0.
+///
+/// # Errors
+/// [`SymmetryError::NotSquare`], or [`SymmetryError::Asymmetric`] naming the first differing
+/// pair in CSR order.
+pub fn check_symmetric<T: Scalar>(a: &CsrMatrix<T>) -> Result<(), SymmetryError> {
+    if a.nrows() != a.ncols() {
+        return Err(SymmetryError::NotSquare {
+            nrows: a.nrows(),
+            ncols: a.ncols(),
+        });
+    }
+    let (rp, ci, v) = (a.row_ptr(), a.col_idx(), a.values());
+    let four_eps = T::from_f64(4.0) * T::EPS;
+    for i in 0..a.nrows() {
+        for p in rp[i]..rp[i + 1] {
+            let j = ci[p];
+            let aij = v[p];
+            let aji = a.get(j, i).unwrap_or(T::ZERO);
+            let tol = four_eps * aij.abs().max(aji.abs());
+            if (aij - aji).abs() > tol {
+                return Err(SymmetryError::Asymmetric(Asymmetry {
+                    row: i,
+                    col: j,
+                    value: aij.to_f64(),
+                    mirror: aji.to_f64(),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A general-storage [`CsrMatrix`] that was checked to be symmetric ([`check_symmetric`]), so
+/// that Lanczos (which needs [`SelfAdjoint`]) can run on it — e.g. a `general` Matrix Market
+/// file holding a symmetric matrix.
+///
+/// **Parameters** are those of the [`CsrMatrix`]: every stored entry `A[i, j]` is its own
+/// parameter, and its gradient is `∂/∂A[i, j]` with the entries treated as independent
+/// (`CsrMatrix::vjp_params`: `u[i]·x[j]`). The sum of the gradients of a mirror pair
+/// `A[i, j]`, `A[j, i]` is the derivative along the symmetric perturbation that changes both.
+///
+/// The [`SelfAdjoint`] promise holds for the values checked at construction; the wrapper gives
+/// no way to change them (no [`SetParams`]).
+///
+/// ```
+/// use gradmat_operators::csr::{CheckedSymmetricCsr, CsrMatrix, SymmetryError};
+/// let a = CsrMatrix::from_triplets(2, 2, &[0, 0, 1, 1], &[0, 1, 0, 1], &[2.0, 1.0, 1.0, 3.0])
+///     .unwrap();
+/// let s = CheckedSymmetricCsr::new(a).unwrap();
+/// assert_eq!(s.inner().nnz(), 4);
+/// let b = CsrMatrix::from_triplets(2, 2, &[0, 1], &[1, 1], &[1.0, 3.0]).unwrap();
+/// match CheckedSymmetricCsr::new(b) {
+///     Err(SymmetryError::Asymmetric(p)) => assert_eq!((p.row, p.col, p.mirror), (0, 1, 0.0)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckedSymmetricCsr<T: Scalar>(CsrMatrix<T>);
+
+impl<T: Scalar> CheckedSymmetricCsr<T> {
+    /// Wraps `a` after checking that it is square and symmetric.
+    ///
+    /// # Errors
+    /// See [`check_symmetric`].
+    pub fn new(a: CsrMatrix<T>) -> Result<Self, SymmetryError> {
+        check_symmetric(&a)?;
+        Ok(Self(a))
+    }
+    /// The wrapped matrix.
+    pub fn inner(&self) -> &CsrMatrix<T> {
+        &self.0
+    }
+    /// The wrapped matrix, by value.
+    pub fn into_inner(self) -> CsrMatrix<T> {
+        self.0
+    }
+}
+
+impl<T: Scalar> Operator<T> for CheckedSymmetricCsr<T> {
+    fn nrows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.0.ncols()
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for CheckedSymmetricCsr<T> {
+    /// `Aᵀx = Ax` (symmetric), by the parallel SpMV rather than the sequential scatter.
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> SelfAdjoint<T> for CheckedSymmetricCsr<T> {}
+
+impl<T: Scalar> ParamVjp<T> for CheckedSymmetricCsr<T> {
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    fn params(&self, out: &mut [T]) {
+        self.0.params(out)
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.0.vjp_params(u, x, grad)
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.0.vjp_params_block(u, x, k, grad)
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.0.apply_and_vjp_params(x, y, u, grad)
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.0.prefers_block_vjp()
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for CheckedSymmetricCsr<T> {
+    fn diagonal(&self, out: &mut [T]) {
+        self.0.diagonal(out)
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        self.0.column(j, out)
+    }
+}

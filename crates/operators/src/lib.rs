@@ -7,10 +7,13 @@
 //! * Traits ([`traits`]): [`Operator`], [`AdjointOperator`], [`SelfAdjoint`], [`ParamVjp`],
 //!   [`SetParams`] over a sealed real [`Scalar`] (`f32`, `f64`).
 //! * Operators: [`dense`] (general and symmetric), [`csr`] (general and symmetric storage,
-//!   parallel SpMV/SpMM), [`kernel`] (matrix-free squared-exponential and Matérn kernel
+//!   parallel SpMV/SpMM; [`csr::CheckedSymmetricCsr`], general storage checked symmetric),
+//!   [`kernel`] (matrix-free squared-exponential and Matérn kernel
 //!   matrices), [`ggn`] (Gauss–Newton matrices of a model given by its JVP and VJP).
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
-//! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip).
+//! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip), and the
+//!   one conversion of a file to an operator with its entry-to-parameter map
+//!   ([`matrix_market::MatrixMarketFile::into_operator`]).
 //! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
 //!   finite-difference checks and proptest strategies for any downstream operator.
 //!

@@ -1013,3 +1013,330 @@ fn write_body<T: Scalar, W: Write>(w: &mut W, f: &MatrixMarketFile<T>) -> io::Re
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// From a file to an operator
+// ---------------------------------------------------------------------------------------------
+
+use crate::csr::{Asymmetry, CheckedSymmetricCsr, SymmetryError};
+use crate::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint};
+
+/// What the caller of [`MatrixMarketFile::into_operator`] needs from the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperatorKind {
+    /// A self-adjoint operator (Lanczos, stochastic Lanczos quadrature): a `symmetric` file in
+    /// symmetric storage; a `general` file only if it is symmetric
+    /// ([`crate::csr::check_symmetric`]), in checked-symmetric general storage.
+    SelfAdjoint,
+    /// Any operator with a transpose (Arnoldi): a `symmetric` file in symmetric storage, a
+    /// `general` file as a general CSR matrix (not checked).
+    General,
+}
+
+/// The operator built from a Matrix Market file ([`MatrixMarketFile::into_operator`]).
+///
+/// Parameters are those of the storage: one per stored lower-triangle entry for
+/// [`FileOperator::Symmetric`] (an off-diagonal parameter stands for both `A[i, j]` and
+/// `A[j, i]`), one per stored entry otherwise.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FileOperator<T: Scalar> {
+    /// Symmetric storage (a `symmetric` file).
+    Symmetric(SymCsrMatrix<T>),
+    /// General storage checked to be symmetric (a `general` file asked for as self-adjoint).
+    CheckedSymmetric(CheckedSymmetricCsr<T>),
+    /// General storage (a `general` file asked for as a general operator).
+    General(CsrMatrix<T>),
+}
+
+/// Calls `$body` with `$a` bound to the operator inside a [`FileOperator`].
+macro_rules! file_operator_dispatch {
+    ($op:expr, $a:ident => $body:expr) => {
+        match $op {
+            FileOperator::Symmetric($a) => $body,
+            FileOperator::CheckedSymmetric($a) => $body,
+            FileOperator::General($a) => $body,
+        }
+    };
+}
+
+impl<T: Scalar> FileOperator<T> {
+    /// The operator as a [`SelfAdjoint`] one: `Some` for symmetric and checked-symmetric
+    /// storage (what [`OperatorKind::SelfAdjoint`] always gives), `None` for general storage.
+    pub fn as_self_adjoint(&self) -> Option<SelfAdjointFileOperator<'_, T>> {
+        match self {
+            FileOperator::General(_) => None,
+            _ => Some(SelfAdjointFileOperator(self)),
+        }
+    }
+    /// The storage's name: `"symmetric"`, `"checked-symmetric general"` or `"general"`.
+    pub fn storage(&self) -> &'static str {
+        match self {
+            FileOperator::Symmetric(_) => "symmetric",
+            FileOperator::CheckedSymmetric(_) => "checked-symmetric general",
+            FileOperator::General(_) => "general",
+        }
+    }
+}
+
+impl<T: Scalar> Operator<T> for FileOperator<T> {
+    fn nrows(&self) -> usize {
+        file_operator_dispatch!(self, a => a.nrows())
+    }
+    fn ncols(&self) -> usize {
+        file_operator_dispatch!(self, a => a.ncols())
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply(x, y))
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        file_operator_dispatch!(self, a => a.apply_block(x, y, k))
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for FileOperator<T> {
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply_transpose(x, y))
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        file_operator_dispatch!(self, a => a.apply_transpose_block(x, y, k))
+    }
+}
+
+impl<T: Scalar> ParamVjp<T> for FileOperator<T> {
+    fn num_params(&self) -> usize {
+        file_operator_dispatch!(self, a => a.num_params())
+    }
+    fn params(&self, out: &mut [T]) {
+        file_operator_dispatch!(self, a => a.params(out))
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.vjp_params(u, x, grad))
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.vjp_params_block(u, x, k, grad))
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply_and_vjp_params(x, y, u, grad))
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        file_operator_dispatch!(self, a => a.prefers_block_vjp())
+    }
+    fn vjp_block_size(&self) -> usize {
+        file_operator_dispatch!(self, a => a.vjp_block_size())
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for FileOperator<T> {
+    fn diagonal(&self, out: &mut [T]) {
+        file_operator_dispatch!(self, a => a.diagonal(out))
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        file_operator_dispatch!(self, a => a.column(j, out))
+    }
+}
+
+/// A [`FileOperator`] with symmetric or checked-symmetric storage, as a [`SelfAdjoint`]
+/// operator ([`FileOperator::as_self_adjoint`]). Products, transposes and parameters are the
+/// wrapped operator's.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfAdjointFileOperator<'a, T: Scalar>(&'a FileOperator<T>);
+
+impl<T: Scalar> Operator<T> for SelfAdjointFileOperator<'_, T> {
+    fn nrows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.0.ncols()
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for SelfAdjointFileOperator<'_, T> {
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.0.apply_transpose(x, y)
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_transpose_block(x, y, k)
+    }
+}
+
+/// Constructed only for symmetric and checked-symmetric storage.
+impl<T: Scalar> SelfAdjoint<T> for SelfAdjointFileOperator<'_, T> {}
+
+impl<T: Scalar> ParamVjp<T> for SelfAdjointFileOperator<'_, T> {
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    fn params(&self, out: &mut [T]) {
+        self.0.params(out)
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.0.vjp_params(u, x, grad)
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.0.vjp_params_block(u, x, k, grad)
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.0.apply_and_vjp_params(x, y, u, grad)
+    }
+    fn prefers_block_vjp(&self) -> bool {
+        self.0.prefers_block_vjp()
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
+    }
+}
+
+/// Why [`MatrixMarketFile::into_operator`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IntoOperatorError {
+    /// A self-adjoint operator was asked for and the matrix is not square.
+    #[error("the matrix is {nrows}×{ncols}; a square matrix is required")]
+    NotSquare {
+        /// Rows.
+        nrows: usize,
+        /// Columns.
+        ncols: usize,
+    },
+    /// A self-adjoint operator was asked for and a `general` file is not symmetric; the first
+    /// differing pair of entries (CSR order) is named.
+    #[error("the matrix is not symmetric ({0})")]
+    NotSymmetric(Asymmetry),
+    /// Building the storage failed (a sum of duplicates that overflows, an impossible
+    /// allocation, …).
+    #[error(transparent)]
+    Build(#[from] MatrixMarketError),
+}
+
+impl From<SymmetryError> for IntoOperatorError {
+    fn from(e: SymmetryError) -> Self {
+        match e {
+            SymmetryError::NotSquare { nrows, ncols } => Self::NotSquare { nrows, ncols },
+            SymmetryError::Asymmetric(a) => Self::NotSymmetric(a),
+        }
+    }
+}
+
+/// A file, its operator and the map from file entries to the operator's parameters
+/// ([`MatrixMarketFile::into_operator`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MatrixMarketOperator<T: Scalar> {
+    /// The operator.
+    pub operator: FileOperator<T>,
+    /// `entry_to_param[t]` is the parameter that file entry `t` feeds (duplicates share one;
+    /// in a `symmetric` file an off-diagonal entry's parameter stands for both mirror entries).
+    pub entry_to_param: Vec<usize>,
+    /// The file (header, comments and entries in file order), for writing results per entry.
+    pub file: MatrixMarketFile<T>,
+}
+
+impl<T: Scalar> MatrixMarketOperator<T> {
+    /// The file with entry `t`'s value replaced by `per_param[entry_to_param[t]]` (same header
+    /// kind, comments, size and entry order; integer and pattern fields become `real`): e.g. the
+    /// gradient of a value with respect to every stored entry, from the gradient in the
+    /// operator's parameters.
+    ///
+    /// # Errors
+    /// [`MatrixMarketError::InvalidArgument`] if `per_param` does not have one value per
+    /// parameter or a value it selects is not finite.
+    pub fn entry_values(&self, per_param: &[T]) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
+        let np = self.operator.num_params();
+        if per_param.len() != np {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "entry_values: expected {np} parameter values, got {}",
+                per_param.len()
+            )));
+        }
+        let values: Vec<T> = self.entry_to_param.iter().map(|&p| per_param[p]).collect();
+        self.file.with_values(&values)
+    }
+}
+
+impl<T: Scalar> MatrixMarketFile<T> {
+    /// The operator of this file for a caller that needs `kind`, with the map from file entries
+    /// to the operator's parameters (what a per-entry gradient file needs) — the one conversion
+    /// the `gradmat` command uses:
+    ///
+    /// | file | [`OperatorKind::SelfAdjoint`] | [`OperatorKind::General`] |
+    /// |---|---|---|
+    /// | `symmetric` | [`FileOperator::Symmetric`] | [`FileOperator::Symmetric`] |
+    /// | `general` | [`FileOperator::CheckedSymmetric`] (checked) | [`FileOperator::General`] |
+    ///
+    /// ```
+    /// use gradmat_operators::matrix_market::{
+    ///     read_matrix_market_from, FileOperator, IntoOperatorError, OperatorKind,
+    /// };
+    /// let text = "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 2\n1 2 1\n2 2 3\n";
+    /// let file = read_matrix_market_from::<f64, _>(text.as_bytes()).unwrap();
+    /// let general = file.clone().into_operator(OperatorKind::General).unwrap();
+    /// assert!(matches!(general.operator, FileOperator::General(_)));
+    /// assert_eq!(general.entry_to_param, [0, 1, 2]);
+    /// match file.into_operator(OperatorKind::SelfAdjoint) {
+    ///     Err(IntoOperatorError::NotSymmetric(p)) => assert_eq!((p.row, p.col), (0, 1)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IntoOperatorError::NotSquare`] and [`IntoOperatorError::NotSymmetric`] (self-adjoint
+    /// requests), [`IntoOperatorError::Build`] (the storage could not be built).
+    pub fn into_operator(
+        self,
+        kind: OperatorKind,
+    ) -> Result<MatrixMarketOperator<T>, IntoOperatorError> {
+        let (operator, entry_to_param) = match (self.header.symmetry, kind) {
+            (Symmetry::Symmetric, _) => {
+                let s = self.to_sym_csr()?;
+                let map = s.triplet_to_stored().to_vec();
+                (FileOperator::Symmetric(s), map)
+            }
+            (Symmetry::General, OperatorKind::SelfAdjoint) => {
+                if self.nrows != self.ncols {
+                    return Err(IntoOperatorError::NotSquare {
+                        nrows: self.nrows,
+                        ncols: self.ncols,
+                    });
+                }
+                let a = self.to_csr()?;
+                let map = a.triplet_to_stored().to_vec();
+                (
+                    FileOperator::CheckedSymmetric(CheckedSymmetricCsr::new(a)?),
+                    map,
+                )
+            }
+            (Symmetry::General, OperatorKind::General) => {
+                let a = self.to_csr()?;
+                let map = a.triplet_to_stored().to_vec();
+                (FileOperator::General(a), map)
+            }
+        };
+        Ok(MatrixMarketOperator {
+            operator,
+            entry_to_param,
+            file: self,
+        })
+    }
+}

@@ -57,6 +57,9 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
         },
     };
     report::prepare_output_dir(&args.out)?;
+    if let Some(dir) = &args.save_split {
+        report::prepare_output_dir(dir)?;
+    }
     let progress = if args.quiet {
         Progress::quiet("epoch", args.epochs as u64)
     } else {

@@ -209,6 +209,10 @@ pub enum ProbeKind {
     Gaussian,
 }
 
+/// The depth of `quadform` and `logdet` when `--depth` is not given (or the dimension `N`
+/// when that is smaller).
+pub const DEFAULT_DEPTH: usize = 30;
+
 /// Arguments of `gradmat quadform`.
 #[derive(Debug, clap::Args)]
 pub struct QuadformArgs {
@@ -216,18 +220,30 @@ pub struct QuadformArgs {
     /// optionally gzipped).
     #[arg(long, value_name = "A.mtx[.gz]")]
     pub matrix: PathBuf,
-    /// Vector file: one number per line; blank lines and lines starting with '#' are ignored.
-    #[arg(long, value_name = "v.txt")]
+    /// The vector v: a file with one number per line (blank lines and lines starting with '#'
+    /// are ignored), or `ones` (all ones), or `random:SEED` (independent standard normal
+    /// entries from matfun's seeded generator, reproducible for a given SEED and N). A file
+    /// named `ones` is given as `./ones`.
+    #[arg(long, value_name = "v.txt|ones|random:SEED")]
     pub vector: PathBuf,
     /// The function f.
     #[arg(long, value_enum)]
     pub function: Function,
     /// Krylov method.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "lanczos")]
     pub method: Method,
-    /// Krylov depth K (number of matrix-vector products), 1 ≤ K ≤ N.
+    /// Krylov depth K (number of matrix-vector products), 1 ≤ K ≤ N [default: 30, or N when
+    /// smaller].
     #[arg(long, value_name = "K")]
-    pub depth: usize,
+    pub depth: Option<usize>,
+    /// Compute vᵀf(A + σI)v instead (the gradient file holds the A part).
+    #[arg(
+        long,
+        value_name = "SIGMA",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub shift: f64,
     /// Reorthogonalisation of the Krylov basis [default: full].
     #[arg(
         long,
@@ -246,6 +262,9 @@ pub struct QuadformArgs {
     /// if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// No warnings on stderr (errors are still reported).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `gradmat logdet`.
@@ -257,13 +276,14 @@ pub struct LogdetArgs {
     pub matrix: PathBuf,
     /// Number of probe vectors L ≥ 1 (std_error is null for L = 1). Probes come from matfun's
     /// seeded generator: probe ℓ depends only on (seed, ℓ, N).
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", default_value_t = 10)]
     pub probes: usize,
-    /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N.
+    /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N [default: 30, or N when
+    /// smaller].
     #[arg(long, value_name = "K")]
-    pub depth: usize,
+    pub depth: Option<usize>,
     /// Seed of the probe generator.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Probe distribution [default: rademacher].
     #[arg(
@@ -286,6 +306,9 @@ pub struct LogdetArgs {
     /// the input); DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// No warnings on stderr (errors are still reported).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// One line: newlines and tabs of `s` replaced by spaces.
@@ -297,13 +320,92 @@ pub fn one_line(s: &str) -> String {
     t.trim().to_string()
 }
 
+/// The subcommands, for the usage hints.
+const SUBCOMMANDS: [&str; 5] = ["quadform", "logdet", "gp", "pde", "bnn"];
+
+/// Whether standard output is open. With it closed (`>&-`) Rust's `stdout()` silently discards
+/// what is written, and files opened later could even take its descriptor; the result would be
+/// lost with exit status 0.
+fn stdout_is_open() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        if std::io::stdout().as_fd().try_clone_to_owned().is_err() {
+            return false;
+        }
+    }
+    // Rust's runtime reopens a closed standard descriptor on /dev/null (read-write) before
+    // `main`, so a parent's `>&-` looks like a sink. A shell's `> /dev/null` opens it
+    // write-only: /dev/null opened read-write on descriptor 1 is taken as "closed by the
+    // parent" (Linux: /proc/self/fd and fdinfo).
+    #[cfg(target_os = "linux")]
+    {
+        let null = std::fs::read_link("/proc/self/fd/1")
+            .map(|t| t == std::path::Path::new("/dev/null"))
+            .unwrap_or(false);
+        if null {
+            let rdwr = std::fs::read_to_string("/proc/self/fdinfo/1")
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                })
+                .is_some_and(|flags| flags & 0o3 == 0o2);
+            if rdwr {
+                return false;
+            }
+        }
+        true
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// The one-line message of an error and its causes: each cause once (a cause whose text the
+/// message already contains — an error whose `Display` includes its source — is not repeated).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if msg.is_empty() {
+            msg = c;
+        } else if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    one_line(&msg)
+}
+
 /// Runs the command on `args` (including the program name) and returns the exit status.
 pub fn main_with_args<I, S>(args: I) -> i32
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    if !stdout_is_open() {
+        eprintln!("gradmat: standard output is closed: the result could not be delivered");
+        return EXIT_ERROR;
+    }
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // The subcommand named on the line (for "see gradmat <subcommand> --help").
+    let sub = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| SUBCOMMANDS.contains(a));
+    let help = match sub {
+        Some(s) => format!("see gradmat {s} --help"),
+        None => "see gradmat --help".to_string(),
+    };
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -338,7 +440,7 @@ where
                     } else {
                         first
                     };
-                    eprintln!("gradmat: {} (see gradmat --help)", one_line(first));
+                    eprintln!("gradmat: {} ({help})", one_line(first));
                     EXIT_ERROR
                 }
             };
@@ -361,7 +463,7 @@ where
             0
         }
         Err(e) => {
-            eprintln!("gradmat: {}", one_line(&format!("{e:#}")));
+            eprintln!("gradmat: {}", error_line(&e));
             EXIT_ERROR
         }
     }
@@ -374,6 +476,19 @@ pub fn json_object(fields: &[(&str, String)]) -> String {
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!("{{{}}}", body.join(", "))
+}
+
+/// The depth of a run on an `n×n` matrix: `--depth` when given (checked `1 ≤ K ≤ N`), else
+/// [`DEFAULT_DEPTH`] or `N` when that is smaller.
+pub fn depth_or_default(
+    depth: Option<usize>,
+    n: usize,
+    matrix: &std::path::Path,
+) -> anyhow::Result<usize> {
+    match depth {
+        Some(k) => check_depth(k, n, matrix).map(|()| k),
+        None => Ok(DEFAULT_DEPTH.min(n)),
+    }
 }
 
 /// Checks `1 ≤ k ≤ n` for `--depth`.

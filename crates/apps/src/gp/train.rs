@@ -32,7 +32,7 @@ pub struct Epoch {
     pub epoch: usize,
     /// Loss at the parameters before this epoch's step.
     pub loss: f64,
-    /// Its standard error (0 for exact).
+    /// Its standard error (0 for exact; NaN with one probe, where it is undefined).
     pub std_error: f64,
     /// Seconds of this epoch (loss, gradient and step).
     pub seconds: f64,
@@ -117,7 +117,9 @@ pub fn train(
         let t0 = Instant::now();
         let lg = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, e), &mut warm)?;
         adam.step(&mut raw, &lg.grad);
-        Hyper::from_raw(&raw)?; // non-finite parameters stop here with a clear error
+        // A diverging optimisation stops here with a clear error (non-finite parameters, or
+        // finite ones outside the model's domain).
+        Hyper::from_raw(&raw)?;
         let seconds = t0.elapsed().as_secs_f64();
         history.push(Epoch {
             epoch: e + 1,
@@ -128,12 +130,16 @@ pub fn train(
             cg_iterations: lg.cg_iterations,
             passes: lg.passes,
         });
+        let se = if lg.std_error.is_finite() {
+            format!(" (±{:.4})", lg.std_error)
+        } else {
+            String::new()
+        };
         progress.step(
             (e + 1) as u64,
             &format!(
-                "loss {:.4} (±{:.4}) {:.2} s/epoch, {:.0} s total",
+                "loss {:.4}{se}, this epoch {:.2} s, {:.0} s total",
                 lg.loss,
-                lg.std_error,
                 seconds,
                 start.elapsed().as_secs_f64()
             ),
