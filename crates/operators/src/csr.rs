@@ -198,6 +198,20 @@ fn find_col(cols: &[usize], j: usize) -> Option<usize> {
     cols.binary_search(&j).ok()
 }
 
+/// Largest row-interleaved copy (bytes) the block VJPs make. The copy pays on mid-size
+/// matrices whose columns lie within the caches (the FE meshes of the benchmark, N ≈ 10⁴–10⁵:
+/// an entry then reads one run instead of one value from each of up to 16 columns); on the
+/// N = 10⁶ grid it doubled the backward pass (bench_krylov, plain Lanczos, K = 100:
+/// backward/forward 1.0 → 1.9): the copy streams twice the block through memory, and a
+/// banded matrix reads its columns in order anyway. Above this size the direct loop runs, with
+/// the same products and sums (the same bits).
+const INTERLEAVE_MAX_BYTES: usize = 16 << 20;
+
+/// `true` when a block of `len` values is above [`INTERLEAVE_MAX_BYTES`] (direct path).
+fn too_big_to_interleave<T>(len: usize) -> bool {
+    len.saturating_mul(std::mem::size_of::<T>()) > INTERLEAVE_MAX_BYTES
+}
+
 /// Rows per task of [`with_interleaved`].
 const INTERLEAVE_ROWS: usize = 2048;
 
@@ -698,6 +712,25 @@ impl<T: Scalar> CsrMatrix<T> {
         let us: [&[T]; B] = std::array::from_fn(|c| &u[c * m..(c + 1) * m]);
         let xs: [&[T]; W] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
         let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
+        if too_big_to_interleave::<T>(n * W) {
+            // Direct reads, the same products and the same sums (same bits).
+            self.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    let base = rp[r0];
+                    for i in r0..r1 {
+                        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                        let (s, e) = (rp[i], rp[i + 1]);
+                        for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
+                            let t: [T; B] = std::array::from_fn(|c| ui[c] * xs[c][j]);
+                            *gp += halving_sum(t);
+                        }
+                    }
+                },
+            );
+            return;
+        }
         // Row-interleaved x: entry (i, j) reads x_0[j]..x_{B−1}[j] from one run of B values.
         with_interleaved(xs, n, |xr| {
             self.for_row_chunks(
@@ -1362,6 +1395,35 @@ impl<T: Scalar> SymCsrMatrix<T> {
             }
         });
         let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
+        if too_big_to_interleave::<T>(n * W) {
+            // Direct reads, the same products and the same sums (same bits).
+            let (us, xs) = (&cols[..B], &cols[B..]);
+            self.lower.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    let base = rp[r0];
+                    for i in r0..r1 {
+                        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                        let xi: [T; B] = std::array::from_fn(|c| xs[c][i]);
+                        let (s, e) = (rp[i], rp[i + 1]);
+                        let diag = e > s && ci[e - 1] == i;
+                        let off = e - s - usize::from(diag);
+                        for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off])
+                        {
+                            let t: [T; B] =
+                                std::array::from_fn(|c| ui[c] * xs[c][j] + us[c][j] * xi[c]);
+                            *gp += halving_sum(t);
+                        }
+                        if diag {
+                            let t: [T; B] = std::array::from_fn(|c| ui[c] * xi[c]);
+                            g[e - 1 - base] += halving_sum(t);
+                        }
+                    }
+                },
+            );
+            return;
+        }
         // Row-interleaved (u, x): entry (i, j) reads the 2B values of row j from one run.
         with_interleaved(cols, n, |w| {
             self.lower.for_row_chunks(
@@ -1544,6 +1606,43 @@ mod tests {
                 assert!((g - r).abs() <= 1e-14 * k as f64, "general k = {k}");
             }
         }
+    }
+
+    #[test]
+    fn direct_block_vjps_above_the_interleave_limit_give_the_same_bits() {
+        // n·16·8 and n·8·8 bytes are above INTERLEAVE_MAX_BYTES: the public block VJPs take
+        // the direct path, which must equal the interleaved kernels bit for bit.
+        let n = 270_000;
+        assert!(too_big_to_interleave::<f64>(n * 8) && too_big_to_interleave::<f64>(n * 16));
+        let (sym, gen) = test_matrices(n);
+        let (u, x) = (vals(n * 8, 5), vals((n + 9) * 8, 11));
+        let mut gs = vec![0.0; sym.nnz()];
+        sym.vjp_params_block(&u, &x[..n * 8], 8, &mut gs);
+        let mut w = vec![0.0; n * 16];
+        for i in 0..n {
+            for c in 0..8 {
+                w[i * 16 + c] = u[c * n + i];
+                w[i * 16 + 8 + c] = x[c * n + i];
+            }
+        }
+        let (rp, ci) = (sym.lower().row_ptr(), sym.lower().col_idx());
+        let mut rs = vec![0.0; sym.nnz()];
+        sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut rs);
+        assert!(gs.iter().zip(&rs).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let m = n + 9;
+        let mut gg = vec![0.0; gen.nnz()];
+        gen.vjp_params_block(&u, &x, 8, &mut gg);
+        let mut xr = vec![0.0; m * 8];
+        for j in 0..m {
+            for c in 0..8 {
+                xr[j * 8 + c] = x[c * m + j];
+            }
+        }
+        let us: [&[f64]; 8] = std::array::from_fn(|c| &u[c * n..(c + 1) * n]);
+        let (rp, ci) = (gen.row_ptr(), gen.col_idx());
+        let mut rg = vec![0.0; gen.nnz()];
+        vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut rg);
+        assert!(gg.iter().zip(&rg).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]
