@@ -41,6 +41,8 @@
 //! for (g, e) in grad.iter().zip(expected) { assert!((g - e).abs() < 1e-12); }
 //! for x in vbar { assert!(x.abs() < 1e-12); }
 //! ```
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod arnoldi;

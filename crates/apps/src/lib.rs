@@ -16,6 +16,8 @@
 //! `run(&Config, &Progress) -> Result<Outcome, PipelineError>` (see [`pipeline`]) and the
 //! library crates below it do the numerical work.
 
+#![forbid(unsafe_code)]
+
 pub mod bnn;
 pub mod cli;
 pub mod fuzz_checks;

@@ -40,6 +40,8 @@
 //! options, …) prints one line `gradmat: <file>[:<line>]: <problem>` on stderr and exits with
 //! status 2. `--help` prints the usage and exits with status 0.
 
+#![forbid(unsafe_code)]
+
 use gradmat_apps::cli::{main_with_args, one_line, EXIT_ERROR};
 
 fn main() {

@@ -62,6 +62,8 @@
 //! # Ok::<(), gradmat_matfun::MatfunError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod dense;
 mod error;
 pub mod estimators;

@@ -41,6 +41,8 @@
 //! a.vjp_params(&[1.0, 2.0], &[3.0, 4.0], &mut grad);
 //! assert_eq!(grad, vec![3.0, 6.0, 4.0, 8.0]);
 //! ```
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod algebra;

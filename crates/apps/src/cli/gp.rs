@@ -54,6 +54,8 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             stochastic,
             seed: args.seed,
             exact: args.exact,
+            // An explicit --memory-budget bounds the end-of-run dense evaluation too.
+            dense_eval_budget: args.memory_budget.map(|g| g * 1e9),
         },
     };
     report::prepare_output_dir(&args.out)?;

@@ -118,6 +118,8 @@ pub struct GpArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub kernel_cache: GpCache,
     /// Memory the stored kernel matrix may use, in GB [default: a quarter of the machine's].
+    /// When given, it also bounds the end-of-run dense evaluation (one n×n matrix for the
+    /// exact loss and predictions; above it, predictions by CG and no exact loss).
     #[arg(long, value_name = "GB")]
     pub memory_budget: Option<f64>,
     /// Use N rows drawn at random (0: all) [default: 2500 for the bundled diamonds, all
@@ -334,38 +336,12 @@ fn stdout_is_open() -> bool {
             return false;
         }
     }
-    // Rust's runtime reopens a closed standard descriptor on /dev/null (read-write) before
-    // `main`, so a parent's `>&-` looks like a sink. A shell's `> /dev/null` opens it
-    // write-only: /dev/null opened read-write on descriptor 1 is taken as "closed by the
-    // parent" (Linux: /proc/self/fd and fdinfo).
-    #[cfg(target_os = "linux")]
-    {
-        let null = std::fs::read_link("/proc/self/fd/1")
-            .map(|t| t == std::path::Path::new("/dev/null"))
-            .unwrap_or(false);
-        if null {
-            let rdwr = std::fs::read_to_string("/proc/self/fdinfo/1")
-                .ok()
-                .and_then(|info| {
-                    info.lines()
-                        .find_map(|l| l.strip_prefix("flags:"))
-                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-                })
-                .is_some_and(|flags| flags & 0o3 == 0o2);
-            if rdwr {
-                return false;
-            }
-        }
-        true
-    }
-    #[cfg(all(unix, not(target_os = "linux")))]
-    {
-        true
-    }
-    #[cfg(not(unix))]
-    {
-        true
-    }
+    // Rust's runtime reopens a descriptor the parent closed (`>&-`) on /dev/null before
+    // `main` (Linux, macOS), which cannot be told apart from a deliberate `> /dev/null`
+    // (Python's subprocess.DEVNULL opens it read-write, as the runtime does): such a run
+    // writes into /dev/null and exits 0. A failing write (`> /dev/full`, a closed pipe) exits
+    // 2 with "cannot write to standard output".
+    true
 }
 
 /// The one-line message of an error and its causes: each cause once (a cause whose text the

@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Use the exact (dense Cholesky) loss and gradient.
     pub exact: bool,
+    /// Bytes the end-of-run dense evaluation (exact loss and predictions, one `n×n` matrix)
+    /// may use; `None`: [`dense_fits`] (a share of the available memory). Above it the
+    /// predictions come from CG and the exact loss is not reported.
+    pub dense_eval_budget: Option<f64>,
 }
 
 /// One epoch of the history.
@@ -154,22 +158,27 @@ pub fn train(
     // factorisation; otherwise the mean by CG and variances by block CG on the first
     // VAR_POINTS test points (the test split is already a random order).
     let t0 = Instant::now();
-    let (exact_final_loss, exact_seconds, mean, var, var_points) = if dense_fits(gp.n(), 1) {
-        if !cfg.exact {
-            progress.println(&format!(
+    let dense_ok = match cfg.dense_eval_budget {
+        Some(b) if !cfg.exact => 8.0 * (gp.n() as f64).powi(2) <= b,
+        _ => true,
+    };
+    let (exact_final_loss, exact_seconds, mean, var, var_points) =
+        if dense_ok && dense_fits(gp.n(), 1) {
+            if !cfg.exact {
+                progress.println(&format!(
                 "exact loss and predictions at the final parameters (dense Cholesky, n = {}) ...",
                 gp.n()
             ));
-        }
-        let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
-        let secs = t0.elapsed().as_secs_f64();
-        (Some(e.loss), Some(secs), e.mean, e.var, m)
-    } else {
-        let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
-        let k = m.min(VAR_POINTS);
-        let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
-        (None, None, mean, var, k)
-    };
+            }
+            let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
+            let secs = t0.elapsed().as_secs_f64();
+            (Some(e.loss), Some(secs), e.mean, e.var, m)
+        } else {
+            let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
+            let k = m.min(VAR_POINTS);
+            let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+            (None, None, mean, var, k)
+        };
     let predict_seconds = t0.elapsed().as_secs_f64();
     let (test_rmse, _) = metrics(&data.y_test, &mean, &mean);
     let (_, test_nlpd) = metrics(&data.y_test[..var_points], &mean[..var_points], &var);
