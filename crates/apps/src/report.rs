@@ -393,7 +393,7 @@ fn log_labeller(scale: Scale, range: (f64, f64)) -> Option<impl Fn(&f64) -> Stri
     })
 }
 
-/// The tick labels of an axis: [`log_labeller`]'s on a log axis; on a linear one as many
+/// The tick labels of an axis: `log_labeller`'s on a log axis; on a linear one as many
 /// decimals as the tick spacing (about a tenth of the range) needs, never `-0` (a tick at zero
 /// computed as `-0.0`, or rounding to zero, is `0`), scientific form for very large or small
 /// magnitudes; on an integer axis only the integers are labelled.

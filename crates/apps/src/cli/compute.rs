@@ -139,7 +139,7 @@ fn timed<Q>(
 }
 
 /// `vᵀf(A)v` by Lanczos, with its gradients when asked (a tiny `v` is scaled first, see
-/// [`scaled_start`]).
+/// `scaled_start`).
 pub fn quadform_lanczos<A>(
     op: &A,
     v: &[f64],
