@@ -45,7 +45,7 @@
 use crate::{check_len, AdjointError, AdjointParams, ParamAccumulation};
 use gradmat_krylov::arnoldi::Arnoldi;
 use gradmat_krylov::reduce;
-use gradmat_operators::vector::with_best_isa;
+use gradmat_operators::vector::{dot_seq, with_best_isa};
 use gradmat_operators::{AdjointOperator, ParamVjp, Scalar};
 use rayon::prelude::*;
 
@@ -453,27 +453,6 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     Ok(lambda)
 }
 
-/// `xᵀy` of two chunks with eight running sums added in a fixed tree — the operations of
-/// `gradmat_operators::vector::dot` below its parallel threshold, inlined into the caller's
-/// instruction-set context.
-#[inline(always)]
-fn chunk_dot<T: Scalar>(x: &[T], y: &[T]) -> T {
-    let mut acc = [T::ZERO; 8];
-    let xc = x.chunks_exact(8);
-    let yc = y.chunks_exact(8);
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
-        for l in 0..8 {
-            acc[l] += a[l] * b[l];
-        }
-    }
-    let mut tail = T::ZERO;
-    for (a, b) in xr.iter().zip(yr) {
-        tail += *a * *b;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
 /// Row-chunk length of [`fused_update`] and [`lookahead_product`].
 const ROWS: usize = 2048;
 
@@ -652,7 +631,7 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
                 // Multi-accumulator dot products (a single running sum would be latency bound).
                 let mut t = vec![T::ZERO; jn_next];
                 for (j, tj) in t.iter_mut().enumerate() {
-                    *tj = chunk_dot(&q[j * n + r0..j * n + r0 + m], lc);
+                    *tj = dot_seq(&q[j * n + r0..j * n + r0 + m], lc);
                 }
                 (t, finite, stored_max)
             },
@@ -704,7 +683,7 @@ mod tests {
         for len in [0usize, 5, 8, 2048, 2047] {
             let (x, y) = (vals(len, 1), vals(len, 2));
             assert_eq!(
-                chunk_dot(&x, &y).to_bits(),
+                dot_seq(&x, &y).to_bits(),
                 gradmat_operators::vector::dot(&x, &y).to_bits()
             );
         }

@@ -32,9 +32,14 @@ pub fn with_best_isa<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(Inlined(f))
 }
 
-#[inline]
-fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
-    // Four independent accumulators let the compiler vectorise and pipeline.
+/// `xᵀy` of one chunk, sequentially: eight running sums added in a fixed tree, then the tail —
+/// the operations [`dot`] applies to each of its chunks (so below its parallel threshold the
+/// two give the same bits). Always inlined, so that a caller compiled for the best instruction
+/// set ([`with_best_isa`]) gets it in that context. Lengths are not checked: the shorter slice
+/// bounds the sum.
+#[inline(always)]
+pub fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
+    // Eight independent accumulators let the compiler vectorise and pipeline.
     let mut acc = [T::ZERO; 8];
     let xc = x.chunks_exact(8);
     let yc = y.chunks_exact(8);
