@@ -35,10 +35,14 @@
 //! for x in vbar { assert!(x.abs() < 1e-12); }
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod arnoldi;
 mod cg;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod lanczos;
 mod subspace;
 

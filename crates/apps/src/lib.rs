@@ -10,10 +10,17 @@
 //! (Laplace calibration of an MNIST classifier), the shared pieces of the pipelines —
 //! [`nn`] (the dense network of the PDE field model and the BNN classifier), [`optim`] (Adam and
 //! softplus) — and [`report`] (progress, plots, summaries).
+//!
+//! Feature `cli` (default): the `gradmat` binary and what only it needs (clap, indicatif,
+//! plotters). Without it the library keeps the pipelines, the readers and plain-line progress.
+
+#![forbid(unsafe_code)]
 
 pub mod bnn;
 pub mod cli;
-pub mod fuzz_checks;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gp;
 pub mod nn;
 pub mod optim;

@@ -60,7 +60,11 @@ fn short_run_writes_summary_and_plots() {
         let mean = rows.iter().map(|r| r[c]).sum::<f64>() / 240.0;
         assert!(mean.abs() < 1e-12, "column {c}: mean {mean}");
     }
-    for key in ["peak_rss_training_mb", "kernel_products", "passes_per_epoch"] {
+    for key in [
+        "peak_rss_training_mb",
+        "kernel_products",
+        "passes_per_epoch",
+    ] {
         let s: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
                 .unwrap();

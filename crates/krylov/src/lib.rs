@@ -9,10 +9,14 @@
 //! Krylov subspace (breakdown) is not an error: it is reported in the `Info` of each algorithm
 //! together with the exact smaller decomposition.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod arnoldi;
 pub mod cg;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod golub_kahan;
 pub mod lanczos;
 pub mod precond;

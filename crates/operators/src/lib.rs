@@ -10,7 +10,8 @@
 //!   parallel SpMV/SpMM), [`kernel`] (matrix-free squared-exponential and Matérn kernel
 //!   matrices), [`ggn`] (Gauss–Newton matrices of a model given by its JVP and VJP).
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
-//! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip).
+//! * I/O: [`matrix_market`] reader and writer (coordinate and array; gzip with the default
+//!   feature `matrix-market`).
 //! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
 //!   finite-difference checks and proptest strategies for any downstream operator.
 //!
@@ -31,11 +32,15 @@
 //! assert_eq!(grad, vec![3.0, 6.0, 4.0, 8.0]);
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod algebra;
 pub mod csr;
 pub mod dense;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ggn;
 pub mod kernel;
 pub mod matrix_market;
