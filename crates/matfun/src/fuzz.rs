@@ -3,8 +3,10 @@
 //! `tests/fuzz_corpus.rs` replays the committed corpus and regressions.
 
 use crate::dense::{
-    expm, expm_frechet, expm_pullback, expm_scaled, MatrixFunction, SymmetricMatrixFunction,
+    expm, expm_frechet, expm_pullback, expm_scaled, MatrixFunction, SymmetricEigen,
+    SymmetricMatrixFunction,
 };
+use crate::MatfunError;
 use gradmat_operators::fuzz::bytes::Bytes;
 use gradmat_operators::fuzz::{all_finite, Check, Outcome};
 
@@ -18,7 +20,10 @@ pub const TARGETS: &[(&str, Check)] = &[("dense_matfun", check_dense_matfun)];
 ///
 /// Properties: no panic; every `Ok` result is finite; `f(A)` from the symmetric path is
 /// symmetric; for a symmetric matrix of moderate norm the Padé `exp` agrees with the
-/// eigendecomposition's.
+/// eigendecomposition's; and (added with the fix of the first finding) the eigendecomposition
+/// of any finite, exactly symmetric matrix succeeds unless an eigenvalue overflows, with
+/// ascending eigenvalues, orthonormal eigenvectors and `S diag(θ) Sᵀ = A` to `1e-10·max|A|`
+/// ([`check_eigendecomposition`]).
 pub fn check_dense_matfun(data: &[u8]) -> Outcome {
     let mut b = Bytes::new(data);
     let n = b.range(0, 6);
@@ -43,6 +48,9 @@ pub fn check_dense_matfun(data: &[u8]) -> Outcome {
                 a[i + j * n] = a[j + i * n];
             }
         }
+    }
+    if mode & 1 == 0 && len == n * n && n > 0 && all_finite(&a) {
+        check_eigendecomposition(n, &a);
     }
     let mbar = b.f64s(n * n);
     let rho = b.f64();
@@ -108,5 +116,55 @@ pub fn check_dense_matfun(data: &[u8]) -> Outcome {
     match (values, last_err) {
         (0, Some(e)) => Outcome::Error(e),
         _ => Outcome::Value,
+    }
+}
+
+/// The eigendecomposition of a finite, exactly symmetric `n×n` matrix (`n ≥ 1`): it succeeds
+/// unless an eigenvalue overflows (`NonFiniteResult`, possible only when `n·max|A|` exceeds
+/// `f64::MAX`); the eigenvalues are finite and ascending, `SᵀS = I` and `S diag(θ) Sᵀ = A` to
+/// `1e-10` relative to `max|A|` (checked on `A/max|A|`, so nothing overflows). Before the fix,
+/// matrices whose largest entry was subnormal failed and some near the underflow threshold
+/// decomposed wrongly (see `SymmetricEigen`).
+pub fn check_eigendecomposition(n: usize, a: &[f64]) {
+    let amax = a.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+    let eig = match SymmetricEigen::new(n, a) {
+        Ok(e) => e,
+        Err(MatfunError::NonFiniteResult { .. }) => {
+            assert!(
+                amax > f64::MAX / n as f64,
+                "eigenvalue overflow reported for max|A| = {amax:e}"
+            );
+            return;
+        }
+        Err(e) => panic!("eigendecomposition of a finite symmetric matrix failed: {e}"),
+    };
+    let (theta, s) = (eig.values(), eig.vectors());
+    assert!(all_finite(theta), "non-finite eigenvalue {theta:?}");
+    assert!(
+        theta.windows(2).all(|w| w[0] <= w[1]),
+        "eigenvalues not ascending: {theta:?}"
+    );
+    if amax == 0.0 {
+        assert!(theta.iter().all(|t| *t == 0.0), "zero matrix: {theta:?}");
+        return;
+    }
+    for i in 0..n {
+        for j in 0..n {
+            let qtq: f64 = (0..n).map(|l| s[(l, i)] * s[(l, j)]).sum();
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!(
+                (qtq - want).abs() <= 1e-10,
+                "SᵀS − I = {:e} at ({i}, {j})",
+                qtq - want
+            );
+            let rec: f64 = (0..n)
+                .map(|l| s[(i, l)] * (theta[l] / amax) * s[(j, l)])
+                .sum();
+            let err = (rec - a[i + j * n] / amax).abs();
+            assert!(
+                err <= 1e-10,
+                "S diag(θ) Sᵀ − A = {err:e}·max|A| at ({i}, {j}); θ = {theta:?}"
+            );
+        }
     }
 }

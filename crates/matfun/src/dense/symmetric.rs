@@ -47,7 +47,16 @@ impl SymmetricEigen {
         check_finite("symmetric matrix", n, a)?;
         check_symmetric(n, a)?;
         let m = to_mat(n, n, a);
-        let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+        let sym = Mat::from_fn(n, n, |i, j| {
+            let (x, y) = (m[(i, j)], m[(j, i)]);
+            let h = 0.5 * (x + y);
+            // The sum overflows only for entries near f64::MAX; the halves cannot.
+            if h.is_finite() {
+                h
+            } else {
+                0.5 * x + 0.5 * y
+            }
+        });
         Self::decompose(sym.as_ref())
     }
 
@@ -108,7 +117,45 @@ impl SymmetricEigen {
         })
     }
 
+    /// The eigendecomposition by faer. A matrix whose largest entry lies outside
+    /// `[2^-511, 2^511]` is first scaled by the power of two `2^-e` that brings it into
+    /// `[1/2, 1)` (exact: only exponents change, subnormal entries included), and the
+    /// eigenvalues are scaled back by `2^e`; the eigenvectors do not change. faer's solver
+    /// otherwise fails on matrices whose largest entry is subnormal (its reciprocal overflows)
+    /// or near `f64::MAX` (fuzz finding `dense_matfun`: `diag(3.5e-311, 0, 0)` was
+    /// `EigensolverFailed`). Matrices inside the range are decomposed as before, bit for bit.
+    /// Eigenvalues that overflow when scaled back (entries near `f64::MAX` whose eigenvalues
+    /// exceed it) are `NonFiniteResult`.
     fn decompose(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
+        let n = a.nrows();
+        let mut amax = 0.0_f64;
+        for j in 0..n {
+            for i in 0..n {
+                amax = amax.max(a[(i, j)].abs());
+            }
+        }
+        let e = if amax > 0.0 && !(SCALE_FREE_MIN..=SCALE_FREE_MAX).contains(&amax) {
+            exponent(amax)
+        } else {
+            0
+        };
+        if e == 0 {
+            return Self::decompose_unscaled(a);
+        }
+        let scaled = Mat::from_fn(n, n, |i, j| scale_pow2(a[(i, j)], -e));
+        let mut eig = Self::decompose_unscaled(scaled.as_ref())?;
+        for v in &mut eig.values {
+            *v = scale_pow2(*v, e);
+        }
+        if eig.values.iter().any(|v| !v.is_finite()) {
+            return Err(MatfunError::NonFiniteResult {
+                what: "symmetric eigendecomposition (an eigenvalue overflows)",
+            });
+        }
+        Ok(eig)
+    }
+
+    fn decompose_unscaled(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
         let n = a.nrows();
         let par = Par::Seq;
         let mut u = Mat::<f64>::zeros(n, n);
@@ -168,6 +215,36 @@ impl SymmetricEigen {
         symmetrize(&mut out);
         out
     }
+}
+
+/// Largest entries decomposed without scaling (see `SymmetricEigen::decompose`): `2^-511`.
+const SCALE_FREE_MIN: f64 = f64::from_bits(((1023 - 511) as u64) << 52);
+
+/// `2^511`.
+const SCALE_FREE_MAX: f64 = f64::from_bits(((1023 + 511) as u64) << 52);
+
+/// The exponent `e` with `2^(e-1) ≤ x < 2^e` of a finite `x > 0` (subnormals included).
+fn exponent(x: f64) -> i32 {
+    let (mut m, mut e) = (x, 0);
+    // Normalise subnormals first (2^64 is exact), then read the biased exponent.
+    if m < f64::MIN_POSITIVE {
+        m *= 18446744073709551616.0;
+        e -= 64;
+    }
+    let biased = ((m.to_bits() >> 52) & 0x7ff) as i32;
+    e + biased - 1022
+}
+
+/// `x · 2^k`, in steps of at most `2^±1000` (each exact unless it leaves the normal range: the
+/// callers' last step is the only one that can, so a subnormal result rounds once).
+fn scale_pow2(x: f64, k: i32) -> f64 {
+    let (mut y, mut k) = (x, k);
+    while k != 0 {
+        let step = k.clamp(-1000, 1000);
+        y *= f64::from_bits(((1023 + step) as u64) << 52);
+        k -= step;
+    }
+    y
 }
 
 /// Rejects matrices that are not symmetric within the tolerance.
