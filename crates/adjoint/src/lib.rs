@@ -44,10 +44,14 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod arnoldi;
 mod cg;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod lanczos;
 mod subspace;
 

@@ -180,6 +180,9 @@ pub(crate) fn validate_start<T: Scalar, A: Operator<T> + ?Sized>(
     if len == T::ZERO {
         return Err(KrylovError::ZeroStartVector);
     }
+    if !len.is_finite() || !(T::ONE / len).is_finite() {
+        return Err(KrylovError::StartVectorNormOutOfRange { norm: len.to_f64() });
+    }
     Ok(len)
 }
 

@@ -205,7 +205,8 @@ impl<T: Scalar> Bidiagonalization<T> {
 /// # Errors
 /// * [`KrylovError::DimensionMismatch`]: `b.len() != m`;
 /// * [`KrylovError::DepthOutOfRange`]: `depth ∉ 1..=min(m, n)`;
-/// * [`KrylovError::NonFiniteStartVector`] / [`KrylovError::ZeroStartVector`];
+/// * [`KrylovError::NonFiniteStartVector`] / [`KrylovError::ZeroStartVector`] /
+///   [`KrylovError::StartVectorNormOutOfRange`] (a subnormal start vector);
 /// * [`KrylovError::InvalidParameter`]: a negative or non-finite `breakdown_tol`;
 /// * [`KrylovError::NonFinite`]: a NaN or infinity appeared (`step` = 0-based step `j`).
 pub fn golub_kahan<T, A>(
@@ -255,6 +256,11 @@ fn golub_kahan_impl<T: Scalar>(
     let bnorm = reduce::norm(b);
     if bnorm <= T::ZERO {
         return Err(KrylovError::ZeroStartVector);
+    }
+    if bnorm.is_finite() && !(T::ONE / bnorm).is_finite() {
+        return Err(KrylovError::StartVectorNormOutOfRange {
+            norm: bnorm.to_f64(),
+        });
     }
     if !bnorm.is_finite() {
         // Overflowing norm of finite entries.

@@ -32,6 +32,9 @@
 pub mod arnoldi;
 pub mod cg;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod golub_kahan;
 pub mod lanczos;
 pub mod precond;

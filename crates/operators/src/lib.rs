@@ -13,7 +13,8 @@
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
 //! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip), and the
 //!   one conversion of a file to an operator with its entry-to-parameter map
-//!   ([`matrix_market::MatrixMarketFile::into_operator`]).
+//!   ([`matrix_market::MatrixMarketFile::into_operator`]); gzip with the default
+//!   feature `matrix-market`.
 //! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
 //!   finite-difference checks and proptest strategies for any downstream operator.
 //!
@@ -49,6 +50,9 @@ pub mod algebra;
 pub mod csr;
 pub mod dense;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ggn;
 pub mod kernel;
 pub mod matrix_market;

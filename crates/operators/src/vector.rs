@@ -93,12 +93,24 @@ pub fn norm2<T: Scalar>(x: &[T]) -> T {
     if scale == T::ZERO || !scale.is_finite() {
         return if scale.is_finite() { T::ZERO } else { scale };
     }
-    let inv = T::ONE / scale;
+    // A subnormal largest entry has no finite reciprocal: scale the entries up by 1/ε (a power
+    // of two, exact for entries this small) first, and the norm back down at the end.
+    let up = if (T::ONE / scale).is_finite() {
+        T::ONE
+    } else {
+        T::ONE / T::EPS
+    };
+    let inv = T::ONE / (scale * up);
     let s: T = x
         .chunks(CHUNK)
-        .map(|c| c.iter().fold(T::ZERO, |s, v| s + (*v * inv) * (*v * inv)))
+        .map(|c| {
+            c.iter().fold(T::ZERO, |s, v| {
+                let t = (*v * up) * inv;
+                s + t * t
+            })
+        })
         .fold(T::ZERO, |s, v| s + v);
-    scale * s.sqrt()
+    (scale * up) * s.sqrt() / up
 }
 
 /// `y += alpha · x`.
@@ -141,6 +153,20 @@ pub fn all_finite<T: Scalar>(x: &[T]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn norm2_of_subnormal_vectors() {
+        // The fuzz finding: 1/‖v‖ was 0 for a subnormal start vector (1/max overflowed).
+        let tiny = f64::from_bits(1); // 4.9e-324
+        assert_eq!(super::norm2(&[tiny]), tiny);
+        assert_eq!(super::norm2(&[-tiny, 0.0]), tiny);
+        let v = [3.0 * tiny, 4.0 * tiny];
+        assert_eq!(super::norm2(&v), 5.0 * tiny);
+        let t32 = f32::from_bits(1);
+        assert_eq!(super::norm2(&[t32]), t32);
+        let big = f64::MAX / 2.0;
+        assert!((super::norm2(&[big, 0.0]) / big - 1.0).abs() <= 2.0 * f64::EPSILON);
+    }
+
     use super::*;
 
     #[test]

@@ -54,8 +54,13 @@ pub fn io_message(e: &std::io::Error) -> String {
 /// Parses a vector file: one number per line; blank lines and lines whose first non-blank
 /// character is `#` are ignored. Values must be finite.
 pub fn read_vector(path: &Path) -> Result<Vec<f64>> {
+    let bytes = fs::read(path).map_err(|e| anyhow!("{}: {}", path.display(), io_message(&e)))?;
+    vector_from_bytes(path, bytes)
+}
+
+/// [`read_vector`] on the bytes of a file already read; `path` only names the file in errors.
+pub fn vector_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Vec<f64>> {
     let p = path.display();
-    let bytes = fs::read(path).map_err(|e| anyhow!("{p}: {}", io_message(&e)))?;
     let text = String::from_utf8(bytes).map_err(|_| anyhow!("{p}: not a UTF-8 text file"))?;
     parse_vector(&text).map_err(|(line, msg)| anyhow!("{p}:{line}: {msg}"))
 }

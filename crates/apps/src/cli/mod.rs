@@ -3,23 +3,36 @@
 //! [`main_with_args`] is the whole program: it parses the arguments, runs one subcommand and
 //! returns the exit status after printing one JSON object to stdout (status 0) or one line
 //! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
+//!
+//! Without the `cli` feature (no clap) only the file I/O ([`io`]) and the operator and memory
+//! helpers ([`ops`]) are built: the pipelines and the fuzz targets use them.
 
+#[cfg(feature = "cli")]
 pub mod bnn;
+#[cfg(feature = "cli")]
 pub mod compute;
+#[cfg(feature = "cli")]
 pub mod gp;
 pub mod io;
+#[cfg(feature = "cli")]
 pub mod logdet;
 pub mod ops;
+#[cfg(feature = "cli")]
 pub mod pde;
+#[cfg(feature = "cli")]
 pub mod quadform;
 
+#[cfg(feature = "cli")]
 use clap::{Parser, Subcommand, ValueEnum};
+#[cfg(feature = "cli")]
 use std::io::Write as _;
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
 
 /// Exit status for every error (bad input, usage errors, failed computations).
 pub const EXIT_ERROR: i32 = 2;
 
+#[cfg(feature = "cli")]
 /// Exact gradients of functions of large sparse matrices via Lanczos/Arnoldi adjoints.
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +48,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[cfg(feature = "cli")]
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -51,6 +65,7 @@ pub enum Command {
     Bnn(bnn::BnnArgs),
 }
 
+#[cfg(feature = "cli")]
 /// Kernel of `gradmat gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpKernel {
@@ -64,6 +79,7 @@ pub enum GpKernel {
     Rbf,
 }
 
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat gp`.
 #[derive(Debug, clap::Args)]
 pub struct GpArgs {
@@ -149,6 +165,7 @@ pub struct GpArgs {
     pub quiet: bool,
 }
 
+#[cfg(feature = "cli")]
 /// Kernel-product modes of `gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpCache {
@@ -160,6 +177,7 @@ pub enum GpCache {
     Off,
 }
 
+#[cfg(feature = "cli")]
 /// Settings presets of `gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpPreset {
@@ -169,6 +187,7 @@ pub enum GpPreset {
     Paper,
 }
 
+#[cfg(feature = "cli")]
 /// The matrix function of `quadform`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Function {
@@ -184,6 +203,7 @@ pub enum Function {
     Inv,
 }
 
+#[cfg(feature = "cli")]
 /// The Krylov method of `quadform`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -193,6 +213,7 @@ pub enum Method {
     Arnoldi,
 }
 
+#[cfg(feature = "cli")]
 /// Reorthogonalisation of the Krylov basis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Reorth {
@@ -202,6 +223,7 @@ pub enum Reorth {
     Full,
 }
 
+#[cfg(feature = "cli")]
 /// Probe distribution of `logdet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProbeKind {
@@ -215,6 +237,7 @@ pub enum ProbeKind {
 /// when that is smaller).
 pub const DEFAULT_DEPTH: usize = 30;
 
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat quadform`.
 #[derive(Debug, clap::Args)]
 pub struct QuadformArgs {
@@ -269,6 +292,7 @@ pub struct QuadformArgs {
     pub quiet: bool,
 }
 
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat logdet`.
 #[derive(Debug, clap::Args)]
 pub struct LogdetArgs {
@@ -323,11 +347,13 @@ pub fn one_line(s: &str) -> String {
 }
 
 /// The subcommands, for the usage hints.
+#[cfg(feature = "cli")]
 const SUBCOMMANDS: [&str; 5] = ["quadform", "logdet", "gp", "pde", "bnn"];
 
 /// Whether standard output is open. With it closed (`>&-`) Rust's `stdout()` silently discards
 /// what is written, and files opened later could even take its descriptor; the result would be
 /// lost with exit status 0.
+#[cfg(feature = "cli")]
 fn stdout_is_open() -> bool {
     #[cfg(unix)]
     {
@@ -360,6 +386,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
     one_line(&msg)
 }
 
+#[cfg(feature = "cli")]
 /// Runs the command on `args` (including the program name) and returns the exit status.
 pub fn main_with_args<I, S>(args: I) -> i32
 where

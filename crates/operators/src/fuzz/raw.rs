@@ -5,7 +5,7 @@
 //! bad input to the Krylov code. [`RawMatrix`] can: it applies its entries as given and
 //! **claims** to be self-adjoint whether or not it is.
 
-use gradmat_operators::{AdjointOperator, Operator, ParamVjp, SelfAdjoint};
+use crate::{AdjointOperator, Operator, ParamVjp, SelfAdjoint};
 
 /// A square column-major matrix applied as given; parameters are the `n²` entries.
 #[derive(Debug, Clone, PartialEq)]
