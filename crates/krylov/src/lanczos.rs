@@ -444,7 +444,7 @@ fn lanczos_via_arnoldi<T: Scalar>(
     for i in 0..k {
         out.a.push(arn.h(i, i));
         if i + 1 < k {
-            out.b.push(half * (arn.h(i + 1, i) + arn.h(i, i + 1)));
+            out.b.push(half * arn.h(i + 1, i) + half * arn.h(i, i + 1));
         }
     }
     out.q.clear();
