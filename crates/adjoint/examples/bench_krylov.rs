@@ -50,7 +50,10 @@ fn main() {
         "fused" => ParamAccumulation::Fused,
         _ => ParamAccumulation::Auto,
     };
-    let adj = AdjointParams::default().accumulation(acc);
+    let adj = AdjointParams {
+        accumulation: acc,
+        ..AdjointParams::default()
+    };
     let forward_only = args.iter().any(|a| a == "--forward-only");
     if let Some(path) = args
         .iter()

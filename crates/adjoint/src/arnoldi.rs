@@ -128,7 +128,7 @@ where
     // error grows with the basis' loss of orthogonality (‖I − QᵀQ‖ ≈ 5e-11 gave 6e-6 relative
     // error, ≈ 1e-8 gave 1e-3 to O(1)), while the projected one stayed within the FD
     // uncertainty. `AdjointParams::project(false)` gives the plain recursion.
-    let project = params.project.unwrap_or(true);
+    let project = params.project;
     let k = dec.depth();
     let hbar = match cot.hessenberg {
         Some(h) => {

@@ -89,7 +89,10 @@ pub fn check_arnoldi(data: &[u8]) -> Outcome {
         residual: (cmode & 2 != 0).then_some(&rbar[..]),
         inv_norm: cbar,
     };
-    let params = AdjointParams::default().project(cmode & 8 == 0);
+    let params = AdjointParams {
+        project: cmode & 8 == 0,
+        ..AdjointParams::default()
+    };
     let mut grad = vec![0.0; n * n];
     match arnoldi_vjp(&a, &dec, &cot, &params, &mut grad) {
         Ok(vbar) => {

@@ -134,7 +134,7 @@ where
                 }
             }
         }
-        let project = params.project.unwrap_or(true);
+        let project = params.project;
         return arnoldi_vjp_core(
             &ArnoldiParts {
                 n,

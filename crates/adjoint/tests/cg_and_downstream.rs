@@ -94,9 +94,6 @@ impl ParamVjp<f64> for Minimal {
     fn num_params(&self) -> usize {
         self.d.len()
     }
-    fn params(&self, out: &mut [f64]) {
-        out.copy_from_slice(&self.d)
-    }
     fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
         for i in 0..x.len() {
             grad[i] += u[i] * x[i];
@@ -204,7 +201,10 @@ fn accumulation_modes_agree_and_auto_resolves() {
                     residual: Some(&cot.r),
                     inv_norm: cot.c,
                 },
-                &AdjointParams::default().accumulation(*acc),
+                &AdjointParams {
+                    accumulation: *acc,
+                    ..AdjointParams::default()
+                },
                 &mut g,
             )
             .unwrap();
@@ -324,7 +324,10 @@ fn restructured_lanczos_adjoints_match_the_recursion_and_do_not_depend_on_thread
                     .unwrap();
                 pool.install(|| {
                     let mut g = vec![0.0; a.num_params()];
-                    let params = AdjointParams::default().accumulation(acc);
+                    let params = AdjointParams {
+                        accumulation: acc,
+                        ..AdjointParams::default()
+                    };
                     let vb = lanczos_vjp(&a, &dec, &c, &params, &mut g).unwrap();
                     (vb, g)
                 })

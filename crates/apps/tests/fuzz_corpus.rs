@@ -7,28 +7,8 @@
 //! `fuzz/Cargo.toml` has an owner.
 
 use gradmat_apps::fuzz::TARGETS;
-use gradmat_operators::fuzz::{check_fuzz_manifest, replay_corpus, replay_regressions};
-use std::path::{Path, PathBuf};
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-#[test]
-fn corpus_replay() {
-    replay_corpus(&fuzz_dir(), TARGETS);
-}
-
-#[test]
-fn regressions_replay() {
-    replay_regressions(&fuzz_dir(), TARGETS);
-}
-
-/// Every target has a `[[bin]]` in `fuzz/Cargo.toml` and a source file calling its check.
-#[test]
-fn fuzz_targets_match_checks() {
-    check_fuzz_manifest(&fuzz_dir(), "gradmat_apps", TARGETS);
-}
+gradmat_operators::fuzz_replay_tests!(TARGETS, manifest: "gradmat_apps");
 
 /// Every `[[bin]]` of `fuzz/Cargo.toml` is a target of exactly one crate's `fuzz::TARGETS`, and
 /// every committed corpus directory belongs to a target: nothing is fuzzed without being

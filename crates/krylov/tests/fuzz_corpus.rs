@@ -5,20 +5,4 @@
 //! (The full targets, decomposition and adjoint, are replayed by gradmat-adjoint's
 //! `tests/fuzz_corpus.rs`.)
 
-use gradmat_krylov::fuzz::FORWARD_TARGETS;
-use gradmat_operators::fuzz::{replay_corpus, replay_regressions};
-use std::path::{Path, PathBuf};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-#[test]
-fn corpus_replay_forward() {
-    replay_corpus(&fuzz_dir(), FORWARD_TARGETS);
-}
-
-#[test]
-fn regressions_replay_forward() {
-    replay_regressions(&fuzz_dir(), FORWARD_TARGETS);
-}
+gradmat_operators::fuzz_replay_tests!(gradmat_krylov::fuzz::FORWARD_TARGETS);

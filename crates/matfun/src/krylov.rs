@@ -150,9 +150,11 @@ impl KrylovParams {
     }
 
     pub(crate) fn adjoint_params(&self) -> AdjointParams {
-        AdjointParams::default()
-            .accumulation(self.accumulation)
-            .project(self.project)
+        AdjointParams {
+            accumulation: self.accumulation,
+            project: self.project,
+            ..AdjointParams::default()
+        }
     }
 
     /// The depth to run on an `n`-dimensional operator.

@@ -62,7 +62,6 @@
 //! # Ok::<(), gradmat_matfun::MatfunError>(())
 //! ```
 #![forbid(unsafe_code)]
-#![forbid(unsafe_code)]
 
 pub mod dense;
 mod error;

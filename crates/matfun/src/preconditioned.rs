@@ -231,17 +231,11 @@ impl<A: ParamVjp<T> + ?Sized, T: Scalar> ParamVjp<T> for Whitened<'_, A, T> {
     fn num_params(&self) -> usize {
         self.k.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.k.params(out);
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad);
     }
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         self.with_whitened(u, x, k, |wu, wx| self.k.vjp_params_block(wu, wx, k, grad));
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.k.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.k.vjp_block_size()

@@ -1197,9 +1197,6 @@ impl<T: Scalar> ParamVjp<T> for FileOperator<T> {
     fn num_params(&self) -> usize {
         file_operator_dispatch!(self, a => a.num_params())
     }
-    fn params(&self, out: &mut [T]) {
-        file_operator_dispatch!(self, a => a.params(out))
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         file_operator_dispatch!(self, a => a.vjp_params(u, x, grad))
@@ -1211,9 +1208,6 @@ impl<T: Scalar> ParamVjp<T> for FileOperator<T> {
     #[track_caller]
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
         file_operator_dispatch!(self, a => a.apply_and_vjp_params(x, y, u, grad))
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        file_operator_dispatch!(self, a => a.prefers_block_vjp())
     }
     fn vjp_block_size(&self) -> usize {
         file_operator_dispatch!(self, a => a.vjp_block_size())
@@ -1270,9 +1264,6 @@ impl<T: Scalar> ParamVjp<T> for SelfAdjointFileOperator<'_, T> {
     fn num_params(&self) -> usize {
         self.0.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.0.params(out)
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.0.vjp_params(u, x, grad)
@@ -1284,9 +1275,6 @@ impl<T: Scalar> ParamVjp<T> for SelfAdjointFileOperator<'_, T> {
     #[track_caller]
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
         self.0.apply_and_vjp_params(x, y, u, grad)
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.0.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.0.vjp_block_size()

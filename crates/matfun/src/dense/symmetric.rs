@@ -117,15 +117,14 @@ impl SymmetricEigen {
         })
     }
 
-    /// The eigendecomposition by faer. A matrix whose largest entry lies outside
-    /// `[2^-511, 2^511]` is first scaled by the power of two `2^-e` that brings it into
-    /// `[1/2, 1)` (exact: only exponents change, subnormal entries included), and the
-    /// eigenvalues are scaled back by `2^e`; the eigenvectors do not change. faer's solver
-    /// otherwise fails on matrices whose largest entry is subnormal (its reciprocal overflows)
-    /// or near `f64::MAX` (fuzz finding `dense_matfun`: `diag(3.5e-311, 0, 0)` was
-    /// `EigensolverFailed`). Matrices inside the range are decomposed as before, bit for bit.
-    /// Eigenvalues that overflow when scaled back (entries near `f64::MAX` whose eigenvalues
-    /// exceed it) are `NonFiniteResult`.
+    /// The eigendecomposition by faer. Every matrix is first scaled by the power of two `2^-e`
+    /// that brings its largest entry into `[1/2, 1)` (exact: only exponents change), entries
+    /// below `2^-501` of it are set to zero, and the eigenvalues are scaled back by `2^e`; the
+    /// eigenvectors do not change. faer's solver otherwise fails on matrices whose largest entry
+    /// is subnormal or near `f64::MAX`, or whose entries span more than about `10^154` (fuzz
+    /// findings `dense_matfun`: `diag(3.5e-311, 0, 0)` and two 5×5 matrices were
+    /// `EigensolverFailed`). Eigenvalues that overflow when scaled back (entries near
+    /// `f64::MAX` whose eigenvalues exceed it) are `NonFiniteResult`.
     fn decompose(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
         let n = a.nrows();
         let mut amax = 0.0_f64;
@@ -134,16 +133,29 @@ impl SymmetricEigen {
                 amax = amax.max(a[(i, j)].abs());
             }
         }
-        let e = if amax > 0.0 && !(SCALE_FREE_MIN..=SCALE_FREE_MAX).contains(&amax) {
-            exponent(amax)
-        } else {
-            0
-        };
-        if e == 0 {
+        // Scaled by an exact power of two to max|A| ∈ [½, 1), and entries below 2⁻⁵⁰¹ of that
+        // flushed to zero: a perturbation of A far below the ε‖A‖ normwise accuracy of a dense
+        // eigensolver, and one that keeps every square of an entry above the underflow
+        // threshold. faer's solver returned NaN or failed on finite symmetric matrices whose
+        // entries spanned more than about 10¹⁵⁴ (fuzz findings: 5×5 matrices with entries
+        // 2.2e168 and 0.25, or 1.9e289 and 1.4), and refused subnormal input.
+        if amax == 0.0 {
             return Self::decompose_unscaled(a);
         }
-        let scaled = Mat::from_fn(n, n, |i, j| scale_pow2(a[(i, j)], -e));
-        let mut eig = Self::decompose_unscaled(scaled.as_ref())?;
+        let e = exponent(amax);
+        let tiny = f64::from_bits(((1023 - 501) as u64) << 52);
+        let scaled = Mat::from_fn(n, n, |i, j| {
+            let x = scale_pow2(a[(i, j)], -e);
+            if x.abs() < tiny {
+                0.0
+            } else {
+                x
+            }
+        });
+        let mut eig = match Self::decompose_unscaled(scaled.as_ref()) {
+            Err(MatfunError::EigensolverFailed) => Self::decompose_jacobi(scaled.as_ref())?,
+            other => other?,
+        };
         for v in &mut eig.values {
             *v = scale_pow2(*v, e);
         }
@@ -153,6 +165,77 @@ impl SymmetricEigen {
             });
         }
         Ok(eig)
+    }
+
+    /// The cyclic Jacobi method: the fallback where faer's solver fails (it did on graded
+    /// matrices whose entries span more than ~10¹³⁶ even after scaling: fuzz finding
+    /// `dense_matfun`). Rotations `tan θ = sign(τ)/(|τ| + √(1 + τ²))`, `τ = (a_qq − a_pp)/(2a_pq)`
+    /// (the smaller angle; `1/(2τ)` where `τ²` would overflow), sweeps until every
+    /// off-diagonal entry is below `ε·√(|a_pp a_qq|)` or below `ε²·max|A|` (at most 64 sweeps;
+    /// Jacobi converges quadratically, a few sweeps for the small matrices here). `a` has
+    /// `max|a| ∈ [½, 1)` (the caller scales).
+    fn decompose_jacobi(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
+        let n = a.nrows();
+        let mut m = a.to_owned();
+        let mut v = Mat::<f64>::identity(n, n);
+        let eps = f64::EPSILON;
+        let mut converged = false;
+        for _ in 0..64 {
+            let mut rotated = false;
+            for p in 0..n {
+                for q in p + 1..n {
+                    let apq = m[(p, q)];
+                    let (app, aqq) = (m[(p, p)], m[(q, q)]);
+                    if apq.abs() <= eps * (app * aqq).abs().sqrt() || apq.abs() <= eps * eps {
+                        continue;
+                    }
+                    rotated = true;
+                    let tau = (aqq - app) / (2.0 * apq);
+                    let t = if tau.abs() > 1e150 {
+                        0.5 / tau
+                    } else {
+                        tau.signum() / (tau.abs() + (1.0 + tau * tau).sqrt())
+                    };
+                    let t = if tau == 0.0 { 1.0 } else { t };
+                    let c = 1.0 / (1.0 + t * t).sqrt();
+                    let s = t * c;
+                    for k in 0..n {
+                        let (mkp, mkq) = (m[(k, p)], m[(k, q)]);
+                        m[(k, p)] = c * mkp - s * mkq;
+                        m[(k, q)] = s * mkp + c * mkq;
+                    }
+                    for k in 0..n {
+                        let (mpk, mqk) = (m[(p, k)], m[(q, k)]);
+                        m[(p, k)] = c * mpk - s * mqk;
+                        m[(q, k)] = s * mpk + c * mqk;
+                    }
+                    for k in 0..n {
+                        let (vkp, vkq) = (v[(k, p)], v[(k, q)]);
+                        v[(k, p)] = c * vkp - s * vkq;
+                        v[(k, q)] = s * vkp + c * vkq;
+                    }
+                }
+            }
+            if !rotated {
+                converged = true;
+                break;
+            }
+        }
+        let vals: Vec<f64> = (0..n).map(|i| m[(i, i)]).collect();
+        if !converged
+            || vals.iter().any(|x| !x.is_finite())
+            || (0..n).any(|j| (0..n).any(|i| !v[(i, j)].is_finite()))
+        {
+            return Err(MatfunError::EigensolverFailed);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&i, &j| vals[i].total_cmp(&vals[j]));
+        Ok(Self {
+            n,
+            values: order.iter().map(|&i| vals[i]).collect(),
+            vectors: Mat::from_fn(n, n, |i, j| v[(i, order[j])]),
+            identity: false,
+        })
     }
 
     fn decompose_unscaled(a: MatRef<'_, f64>) -> Result<Self, MatfunError> {
@@ -216,12 +299,6 @@ impl SymmetricEigen {
         out
     }
 }
-
-/// Largest entries decomposed without scaling (see `SymmetricEigen::decompose`): `2^-511`.
-const SCALE_FREE_MIN: f64 = f64::from_bits(((1023 - 511) as u64) << 52);
-
-/// `2^511`.
-const SCALE_FREE_MAX: f64 = f64::from_bits(((1023 + 511) as u64) << 52);
 
 /// The exponent `e` with `2^(e-1) ≤ x < 2^e` of a finite `x > 0` (subnormals included).
 fn exponent(x: f64) -> i32 {
@@ -650,4 +727,48 @@ pub fn tridiagonal_cotangent<T: Scalar>(
         .map(|k| tbar[(k + 1) + k * n] + tbar[k + (k + 1) * n])
         .collect();
     Ok((abar, bbar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Jacobi fallback against faer on ordinary matrices: the same eigenvalues to a few ε
+    /// (normwise), orthonormal eigenvectors, and `S diag(θ) Sᵀ = A`.
+    #[test]
+    fn jacobi_fallback_agrees_with_faer() {
+        for (n, seed) in [(1usize, 1u64), (2, 2), (5, 3), (12, 4)] {
+            let mut x = seed;
+            let mut rnd = || {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            };
+            let mut a = Mat::<f64>::zeros(n, n);
+            for j in 0..n {
+                for i in 0..=j {
+                    let v = rnd();
+                    a[(i, j)] = v;
+                    a[(j, i)] = v;
+                }
+            }
+            let f = SymmetricEigen::decompose_unscaled(a.as_ref()).unwrap();
+            let j = SymmetricEigen::decompose_jacobi(a.as_ref()).unwrap();
+            let tol = 16.0 * n as f64 * f64::EPSILON;
+            for (x, y) in f.values.iter().zip(&j.values) {
+                assert!((x - y).abs() <= tol, "{x} vs {y}");
+            }
+            let s = &j.vectors;
+            for p in 0..n {
+                for q in 0..n {
+                    let qtq: f64 = (0..n).map(|l| s[(l, p)] * s[(l, q)]).sum();
+                    let want = if p == q { 1.0 } else { 0.0 };
+                    assert!((qtq - want).abs() <= tol);
+                    let rec: f64 = (0..n).map(|l| s[(p, l)] * j.values[l] * s[(q, l)]).sum();
+                    assert!((rec - a[(p, q)]).abs() <= tol);
+                }
+            }
+        }
+    }
 }

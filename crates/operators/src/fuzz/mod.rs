@@ -37,6 +37,40 @@ pub use matrix_market::{check_matrix_market, MAX_CONVERT_DIM};
 
 use std::path::{Path, PathBuf};
 
+/// The stable replay tests of a crate's fuzz targets, for its `tests/fuzz_corpus.rs`:
+/// `corpus_replay` and `regressions_replay` feed every file of `fuzz/corpus/<target>/` and
+/// `fuzz/regressions/<target>/` (relative to the calling crate, two levels up) through the
+/// targets' checks; with `manifest: "<crate_name>"` also `fuzz_targets_match_checks`, which
+/// checks that every target has a `[[bin]]` in `fuzz/Cargo.toml` calling
+/// `<crate_name>::fuzz::check_<target>(`.
+#[macro_export]
+macro_rules! fuzz_replay_tests {
+    ($targets:expr) => {
+        fn fuzz_dir() -> ::std::path::PathBuf {
+            ::std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+        }
+
+        #[test]
+        fn corpus_replay() {
+            $crate::fuzz::replay_corpus(&fuzz_dir(), $targets);
+        }
+
+        #[test]
+        fn regressions_replay() {
+            $crate::fuzz::replay_regressions(&fuzz_dir(), $targets);
+        }
+    };
+    ($targets:expr, manifest: $krate:literal) => {
+        $crate::fuzz_replay_tests!($targets);
+
+        /// Every target has a `[[bin]]` in `fuzz/Cargo.toml` and a source file calling its check.
+        #[test]
+        fn fuzz_targets_match_checks() {
+            $crate::fuzz::check_fuzz_manifest(&fuzz_dir(), $krate, $targets);
+        }
+    };
+}
+
 /// What one input led to (a property violation panics instead).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -73,9 +73,6 @@ impl ParamVjp<f64> for RawMatrix {
     fn num_params(&self) -> usize {
         self.n * self.n
     }
-    fn params(&self, out: &mut [f64]) {
-        out.copy_from_slice(&self.a);
-    }
     fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
         for j in 0..self.n {
             for i in 0..self.n {
