@@ -837,10 +837,6 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
     fn num_params(&self) -> usize {
         self.values.len()
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("CsrMatrix::params", out.len(), self.values.len());
-        out.copy_from_slice(&self.values);
-    }
     /// `grad[p] += u[i]·x[j]` for each stored entry `p = (i, j)`; parallel over rows.
     ///
     /// # Panics
@@ -903,10 +899,6 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
             },
         );
     }
-    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
-    fn prefers_block_vjp(&self) -> bool {
-        true
-    }
     /// [`SPMM_BLOCK`] (8).
     fn vjp_block_size(&self) -> usize {
         SPMM_BLOCK
@@ -914,6 +906,10 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
 }
 
 impl<T: Scalar> SetParams<T> for CsrMatrix<T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("CsrMatrix::params", out.len(), self.values.len());
+        out.copy_from_slice(&self.values);
+    }
     /// Replaces the stored values (CSR order); the pattern is unchanged.
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("CsrMatrix parameters", theta.len(), self.values.len())?;
@@ -1285,9 +1281,6 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
     fn num_params(&self) -> usize {
         self.lower.nnz()
     }
-    fn params(&self, out: &mut [T]) {
-        self.lower.params(out)
-    }
     /// `grad[p] += u_i x_j + u_j x_i` (`u_i x_i` on the diagonal); parallel over rows.
     ///
     /// # Panics
@@ -1314,10 +1307,6 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
         // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
         // and gradient traffic is shared by the group, and the group's columns stream together.
         vjp_blocked!(self, u, x, k, n, n, grad, 2);
-    }
-    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
-    fn prefers_block_vjp(&self) -> bool {
-        true
     }
     /// [`SPMM_BLOCK`] (8).
     fn vjp_block_size(&self) -> usize {
@@ -1441,6 +1430,9 @@ impl<T: Scalar> SymCsrMatrix<T> {
 }
 
 impl<T: Scalar> SetParams<T> for SymCsrMatrix<T> {
+    fn params(&self, out: &mut [T]) {
+        self.lower.params(out)
+    }
     /// Replaces the lower-triangle values (CSR order) and refreshes the expanded copy.
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         self.lower.set_params(theta)?;
@@ -1879,9 +1871,6 @@ impl<T: Scalar> ParamVjp<T> for CheckedSymmetricCsr<T> {
     fn num_params(&self) -> usize {
         self.0.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.0.params(out)
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.0.vjp_params(u, x, grad)
@@ -1893,9 +1882,6 @@ impl<T: Scalar> ParamVjp<T> for CheckedSymmetricCsr<T> {
     #[track_caller]
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
         self.0.apply_and_vjp_params(x, y, u, grad)
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.0.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.0.vjp_block_size()
