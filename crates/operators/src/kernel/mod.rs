@@ -49,7 +49,7 @@
 //!
 //! ```
 //! use gradmat_operators::kernel::{KernelKind, KernelMatrix};
-//! use gradmat_operators::{Operator, ParamVjp};
+//! use gradmat_operators::{Operator, SetParams};
 //!
 //! // Three points in 2-D, Matérn-3/2 with lengthscales (1, 2) and scale 1.5.
 //! let x = vec![0.0, 0.0, 1.0, 0.0, 0.0, 2.0];
