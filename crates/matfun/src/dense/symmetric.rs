@@ -196,7 +196,6 @@ impl SymmetricEigen {
                     } else {
                         tau.signum() / (tau.abs() + (1.0 + tau * tau).sqrt())
                     };
-                    let t = if tau == 0.0 { 1.0 } else { t };
                     let c = 1.0 / (1.0 + t * t).sqrt();
                     let s = t * c;
                     for k in 0..n {
