@@ -2,7 +2,7 @@
 """Writes the hand-made seed inputs of fuzz/corpus/<target>/ (seed-*). Files the fuzzers found
 and minimised (`cargo fuzz cmin`) sit beside them without the seed- prefix.
 
-The binary targets decode bytes with gradmat_fuzz_checks::bytes::Bytes: range(lo, hi) is one
+The binary targets decode bytes with gradmat_operators::fuzz::bytes::Bytes: range(lo, hi) is one
 byte mod (hi-lo+1), f64 is one byte b < 0xF0 -> (int8)b / 8, 0xF0..0xFE -> special values
 (0, -0, NaN, inf, -inf, 1e300, -1e300, 1e-300, 5e-324, MAX, 1e154, 1e-154, 1+eps, 1e16, -1e-8),
 0xFF -> 8 raw little-endian bytes."""
@@ -72,8 +72,8 @@ mm = {
 }
 for k, v in mm.items():
     write("matrix_market", k, v)
-write("matrix_market", "gzip", gzip.compress(mm["coord-sym"].encode()))
-write("matrix_market", "gzip-truncated", gzip.compress(mm["coord-general"].encode())[:25])
+write("matrix_market", "gzip", gzip.compress(mm["coord-sym"].encode(), mtime=0))
+write("matrix_market", "gzip-truncated", gzip.compress(mm["coord-general"].encode(), mtime=0)[:25])
 write("matrix_market", "binary", bytes(range(256)))
 
 # --- csr_raw_parts -----------------------------------------------------------------------------
@@ -163,3 +163,41 @@ write("dense_matfun", "exp-big-norm", dm(2, 1, 0, 0, [13, 13, -13, 13]))
 write("dense_matfun", "wrong-len", dm(2, 8, 0, 0, []) )
 write("dense_matfun", "singular-log", dm(2, 0, 2, 0, [1, 1, 1, 1]))
 write("dense_matfun", "scaled-nan-t", dm(2, 0, 1, NAN, [1, 0, 0, 1]))
+
+# --- idx (the BNN pipeline's IDX reader: plain or gzip) -----------------------------------------
+def idx(dims, data, ty=0x08):
+    return bytes([0, 0, ty, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + bytes(data)
+
+
+write("idx", "labels", idx([5], [0, 1, 2, 9, 3]))
+write("idx", "images", idx([2, 3, 2], range(12)))
+write("idx", "empty-dim", idx([0, 28, 28], []))
+write("idx", "gzip", gzip.compress(idx([2, 2], [1, 2, 3, 4]), mtime=0))
+write("idx", "gzip-truncated", gzip.compress(idx([4], [1, 2, 3, 4]), mtime=0)[:20])
+write("idx", "bad-magic", b"\x00\x01\x08\x01\x00\x00\x00\x01\x05")
+write("idx", "float-type", idx([1], [0, 0, 0, 0], ty=0x0D))
+write("idx", "zero-ndim", bytes([0, 0, 8, 0]))
+write("idx", "truncated-header", idx([3, 3], [])[:9])
+write("idx", "truncated-data", idx([3, 3], range(5)))
+write("idx", "trailing", idx([2], [1, 2, 3]))
+write("idx", "overflow-dims", idx([0xFFFFFFFF] * 3, []))
+write("idx", "empty", b"")
+
+# --- vector (gradmat quadform --vector: one number per line) -----------------------------------
+vec = {
+    "plain": "1\n2.5\n-3e-1\n",
+    "comments": "# v\n\n  1 \n#x\n  # y\n-0\n",
+    "crlf": "1\r\n2\r\n",
+    "subnormal": "5e-324\n1e-310\n1.7976931348623157e308\n",
+    "nan": "1\nnan\n",
+    "inf": "1e400\n",
+    "two-per-line": "1 2\n",
+    "not-a-number": "1\nabc\n",
+    "empty": "",
+    "utf8": "1\n\u00e9\n",
+    "hex": "0x10\n",
+}
+for k, v in vec.items():
+    write("vector", k, v)
+write("vector", "latin1", b"1\n\xe9\n")
+write("vector", "nul", b"1\n\x00\n")

@@ -1,6 +1,5 @@
-//! CSR construction from raw parts and from triplets (see
-//! `gradmat_apps::fuzz_checks::check_csr_raw_parts`).
+//! CSR construction from raw parts and from triplets (see `gradmat_operators::fuzz::check_csr_raw_parts`).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gradmat_apps::fuzz_checks::check_csr_raw_parts(data);
+    gradmat_operators::fuzz::check_csr_raw_parts(data);
 });

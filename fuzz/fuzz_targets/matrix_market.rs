@@ -1,6 +1,6 @@
 //! The Matrix Market reader on arbitrary bytes: typed error, or a file that round-trips and
-//! converts to valid CSR (see `gradmat_apps::fuzz_checks::check_matrix_market`).
+//! converts to valid CSR (see `gradmat_operators::fuzz::check_matrix_market`).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    gradmat_apps::fuzz_checks::check_matrix_market(data);
+    gradmat_operators::fuzz::check_matrix_market(data);
 });

@@ -50,7 +50,10 @@ pub fn hilbert_identity_rmse(n: usize, project: bool) -> f64 {
                     residual: None,
                     inv_norm: 0.0,
                 },
-                &AdjointParams::default().project(project),
+                &AdjointParams {
+                    project,
+                    ..AdjointParams::default()
+                },
                 &mut grad,
             )
             .unwrap();

@@ -16,23 +16,37 @@
 //! v̄ = c λ
 //! ```
 //!
-//! Two savings keep the backward pass at the forward pass's basis traffic (one read of `Q_J`
-//! for the projection and one for the next step's `Q_Jᵀλ`, against the forward's four
-//! Gram–Schmidt sweeps), both exact to rounding:
+//! What keeps the backward pass below the forward pass's basis traffic (the forward reads `Q`
+//! three times per step for classical Gram–Schmidt with reorthogonalisation), all exact to
+//! rounding:
 //!
 //! * With the projection on, `uᵀq_j = λᵀAq_j = (H[:, j])ᵀ(Qᵀλ)` by the Arnoldi relation
 //!   `AQ = QH + r e_Kᵀ` for `j < K−1`, and `Q_Jᵀλ` of the projected λ is known from the Gram
 //!   matrix `M = QᵀQ` (one GEMM up front): `Γ[k, :]` needs no pass over the basis. (The first
 //!   step, `k = K−1`, and the unprojected recursion take the pass.)
-//! * Terms of `Q (Γ + Γᵀ)[k, :]` and `Σ_j H[k,j] Λ[:, j]` below `eps/(2K)` of the largest
-//!   `|H[k,j]|·‖Λ[:, j]‖∞` are skipped (together they are below the rounding error of the sum).
-//!   For a symmetric operator (fully reorthogonalised Lanczos) both are banded up to rounding,
-//!   so a step touches a few columns instead of all `K`.
+//! * Terms of `Q (Γ + Γᵀ)[k, :]` below `eps/(2K)` of the largest `|H[k,j]|·‖Λ[:, j]‖∞` are
+//!   skipped (together they are below the rounding error of the sum). For a symmetric operator
+//!   (fully reorthogonalised Lanczos) `Γ + Γᵀ` is banded up to rounding, so a step reads a few
+//!   columns of `Q` for it instead of all `K`.
+//! * `Σ_j H[k,j] Λ[:, j]` goes by look-ahead blocks of `B ≈ √(K−k)` steps: the columns beyond
+//!   the block enter through one product `Λ[:, k0+1..K] W` made when the block starts, and a
+//!   step reads only the columns inside its block — a 1/B share of a pass over `Λ` per step
+//!   instead of a whole one. (All entries of `H` are kept: for a symmetric operator the ones
+//!   beyond the band are rounding noise of the forward's Gram–Schmidt, but they are what the
+//!   forward computed.)
+//! * For a symmetric operator the projection is applied inside the update pass that reads
+//!   `Q_{≤k}` for the next step's `Q_Jᵀλ` anyway, and the matvec runs on the unprojected `λ`:
+//!   `A(λ + Q_J c) = Aλ + Q H[:, J] c (+ r c_{K−1})` by the Arnoldi relation. One pass over the
+//!   basis per step remains (with per-step parameter VJPs, which need the projected `λ` at the
+//!   matvec, and for general operators: two).
+//! * The update pass is compiled for the best instruction set of the CPU (a fixed order of
+//!   operations: the same results on every set and thread count).
 
 use crate::{check_len, AdjointError, AdjointParams, ParamAccumulation};
 use gradmat_krylov::arnoldi::Arnoldi;
 use gradmat_krylov::reduce;
-use gradmat_operators::{vector, AdjointOperator, ParamVjp, Scalar};
+use gradmat_operators::vector::{dot_seq, with_best_isa};
+use gradmat_operators::{AdjointOperator, ParamVjp, Scalar};
 use rayon::prelude::*;
 
 /// Cotangents of the outputs of an Arnoldi decomposition. `None` means zero.
@@ -65,8 +79,9 @@ impl<T: Scalar> Default for ArnoldiCotangent<'_, T> {
 ///
 /// Costs one `Aᵀλ` per step plus the parameter VJPs (fused into block calls by default), one
 /// read of the first `k + 2` basis columns per step for the projection and one for the next
-/// step's `Q_Jᵀλ`, and one GEMM for the Gram matrix `QᵀQ` (see the module notes); stores the
-/// adjoint vectors `Λ` (`N×K`), `Γ` and `QᵀQ` (`K×K`). The re-projection step is on by
+/// step's `Q_Jᵀλ`, a share of a pass over the stored adjoint vectors, and one GEMM for the
+/// Gram matrix `QᵀQ` (see the module notes); stores the adjoint vectors `Λ` (`N×K`), `Γ` and
+/// `QᵀQ` (`K×K`) and a look-ahead product (`N×B`, `B ≤ 16`). The re-projection step is on by
 /// default (with or without reorthogonalisation in the forward pass; see the source for the
 /// measurement behind this choice).
 ///
@@ -113,7 +128,7 @@ where
     // error grows with the basis' loss of orthogonality (‖I − QᵀQ‖ ≈ 5e-11 gave 6e-6 relative
     // error, ≈ 1e-8 gave 1e-3 to O(1)), while the projected one stayed within the FD
     // uncertainty. `AdjointParams::project(false)` gives the plain recursion.
-    let project = params.project.unwrap_or(true);
+    let project = params.project;
     let k = dec.depth();
     let hbar = match cot.hessenberg {
         Some(h) => {
@@ -146,6 +161,7 @@ where
         &|x, y| op.apply_transpose(x, y),
         &|u, x, m, g| op.vjp_params_block(u, x, m, g),
         None,
+        false,
         project,
         params.accumulation.resolve(op),
         theta_grad,
@@ -184,6 +200,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     apply_t: &ApplyFn<'_, T>,
     pvjp: &VjpFn<'_, T>,
     fused_step: Option<&FusedFn<'_, T>>,
+    symmetric: bool,
     project: bool,
     acc: ParamAccumulation,
     theta_grad: &mut [T],
@@ -240,6 +257,11 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     let mut u = vec![T::ZERO; n];
     let mut coef = vec![T::ZERO; kk];
     let mut hrow = vec![T::ZERO; kk];
+    // Projection coefficients of the step (λ += Q_J pcoef) and, when it is folded into the
+    // update pass, the coefficients of A Q_J pcoef = Q (H pcoef) (+ r pcoef_{K−1}).
+    let mut pcoef = vec![T::ZERO; kk];
+    let mut ucoef = vec![T::ZERO; kk];
+    let online = acc == ParamAccumulation::Online && !theta_grad.is_empty();
     let mut pending: Option<Vec<T>> = None;
     // With the projection on, Q_Jᵀλ of the projected λ is known exactly from the Gram matrix
     // M = QᵀQ, and then Q_{≤k}ᵀu = Q_{≤k}ᵀAᵀλ = (AQ_{≤k})ᵀλ = H[:, ≤k]ᵀ(Q_{k+1}ᵀλ) by the Arnoldi
@@ -252,7 +274,19 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     let mut qt_lam = vec![T::ZERO; kk];
     // ‖Λ[:, j]‖∞ of the stored adjoint vectors.
     let mut lam_max = vec![T::ZERO; kk];
+    // Look-ahead block of the Λ terms: steps k0 down to k0 − look + 1, and the product of the
+    // columns beyond it (N × look, column k0 − k for step k).
+    let (mut k0, mut look, mut ahead) = (usize::MAX, 2usize, Vec::<T>::new());
+    let mut has_ahead = false;
     for k in (0..kk).rev() {
+        // For a symmetric operator (A = Aᵀ, fully reorthogonalised Lanczos) the projection
+        // λ += Q_J c is not applied before the matvec but inside the update pass below, which
+        // reads the same columns of Q anyway (for the next step's Q_Jᵀλ): the matvec runs on the
+        // unprojected λ and gets A Q_J c = Q H[:, J] c (+ r c_{K−1}) from the Arnoldi relation
+        // — one pass over the basis per step instead of two. (Not for per-step parameter VJPs,
+        // which need the projected λ at the matvec, nor at the first step.)
+        let fold = project && symmetric && !online && k + 1 < kk;
+        let mut jn_fold = 0;
         if project {
             let jn = (k + 2).min(kk);
             match pending.take() {
@@ -260,14 +294,18 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
                 None => reduce::basis_t_vec(q, n, jn, &lambda, &mut tmp_k),
             }
             for j in 0..jn {
-                coef[j] = hb(j, k) - tmp_k[j];
+                pcoef[j] = hb(j, k) - tmp_k[j];
             }
-            reduce::basis_vec_acc(T::ONE, q, n, jn, &coef, &mut lambda);
+            if fold {
+                jn_fold = jn;
+            } else {
+                reduce::basis_vec_acc(T::ONE, q, n, jn, &pcoef, &mut lambda);
+            }
             if k + 1 < kk {
                 // Q_Jᵀ(λ + Q_J c) = Q_Jᵀλ + M_JJ c.
                 for j in 0..jn {
                     let mut s = tmp_k[j];
-                    for (i, ci) in coef[..jn].iter().enumerate() {
+                    for (i, ci) in pcoef[..jn].iter().enumerate() {
                         s += gram_m[j + i * kk] * *ci;
                     }
                     qt_lam[j] = s;
@@ -275,10 +313,7 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
             }
         }
         let qk = &q[k * n..(k + 1) * n];
-        match (
-            acc == ParamAccumulation::Online && !theta_grad.is_empty(),
-            fused_step,
-        ) {
+        match (online, fused_step) {
             (true, Some(step)) => step(&lambda, &mut u, qk, theta_grad),
             (true, None) => {
                 apply_t(&lambda, &mut u);
@@ -317,24 +352,66 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
         for j in k + 1..kk {
             hrow[j - (k + 1)] = -hh(k, j);
         }
-        // Terms below one rounding unit of the largest known term are skipped: every skipped
-        // term is at most eps/(2K) of that term, so all of them together change λ by less than
-        // the rounding error of the sum they are dropped from. (With a symmetric operator — fully
-        // reorthogonalised Lanczos — H and Γ + Γᵀ are banded up to rounding, so this leaves a few
-        // columns of Q and Λ per step instead of all K.) The scale is |H[k,j]|·‖Λ[:,j]‖∞; the
-        // basis terms are bounded by |coef_j| since ‖q_j‖∞ ≤ ‖q_j‖₂ = 1.
+        // Basis terms below one rounding unit of the largest known term are skipped: every
+        // skipped term is at most eps/(2K) of that term, so all of them together change λ by
+        // less than the rounding error of the sum they are dropped from. (With a symmetric
+        // operator — fully reorthogonalised Lanczos — Γ + Γᵀ is banded up to rounding, so this
+        // leaves a few columns of Q per step instead of all K.) The scale is the largest
+        // |H[k,j]|·‖Λ[:,j]‖∞; the basis terms are bounded by |coef_j| since ‖q_j‖∞ ≤ 1.
         let scale = (0..nh)
             .map(|i| hrow[i].abs() * lam_max[k + 1 + i])
             .fold(T::ZERO, |a, b| if b > a { b } else { a });
         let cut = scale * T::EPS / T::from_f64(2.0 * kk as f64);
-        for i in 0..nh {
-            if hrow[i].abs() * lam_max[k + 1 + i] <= cut {
-                hrow[i] = T::ZERO;
-            }
-        }
         for c in coef[..kk].iter_mut() {
             if c.abs() <= cut {
                 *c = T::ZERO;
+            }
+        }
+        // The Λ terms −Σ_{j>k} H[k,j] Λ[:, j] go in blocks of steps k0, k0−1, …, k0−B+1: the
+        // columns beyond the block (j > k0, all stored when the block starts) enter through one
+        // product Λ[:, k0+1..K] W for the whole block, made when it starts (`ahead`), and only
+        // the columns k+1..=k0 inside the block (and the sub-diagonal one) are read at the step.
+        // A step then reads ~B/2 columns of Λ plus a 1/B share of the product's pass instead of
+        // all K − k − 1 columns — for a symmetric operator the entries beyond the band are
+        // rounding noise of the forward pass's Gram–Schmidt, but they are entries of the H that
+        // was computed, so they are all kept (only the order of the sum changes).
+        if k + 1 < kk && (k0 == usize::MAX || k + look <= k0) {
+            k0 = k;
+            look = (((kk - k) as f64).sqrt().round() as usize).clamp(2, 16);
+            let m = kk - 1 - k0;
+            let mut wmat = vec![T::ZERO; m * look];
+            for c in 0..look.min(k0 + 1) {
+                let kp = k0 - c;
+                for j in (k0 + 1).max(kp + 2)..kk {
+                    wmat[(j - k0 - 1) + c * m] = -hh(kp, j);
+                }
+            }
+            has_ahead = m > 0 && wmat.iter().any(|w| *w != T::ZERO);
+            if has_ahead {
+                lookahead_product(&big_lambda[(k0 + 1) * n..], n, m, &wmat, look, &mut ahead);
+            }
+        }
+        let (nh_step, rcol) = if k + 1 < kk {
+            let rcol = has_ahead.then_some((&ahead[..], look, k0 - k));
+            ((k0 - k).max(1).min(nh), rcol)
+        } else {
+            (0, None)
+        };
+        // Folded projection: u += Q_{≤jn} (H[:, J] c) (+ r c_{K−1} when J holds column K−1).
+        let (mut nu_fold, mut r_fold) = (0, T::ZERO);
+        if jn_fold > 0 {
+            nu_fold = (jn_fold + 1).min(kk);
+            for (i, uc) in ucoef[..nu_fold].iter_mut().enumerate() {
+                let mut s = T::ZERO;
+                for (j, cj) in pcoef[..jn_fold].iter().enumerate() {
+                    if i <= j + 1 {
+                        s += hh(i, j) * *cj;
+                    }
+                }
+                *uc = s;
+            }
+            if jn_fold == kk {
+                r_fold = pcoef[kk - 1];
             }
         }
         // The next step's projection needs Q_Jᵀλ over J = 0..=min(k, K−1): accumulated in the
@@ -348,10 +425,16 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
             qbar_k: qbar.map(|qb| &qb[k * n..(k + 1) * n]),
             gamma_k: gamma[k],
             r,
-            u: &u,
+            u: &mut u,
+            fold: (jn_fold > 0).then(|| FoldedProjection {
+                coef: &pcoef[..jn_fold],
+                ucoef: &ucoef[..nu_fold],
+                rcoef: r_fold,
+            }),
             hkk: hh(k, k),
-            lam_next: &lam_hi[..nh * n],
-            hrow: &hrow[..nh],
+            lam_next: &lam_hi[..nh_step * n],
+            hrow: &hrow[..nh_step],
+            ahead: rcol,
             inv_beta: T::ONE / beta,
             jn_next,
             lambda: &mut lambda,
@@ -370,6 +453,54 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
     Ok(lambda)
 }
 
+/// Row-chunk length of [`fused_update`] and [`lookahead_product`].
+const ROWS: usize = 2048;
+
+/// `out = L W` for the column-major `n × m` block `L` (stride `n`) and the column-major
+/// `m × look` matrix `W`, laid out by row chunks of [`ROWS`]: the chunk of rows `r0..r0+len`
+/// holds its `look` columns one after the other from `out[r0·look]` on (so that
+/// [`fused_update`] reads column `c` of its chunk at `out[r0·look + c·len..]`). One GEMM per
+/// chunk (in parallel for large products, each entry computed by exactly one chunk:
+/// deterministic for any thread count); `out` is reused and only grown.
+fn lookahead_product<T: Scalar>(
+    lam: &[T],
+    n: usize,
+    m: usize,
+    w: &[T],
+    look: usize,
+    out: &mut Vec<T>,
+) {
+    use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+    if out.len() < n * look {
+        out.resize(n * look, T::ZERO);
+    }
+    let wm = MatRef::from_column_major_slice(&w[..m * look], m, look);
+    let chunk = |(c, o): (usize, &mut [T])| {
+        let r0 = c * ROWS;
+        let len = o.len() / look;
+        let lc = MatRef::from_column_major_slice_with_stride(&lam[r0..], len, m, n);
+        let om = MatMut::from_column_major_slice_mut(o, len, look);
+        matmul(om, Accum::Replace, lc, wm, T::ONE, Par::Seq);
+    };
+    let out = &mut out[..n * look];
+    if n * m * look >= 131_072 {
+        out.par_chunks_mut(ROWS * look).enumerate().for_each(chunk);
+    } else {
+        out.chunks_mut(ROWS * look).enumerate().for_each(chunk);
+    }
+}
+
+/// A projection `λ += Q_J c` folded into [`fused_update`], with the matching correction
+/// `u += Q ucoef + rcoef·r` of `u = Aλ` (symmetric `A`).
+struct FoldedProjection<'a, T> {
+    coef: &'a [T],
+    ucoef: &'a [T],
+    rcoef: T,
+}
+
+/// One row chunk of [`fused_update`]: its index and its parts of `λ`, `Λ[:, k]` and `u`.
+type RowChunk<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
+
 /// Inputs of [`fused_update`].
 struct FusedUpdate<'a, T> {
     n: usize,
@@ -379,12 +510,18 @@ struct FusedUpdate<'a, T> {
     qbar_k: Option<&'a [T]>,
     gamma_k: T,
     r: &'a [T],
-    u: &'a [T],
+    /// `Aᵀλ` (of the unprojected λ when `fold` is given; corrected in place).
+    u: &'a mut [T],
+    /// The projection applied in this pass, if any.
+    fold: Option<FoldedProjection<'a, T>>,
     hkk: T,
     /// `Λ[:, k+1..K]`.
     lam_next: &'a [T],
-    /// `−H[k, k+1..K]`.
+    /// `−H[k, k+1..]` for the columns of `lam_next`.
     hrow: &'a [T],
+    /// `−Σ_j H[k,j] Λ[:, j]` over the columns beyond `lam_next`, if any: column `c` of the
+    /// [`lookahead_product`] layout with `look` columns, as `(buffer, look, c)`.
+    ahead: Option<(&'a [T], usize, usize)>,
     inv_beta: T,
     /// Number of leading basis columns whose products with the new λ are wanted.
     jn_next: usize,
@@ -398,7 +535,6 @@ struct FusedUpdate<'a, T> {
 /// whether every new entry is finite, and `‖Λ[:, k]‖∞` of the stored λ. Zero coefficients skip
 /// their columns.
 fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
-    const ROWS: usize = 2048;
     let FusedUpdate {
         n,
         q,
@@ -407,70 +543,106 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
         gamma_k,
         r,
         u,
+        fold,
         hkk,
         lam_next,
         hrow,
+        ahead,
         inv_beta,
         jn_next,
         lambda,
         lam_k,
     } = a;
     let kk = coef.len();
-    let body = |(c, (lc, lk)): (usize, (&mut [T], &mut [T]))| -> (Vec<T>, bool, T) {
-        let r0 = c * ROWS;
-        let m = lc.len();
-        let rows = r0..r0 + m;
-        let mut stored_max = T::ZERO;
-        for (d, l) in lk.iter_mut().zip(lc.iter()) {
-            *d = *l;
-            let a = l.abs();
-            stored_max = if a > stored_max { a } else { stored_max };
-        }
-        match qbar_k {
-            Some(qb) => {
-                for (((l, qv), rv), uv) in lc
-                    .iter_mut()
-                    .zip(&qb[rows.clone()])
-                    .zip(&r[rows.clone()])
-                    .zip(&u[rows.clone()])
-                {
-                    *l = *qv + gamma_k * *rv + *uv - hkk * *l;
+    let fold = &fold;
+    let body = |(c, ((lc, lk), uc)): RowChunk<'_, T>| -> (Vec<T>, bool, T) {
+        // Compiled for the best instruction set (fixed order of operations: same bits on all).
+        with_best_isa(
+            #[inline(always)]
+            move || {
+                let r0 = c * ROWS;
+                let m = lc.len();
+                let rows = r0..r0 + m;
+                if let Some(f) = fold {
+                    // λ += Q_J c (the same operations, in the same order, as `basis_vec_acc`), and
+                    // u += Q ucoef + rcoef·r.
+                    for (j, &cj) in f.coef.iter().enumerate() {
+                        let col = &q[j * n + r0..j * n + r0 + m];
+                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
+                    }
+                    for (i, &ci) in f.ucoef.iter().enumerate() {
+                        let col = &q[i * n + r0..i * n + r0 + m];
+                        uc.iter_mut().zip(col).for_each(|(v, x)| *v += ci * *x);
+                    }
+                    if f.rcoef != T::ZERO {
+                        let rc = f.rcoef;
+                        uc.iter_mut()
+                            .zip(&r[rows.clone()])
+                            .for_each(|(v, x)| *v += rc * *x);
+                    }
                 }
-            }
-            None => {
-                for ((l, rv), uv) in lc.iter_mut().zip(&r[rows.clone()]).zip(&u[rows.clone()]) {
-                    *l = gamma_k * *rv + *uv - hkk * *l;
+                let uc = &*uc;
+                let mut stored_max = T::ZERO;
+                for (d, l) in lk.iter_mut().zip(lc.iter()) {
+                    *d = *l;
+                    let a = l.abs();
+                    stored_max = if a > stored_max { a } else { stored_max };
                 }
-            }
-        }
-        for (j, &cj) in coef.iter().enumerate().take(kk) {
-            if cj != T::ZERO {
-                let col = &q[j * n + r0..j * n + r0 + m];
-                lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
-            }
-        }
-        for (j, &hj) in hrow.iter().enumerate() {
-            if hj != T::ZERO {
-                let col = &lam_next[j * n + r0..j * n + r0 + m];
-                lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
-            }
-        }
-        let mut finite = true;
-        for l in lc.iter_mut() {
-            *l *= inv_beta;
-            finite &= l.is_finite();
-        }
-        // Multi-accumulator dot products (a single running sum would be latency bound).
-        let t: Vec<T> = (0..jn_next)
-            .map(|j| vector::dot(&q[j * n + r0..j * n + r0 + m], lc))
-            .collect();
-        (t, finite, stored_max)
+                match qbar_k {
+                    Some(qb) => {
+                        for (((l, qv), rv), uv) in lc
+                            .iter_mut()
+                            .zip(&qb[rows.clone()])
+                            .zip(&r[rows.clone()])
+                            .zip(uc)
+                        {
+                            *l = *qv + gamma_k * *rv + *uv - hkk * *l;
+                        }
+                    }
+                    None => {
+                        for ((l, rv), uv) in lc.iter_mut().zip(&r[rows.clone()]).zip(uc) {
+                            *l = gamma_k * *rv + *uv - hkk * *l;
+                        }
+                    }
+                }
+                for (j, &cj) in coef.iter().enumerate().take(kk) {
+                    if cj != T::ZERO {
+                        let col = &q[j * n + r0..j * n + r0 + m];
+                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
+                    }
+                }
+                for (j, &hj) in hrow.iter().enumerate() {
+                    if hj != T::ZERO {
+                        let col = &lam_next[j * n + r0..j * n + r0 + m];
+                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
+                    }
+                }
+                if let Some((a, look, col)) = ahead {
+                    let off = r0 * look + col * m;
+                    lc.iter_mut()
+                        .zip(&a[off..off + m])
+                        .for_each(|(l, x)| *l += *x);
+                }
+                let mut finite = true;
+                for l in lc.iter_mut() {
+                    *l *= inv_beta;
+                    finite &= l.is_finite();
+                }
+                // Multi-accumulator dot products (a single running sum would be latency bound).
+                let mut t = vec![T::ZERO; jn_next];
+                for (j, tj) in t.iter_mut().enumerate() {
+                    *tj = dot_seq(&q[j * n + r0..j * n + r0 + m], lc);
+                }
+                (t, finite, stored_max)
+            },
+        )
     };
     let lam_k = &mut lam_k[..n];
     let parts: Vec<(Vec<T>, bool, T)> = if n * (kk + hrow.len()) >= 131_072 {
         lambda
             .par_chunks_mut(ROWS)
             .zip(lam_k.par_chunks_mut(ROWS))
+            .zip(u.par_chunks_mut(ROWS))
             .enumerate()
             .map(body)
             .collect()
@@ -478,6 +650,7 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
         lambda
             .chunks_mut(ROWS)
             .zip(lam_k.chunks_mut(ROWS))
+            .zip(u.chunks_mut(ROWS))
             .enumerate()
             .map(body)
             .collect()
@@ -495,4 +668,47 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
     let mut flags = [f64::from(u8::from(!finite)), stored_max.to_f64()];
     let t = reduce::fold_chunk_partials(ROWS, jn_next, &tparts, &mut flags);
     (t, flags[0] == 0.0, T::from_f64(flags[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn chunk_dot_is_vector_dot_bit_for_bit() {
+        for len in [0usize, 5, 8, 2048, 2047] {
+            let (x, y) = (vals(len, 1), vals(len, 2));
+            assert_eq!(
+                dot_seq(&x, &y).to_bits(),
+                gradmat_operators::vector::dot(&x, &y).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn lookahead_product_is_the_product_in_row_chunk_layout() {
+        // Ragged last chunk; below and above the parallel threshold.
+        for (n, m, look) in [(37usize, 3usize, 2usize), (3 * ROWS + 17, 11, 5)] {
+            let l = vals(n * m, 3);
+            let w = vals(m * look, 4);
+            let mut out = vals(7, 5); // reused buffer: grown, stale entries overwritten
+            lookahead_product(&l, n, m, &w, look, &mut out);
+            for r0 in (0..n).step_by(ROWS) {
+                let len = ROWS.min(n - r0);
+                for c in 0..look {
+                    for i in 0..len {
+                        let exact: f64 = (0..m).map(|j| l[r0 + i + j * n] * w[j + c * m]).sum();
+                        let got = out[r0 * look + c * len + i];
+                        assert!((got - exact).abs() <= 1e-14 * m as f64, "{got} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -41,11 +41,16 @@
 //! for (g, e) in grad.iter().zip(expected) { assert!((g - e).abs() < 1e-12); }
 //! for x in vbar { assert!(x.abs() < 1e-12); }
 //! ```
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod arnoldi;
 mod cg;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod lanczos;
 mod subspace;
 
@@ -60,17 +65,16 @@ use gradmat_operators::{Operator, ParamVjp, Scalar};
 /// How parameter gradients `θ̄ = Σ_k ∇θ⟨λ_k, A q_k⟩` are accumulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ParamAccumulation {
-    /// Ask the operator ([`ParamVjp::prefers_block_vjp`]): `Fused` for kernel, dense and sparse
-    /// operators, `Online` otherwise. The default, chosen by measurement (README).
+    /// Ask the operator ([`ParamVjp::vjp_block_size`] above 1): `Fused` for kernel, dense and
+    /// sparse operators, `Online` otherwise. The default, chosen by measurement (README).
     #[default]
     Auto,
     /// Store the adjoint vectors `λ_k` and hand them to the operator's
     /// [`ParamVjp::vjp_params_block`] in blocks of [`ParamVjp::vjp_block_size`] pairs: one call
     /// for all `K` pairs for a kernel (one pass over its tiles, 14–15× cheaper per pair than
     /// single VJPs for a Matérn kernel), groups of 8 for CSR (one pass over the pattern per
-    /// group; three-term Lanczos then keeps a ring of 8 vectors, not `N·K`). On the 2-D
-    /// Laplacian with N = 15,625 this made the plain-Lanczos backward pass 10–20 % faster than
-    /// `Online`; at N = 10⁶ the two are within noise.
+    /// group; three-term Lanczos then keeps a ring of 8 vectors, not `N·K`). Compare the two
+    /// modes on your operator with `bench_krylov --accumulation fused|online`.
     Fused,
     /// Accumulate at every backward step, fused with the step's matvec through
     /// [`ParamVjp::apply_and_vjp_params`] where the operator provides it. Needs no stored
@@ -82,44 +86,41 @@ impl ParamAccumulation {
     /// Resolves `Auto` for a given operator.
     pub fn resolve<T: Scalar, A: ParamVjp<T> + ?Sized>(self, op: &A) -> Self {
         match self {
-            Self::Auto if op.prefers_block_vjp() => Self::Fused,
+            Self::Auto if op.vjp_block_size() > 1 => Self::Fused,
             Self::Auto => Self::Online,
             other => other,
         }
     }
 }
 
-/// Options of the backward passes.
+/// Options of the backward passes (public fields, `Default`, the style of the Krylov
+/// `Params`):
+///
+/// ```
+/// use gradmat_adjoint::{AdjointParams, ParamAccumulation};
+/// let p = AdjointParams { project: false, ..AdjointParams::default() };
+/// assert_eq!((p.project, p.accumulation), (false, ParamAccumulation::Auto));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct AdjointParams {
-    /// Re-projection of the Arnoldi adjoint (`None`: on — required for exactness to rounding
-    /// after a reorthogonalised forward pass, and measured more accurate than the plain
-    /// recursion after a non-reorthogonalised one too).
-    pub project: Option<bool>,
-    /// Parameter-gradient accumulation strategy.
+    /// Re-projection of the Arnoldi adjoint (also for Lanczos with full reorthogonalisation,
+    /// which runs through Arnoldi). Default `true`: required for exactness to rounding after a
+    /// reorthogonalised forward pass, and measured more accurate than the plain recursion
+    /// after a non-reorthogonalised one too.
+    pub project: bool,
+    /// Parameter-gradient accumulation strategy. Default [`ParamAccumulation::Auto`].
     pub accumulation: ParamAccumulation,
+    #[doc(hidden)]
+    pub non_exhaustive: gradmat_operators::NonExhaustive,
 }
 
 impl Default for AdjointParams {
     fn default() -> Self {
         Self {
-            project: None,
+            project: true,
             accumulation: ParamAccumulation::Auto,
+            non_exhaustive: gradmat_operators::NonExhaustive::default(),
         }
-    }
-}
-
-impl AdjointParams {
-    /// Forces the Arnoldi re-projection on or off.
-    pub fn project(mut self, on: bool) -> Self {
-        self.project = Some(on);
-        self
-    }
-    /// Sets the accumulation strategy.
-    pub fn accumulation(mut self, acc: ParamAccumulation) -> Self {
-        self.accumulation = acc;
-        self
     }
 }
 
@@ -157,7 +158,6 @@ impl<T: Scalar, A: Operator<T>> ParamVjp<T> for NoParams<A> {
     fn num_params(&self) -> usize {
         0
     }
-    fn params(&self, _out: &mut [T]) {}
     fn vjp_params(&self, _u: &[T], _x: &[T], _grad: &mut [T]) {}
     fn vjp_params_block(&self, _u: &[T], _x: &[T], _k: usize, _grad: &mut [T]) {}
 }

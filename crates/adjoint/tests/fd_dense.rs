@@ -50,7 +50,10 @@ fn lanczos_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: Par
             residual: Some(&cot.r),
             inv_norm: cot.c,
         },
-        &AdjointParams::default().accumulation(acc),
+        &AdjointParams {
+            accumulation: acc,
+            ..AdjointParams::default()
+        },
         &mut grad,
     )
     .unwrap();
@@ -110,7 +113,10 @@ fn arnoldi_case(n: usize, k: usize, seed: u64, reorth: Reorthogonalize, acc: Par
             residual: Some(&cot.r),
             inv_norm: cot.c,
         },
-        &AdjointParams::default().accumulation(acc),
+        &AdjointParams {
+            accumulation: acc,
+            ..AdjointParams::default()
+        },
         &mut grad,
     )
     .unwrap();

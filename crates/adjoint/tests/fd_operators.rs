@@ -175,15 +175,27 @@ fn variants(plain_arnoldi: bool) -> Vec<(&'static str, AdjointParams)> {
     let mut v = vec![
         (
             "Fused",
-            AdjointParams::default().accumulation(ParamAccumulation::Fused),
+            AdjointParams {
+                accumulation: ParamAccumulation::Fused,
+                ..AdjointParams::default()
+            },
         ),
         (
             "Online",
-            AdjointParams::default().accumulation(ParamAccumulation::Online),
+            AdjointParams {
+                accumulation: ParamAccumulation::Online,
+                ..AdjointParams::default()
+            },
         ),
     ];
     if plain_arnoldi {
-        v.push(("Fused+project", AdjointParams::default().project(true)));
+        v.push((
+            "Fused+project",
+            AdjointParams {
+                project: true,
+                ..AdjointParams::default()
+            },
+        ));
     }
     v
 }
@@ -592,7 +604,10 @@ fn breakdown_case(m: usize, reorth: Reorthogonalize, seed: u64) {
             &a,
             &dec,
             lc,
-            &AdjointParams::default().accumulation(acc),
+            &AdjointParams {
+                accumulation: acc,
+                ..AdjointParams::default()
+            },
             &mut g,
         )
         .unwrap();
@@ -787,7 +802,10 @@ fn breakdown_arnoldi_case(m: usize, reorth: Reorthogonalize, seed: u64) {
                 inv_norm: cot.c,
                 ..Default::default()
             },
-            &AdjointParams::default().accumulation(acc),
+            &AdjointParams {
+                accumulation: acc,
+                ..AdjointParams::default()
+            },
             &mut g,
         )
         .unwrap();

@@ -15,11 +15,18 @@
 //! `gradmat --help` lists the subcommands. As a library, each pipeline is
 //! `run(&Config, &Progress) -> Result<Outcome, PipelineError>` (see [`pipeline`]) and the
 //! library crates below it do the numerical work.
+//!
+//! Feature `cli` (default): the `gradmat` binary and what only it needs (clap, indicatif,
+//! plotters). Without it the library keeps the pipelines, the readers and plain-line progress.
+
+#![forbid(unsafe_code)]
 
 pub mod bnn;
 pub mod cli;
 pub mod cluster;
-pub mod fuzz_checks;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gp;
 pub mod nn;
 pub mod optim;

@@ -44,6 +44,8 @@
 //! options, …) prints one line `gradmat: <file>[:<line>]: <problem>` on stderr and exits with
 //! status 2. `--help` prints the usage and exits with status 0.
 
+#![forbid(unsafe_code)]
+
 use gradmat_apps::cli::{main_with_args, one_line, EXIT_ERROR};
 
 /// Under an MPI launcher: initialises MPI and records the world communicator (feature `mpi`).

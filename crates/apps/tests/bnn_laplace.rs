@@ -12,7 +12,7 @@ use gradmat_matfun::dense::MatrixFunction;
 use gradmat_matfun::estimators::{probe_vector, Probe};
 use gradmat_matfun::krylov::{quadform_lanczos, KrylovParams};
 use gradmat_operators::ggn::{GaussNewton, OutputLoss};
-use gradmat_operators::{Operator, ParamVjp, SetParams};
+use gradmat_operators::{Operator, SetParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

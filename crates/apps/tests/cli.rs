@@ -391,9 +391,14 @@ fn bad_input_exits_2_with_one_line() {
     unknown.push("--bogus".into());
     assert_fails(&unknown, &["--bogus"]);
     assert_fails(&quadform_args(&a, &v, "cosh", "lanczos", 3), &["cosh"]);
+    // --depth has a default now (issue 18); --matrix is still required.
     assert_fails(
-        &quadform_args(&a, &v, "log", "lanczos", 3)[..9],
-        &["--depth"],
+        &[
+            &["quadform".to_string()][..],
+            &quadform_args(&a, &v, "log", "lanczos", 3)[3..],
+        ]
+        .concat(),
+        &["--matrix"],
     );
     assert_fails::<&str>(&[], &["subcommand"]);
     assert_fails(&["frobnicate"], &["frobnicate"]);

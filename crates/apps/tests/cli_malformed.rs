@@ -152,7 +152,7 @@ const SUBCOMMANDS: &[Sub] = &[
                 with(&b, "--method", ""),
                 without(&b, "--matrix"),
                 without(&b, "--vector"),
-                without(&b, "--depth"),
+                // (--depth has a default since issue 18)
                 plus(&b, &["--bogus"]),
                 plus(&b, &["--reorthogonalize", "partial"]),
                 plus(&b, &["--grad-dir", ""]),
@@ -179,7 +179,7 @@ const SUBCOMMANDS: &[Sub] = &[
                 plus(&b, &["--shift", "x"]),
                 plus(&b, &["--probe", "uniform"]),
                 without(&b, "--matrix"),
-                without(&b, "--seed"),
+                // (--probes, --depth and --seed have defaults since issue 18)
                 plus(&b, &["--bogus"]),
             ]
         },

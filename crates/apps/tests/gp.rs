@@ -187,6 +187,7 @@ fn training_lowers_loss_and_beats_trivial_predictor() {
         stochastic: Stochastic::default(),
         seed: 9,
         exact: false,
+        dense_eval_budget: None,
     };
     let out = train(&data, &cfg, &Progress::quiet("epoch", 20)).unwrap();
     let first = out.history[0].loss;
@@ -288,4 +289,24 @@ fn stored_and_matrix_free_kernel_products_agree() {
             .zip(&stored.grad)
             .all(|(x, y)| x.to_bits() == y.to_bits()));
     }
+}
+
+/// Finite unconstrained parameters that leave the model's domain (softplus underflows to 0
+/// below about −745) are a diverging optimisation, named as such — before, `from_raw` accepted
+/// them and the kernel operator later refused "invalid parameter 2 (scale)".
+#[test]
+fn diverged_hyperparameters_are_named() {
+    let mut raw = Hyper::initial(2).to_raw();
+    raw[2] = -800.0; // outputscale = softplus(−800) = 0
+    let e = Hyper::from_raw(&raw).unwrap_err().to_string();
+    assert!(
+        e.contains("outputscale") && e.contains("diverged") && e.contains("--lr"),
+        "{e}"
+    );
+    raw[2] = 0.0;
+    raw[0] = -1e300; // lengthscale 1
+    let e = Hyper::from_raw(&raw).unwrap_err().to_string();
+    assert!(e.contains("lengthscale 1") && e.contains("diverged"), "{e}");
+    raw[0] = 0.0;
+    assert!(Hyper::from_raw(&raw).is_ok());
 }

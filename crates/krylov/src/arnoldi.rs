@@ -185,6 +185,9 @@ pub(crate) fn validate_start<T: Scalar, A: Operator<T> + ?Sized>(
     if len == T::ZERO {
         return Err(KrylovError::ZeroStartVector);
     }
+    if !len.is_finite() || !(T::ONE / len).is_finite() {
+        return Err(KrylovError::StartVectorNormOutOfRange { norm: len.to_f64() });
+    }
     Ok(len)
 }
 
@@ -216,6 +219,17 @@ pub fn arnoldi<T: Scalar, A: Operator<T> + ?Sized>(
 /// Like [`arnoldi`], reusing the buffers of `out` (no allocation when sizes repeat).
 pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     op: &A,
+    v: &[T],
+    params: &ArnoldiParams,
+    out: &mut Arnoldi<T>,
+) -> Result<(), KrylovError> {
+    arnoldi_impl(&op, v, params, out)
+}
+
+/// The body of [`arnoldi_into`], compiled once per scalar: the operator is only called through
+/// the trait, so monomorphising the whole loop per operator type buys nothing (faer's pattern).
+fn arnoldi_impl<T: Scalar>(
+    op: &dyn Operator<T>,
     v: &[T],
     params: &ArnoldiParams,
     out: &mut Arnoldi<T>,

@@ -301,6 +301,20 @@ where
     A: Operator<T> + SelfAdjoint<T> + ?Sized,
     P: Preconditioner<T> + ?Sized,
 {
+    solve_impl(&a, &precond, b, k, x, ws, params)
+}
+
+/// The body of [`solve_in_place`], compiled once per scalar (operator and preconditioner are
+/// only called through their traits).
+fn solve_impl<T: Scalar>(
+    a: &dyn SelfAdjoint<T>,
+    precond: &dyn Preconditioner<T>,
+    b: &[T],
+    k: usize,
+    x: &mut [T],
+    ws: &mut CgWorkspace<T>,
+    params: &CgParams,
+) -> Result<CgInfo<T>, KrylovError> {
     let n = a.nrows();
     if a.ncols() != n {
         return Err(KrylovError::NotSquare {

@@ -12,6 +12,13 @@ pub enum KrylovError {
     /// The start vector (or a right-hand side) is zero.
     #[error("start vector is zero")]
     ZeroStartVector,
+    /// The start vector's norm (finite entries) overflows, or is so small that its reciprocal
+    /// overflows (below about `1/T::MAX`: subnormal entries only). Rescale the vector.
+    #[error("start vector norm {norm:e} cannot be normalised in this precision (it or its reciprocal overflows); rescale the vector")]
+    StartVectorNormOutOfRange {
+        /// The norm.
+        norm: f64,
+    },
     /// The start vector (or a right-hand side) contains NaN or infinity.
     #[error("start vector has a non-finite entry at index {index}")]
     NonFiniteStartVector {

@@ -205,7 +205,8 @@ impl<T: Scalar> Bidiagonalization<T> {
 /// # Errors
 /// * [`KrylovError::DimensionMismatch`]: `b.len() != m`;
 /// * [`KrylovError::DepthOutOfRange`]: `depth ∉ 1..=min(m, n)`;
-/// * [`KrylovError::NonFiniteStartVector`] / [`KrylovError::ZeroStartVector`];
+/// * [`KrylovError::NonFiniteStartVector`] / [`KrylovError::ZeroStartVector`] /
+///   [`KrylovError::StartVectorNormOutOfRange`] (a subnormal start vector);
 /// * [`KrylovError::InvalidParameter`]: a negative or non-finite `breakdown_tol`;
 /// * [`KrylovError::NonFinite`]: a NaN or infinity appeared (`step` = 0-based step `j`).
 pub fn golub_kahan<T, A>(
@@ -217,6 +218,16 @@ where
     T: Scalar,
     A: AdjointOperator<T> + ?Sized,
 {
+    golub_kahan_impl(&a, b, params)
+}
+
+/// The body of [`golub_kahan`], compiled once per scalar (the operator is only called through
+/// the trait).
+fn golub_kahan_impl<T: Scalar>(
+    a: &dyn AdjointOperator<T>,
+    b: &[T],
+    params: &GkParams,
+) -> Result<Bidiagonalization<T>, KrylovError> {
     let (m, n) = (a.nrows(), a.ncols());
     let depth = params.depth;
     if b.len() != m {
@@ -248,6 +259,11 @@ where
     let bnorm = reduce::norm(b);
     if bnorm <= T::ZERO {
         return Err(KrylovError::ZeroStartVector);
+    }
+    if bnorm.is_finite() && !(T::ONE / bnorm).is_finite() {
+        return Err(KrylovError::StartVectorNormOutOfRange {
+            norm: bnorm.to_f64(),
+        });
     }
     if !bnorm.is_finite() {
         // Overflowing norm of finite entries.

@@ -190,6 +190,17 @@ pub fn lanczos_into<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     params: &LanczosParams,
     out: &mut Lanczos<T>,
 ) -> Result<(), KrylovError> {
+    lanczos_impl(&op, v, params, out)
+}
+
+/// The body of [`lanczos_into`], compiled once per scalar (the operator is only called through
+/// the trait).
+fn lanczos_impl<T: Scalar>(
+    op: &dyn SelfAdjoint<T>,
+    v: &[T],
+    params: &LanczosParams,
+    out: &mut Lanczos<T>,
+) -> Result<(), KrylovError> {
     if let Some(tol) = params.self_adjoint_check {
         validate_start(op, v, params.depth)?;
         check_self_adjoint(op, tol)?;
@@ -398,8 +409,8 @@ fn three_term_update<T: Scalar>(w: &mut [T], a: T, x: &[T], b: T, xprev: &[T]) -
     (s_in, s_out)
 }
 
-fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
-    op: &A,
+fn lanczos_via_arnoldi<T: Scalar>(
+    op: &dyn SelfAdjoint<T>,
     v: &[T],
     params: &LanczosParams,
     out: &mut Lanczos<T>,
@@ -421,7 +432,7 @@ fn lanczos_via_arnoldi<T: Scalar, A: SelfAdjoint<T> + ?Sized>(
     for i in 0..k {
         out.a.push(arn.h(i, i));
         if i + 1 < k {
-            out.b.push(half * (arn.h(i + 1, i) + arn.h(i, i + 1)));
+            out.b.push(half * arn.h(i + 1, i) + half * arn.h(i, i + 1));
         }
     }
     out.q.clear();

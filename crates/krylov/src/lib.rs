@@ -33,6 +33,9 @@ pub mod arnoldi;
 pub mod cg;
 pub mod distributed;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod golub_kahan;
 pub mod lanczos;
 pub mod precond;

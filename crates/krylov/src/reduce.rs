@@ -360,9 +360,82 @@ where
     acc
 }
 
+/// Like [`for_each_chunk_sum`] for two outputs of equal length, split at the same fixed
+/// chunks: `f(offset, chunk_a, chunk_b)` updates both and returns its `M` partial sums, added
+/// in chunk order (deterministic for any thread count).
+pub fn for_each_chunk2_sum<T: Scalar, const M: usize, F>(a: &mut [T], b: &mut [T], f: F) -> [T; M]
+where
+    F: Fn(usize, &mut [T], &mut [T]) -> [T; M] + Sync + Send,
+{
+    const C: usize = vector::CHUNK;
+    assert_eq!(a.len(), b.len(), "for_each_chunk2_sum: lengths differ");
+    let parts: Vec<[T; M]> = if a.len() >= vector::PAR_THRESHOLD {
+        a.par_chunks_mut(C)
+            .zip(b.par_chunks_mut(C))
+            .enumerate()
+            .map(|(i, (ca, cb))| f(i * C, ca, cb))
+            .collect()
+    } else {
+        a.chunks_mut(C)
+            .zip(b.chunks_mut(C))
+            .enumerate()
+            .map(|(i, (ca, cb))| f(i * C, ca, cb))
+            .collect()
+    };
+    let mut acc = [T::ZERO; M];
+    for p in parts {
+        for (s, v) in acc.iter_mut().zip(p) {
+            *s += v;
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_output_chunks_update_both_and_sum_in_chunk_order() {
+        // Below and above the parallel threshold, ragged last chunk.
+        for n in [1000usize, vector::PAR_THRESHOLD + 4321] {
+            let val = |i: usize| ((i * 7919 % 1009) as f64 - 504.0) / 311.0;
+            let (mut a, mut b): (Vec<f64>, Vec<f64>) = ((0..n).map(val).collect(), vec![0.0; n]);
+            let a0 = a.clone();
+            let s = for_each_chunk2_sum::<f64, 2, _>(&mut a, &mut b, |o, ca, cb| {
+                let mut acc = [0.0; 2];
+                for (i, (x, y)) in ca.iter_mut().zip(cb.iter_mut()).enumerate() {
+                    *y = *x + (o + i) as f64;
+                    *x *= 2.0;
+                    acc[0] += *x;
+                    acc[1] += *y;
+                }
+                acc
+            });
+            // The same sums as the one-output helper on the same chunks.
+            let (mut a1, mut b1) = (a0.clone(), a0.clone());
+            let s0 = for_each_chunk_sum::<f64, 1, _>(&mut a1, |_, c| {
+                let mut acc = 0.0;
+                for x in c.iter_mut() {
+                    *x *= 2.0;
+                    acc += *x;
+                }
+                [acc]
+            });
+            let s1 = for_each_chunk_sum::<f64, 1, _>(&mut b1, |o, c| {
+                let mut acc = 0.0;
+                for (i, y) in c.iter_mut().enumerate() {
+                    *y += (o + i) as f64;
+                    acc += *y;
+                }
+                [acc]
+            });
+            assert_eq!(s[0].to_bits(), s0[0].to_bits());
+            assert_eq!(s[1].to_bits(), s1[0].to_bits());
+            assert!(a.iter().zip(&a1).all(|(x, y)| x.to_bits() == y.to_bits()));
+            assert!(b.iter().zip(&b1).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
 
     #[test]
     fn fused_update_and_projection_equal_the_two_passes_bit_for_bit() {

@@ -329,6 +329,34 @@ fn bad_input_is_a_typed_error() {
         lanczos(&a, &[1.0, f64::NAN, 0.0], &p).unwrap_err(),
         KrylovError::NonFiniteStartVector { index: 1 }
     );
+    // A subnormal start vector (fuzz finding: 1/‖v‖ was 0 and then ∞) and one whose norm
+    // overflows though its entries are finite: typed errors, for Lanczos (plain and full) and
+    // Arnoldi alike.
+    let tiny = f64::from_bits(3);
+    let huge = f64::MAX;
+    for v in [[tiny, 0.0, tiny], [huge, huge, 0.0]] {
+        for full in [false, true] {
+            let mut p = LanczosParams::new(2);
+            if full {
+                p.reorthogonalize = gradmat_krylov::Reorthogonalize::Full;
+            }
+            assert!(matches!(
+                lanczos(&a, &v, &p).unwrap_err(),
+                KrylovError::StartVectorNormOutOfRange { .. }
+            ));
+        }
+        assert!(matches!(
+            gradmat_krylov::arnoldi::arnoldi(
+                &a,
+                &v,
+                &gradmat_krylov::arnoldi::ArnoldiParams::new(2)
+            )
+            .unwrap_err(),
+            KrylovError::StartVectorNormOutOfRange { .. }
+        ));
+    }
+    // Small but normal: fine.
+    assert!(lanczos(&a, &[1e-300, 0.0, 1e-300], &p).is_ok());
     assert_eq!(
         lanczos(&a, &[1.0; 3], &LanczosParams::new(0)).unwrap_err(),
         KrylovError::DepthOutOfRange { depth: 0, max: 3 }

@@ -48,7 +48,7 @@
 //! ```
 
 use crate::dense::MatrixFunction;
-use crate::krylov::{quadform_lanczos, KrylovParams};
+use crate::krylov::{quadform_lanczos, Convergence, KrylovParams};
 use crate::MatfunError;
 use gradmat_krylov::Reorthogonalize;
 use gradmat_operators::{NonExhaustive, Operator, ParamVjp, Scalar, SelfAdjoint};
@@ -150,6 +150,16 @@ pub struct Estimate<T> {
     /// Seconds the probes spent in their backward passes, summed likewise (0 without a
     /// gradient).
     pub seconds_backward: f64,
+    /// The mean over probes of each probe's
+    /// [`Convergence::last_step_change`](crate::krylov::Convergence): how much the last
+    /// Lanczos step changed the estimate (the same probes, one step less). Compare it with
+    /// `std_error`: a change far below the standard error means the depth is not what limits
+    /// the accuracy. `None` when a probe has no such value (depth 1), and from the
+    /// preconditioned estimator of [`crate::preconditioned`] (not computed there).
+    pub last_step_change: Option<T>,
+    /// Every probe's decomposition is exact (an invariant subspace or the whole space): the
+    /// estimate has no truncation error, only the sampling error.
+    pub exact: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -362,23 +372,106 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
     (mean, (var / l).sqrt())
 }
 
+/// What one probe contributes.
 pub(crate) struct ProbeResult<T> {
     pub(crate) value: T,
+    pub(crate) conv: Convergence<T>,
     pub(crate) depth: usize,
     pub(crate) matvecs: usize,
     pub(crate) grad: Option<Vec<T>>,
     pub(crate) ritz: (f64, f64),
+    /// Forward and backward seconds.
     pub(crate) seconds: (f64, f64),
 }
 
-/// Sums of the probes' forward and backward seconds.
-pub(crate) fn add_seconds(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
-    (a.0 + b.0, a.1 + b.1)
+/// The probes' contributions folded in probe order (deterministic for any thread count).
+pub(crate) struct Totals<T> {
+    values: Vec<T>,
+    convs: Vec<Convergence<T>>,
+    depth: usize,
+    matvecs: usize,
+    ritz: (f64, f64),
+    seconds: (f64, f64),
+    grad: Vec<T>,
 }
 
-/// The union of two `(min, max)` ranges (NaN-free where either side is).
-pub(crate) fn merge_range(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
-    (a.0.min(b.0), a.1.max(b.1))
+impl<T: Scalar> Totals<T> {
+    /// Empty totals; `num_params` entries of gradient (0 without one).
+    pub(crate) fn new(num_probes: usize, num_params: usize) -> Self {
+        Totals {
+            values: Vec::with_capacity(num_probes),
+            convs: Vec::with_capacity(num_probes),
+            depth: 0,
+            matvecs: 0,
+            ritz: (f64::INFINITY, f64::NEG_INFINITY),
+            seconds: (0.0, 0.0),
+            grad: vec![T::ZERO; num_params],
+        }
+    }
+    /// Adds one probe (its gradient, if any, into the running sum).
+    pub(crate) fn add(&mut self, r: ProbeResult<T>) {
+        self.values.push(r.value);
+        self.convs.push(r.conv);
+        self.depth = self.depth.max(r.depth);
+        self.matvecs += r.matvecs;
+        self.ritz = (self.ritz.0.min(r.ritz.0), self.ritz.1.max(r.ritz.1));
+        self.seconds = (self.seconds.0 + r.seconds.0, self.seconds.1 + r.seconds.1);
+        if let Some(g) = r.grad {
+            self.add_grad(&g);
+        }
+    }
+    /// Adds a gradient contribution gathered elsewhere (a lock-step group's).
+    pub(crate) fn add_grad(&mut self, g: &[T]) {
+        for (a, x) in self.grad.iter_mut().zip(g) {
+            *a += *x;
+        }
+    }
+    /// Mean, standard error and `θ̄ += (Σ gradients) / L` into `theta_grad`.
+    pub(crate) fn finish(self, theta_grad: Option<&mut [T]>) -> Result<Estimate<T>, MatfunError> {
+        let mut est = finish_estimate(
+            self.values,
+            self.depth,
+            self.matvecs,
+            self.ritz,
+            self.seconds,
+            theta_grad.map(|tg| (tg, self.grad)),
+        )?;
+        set_convergence(&mut est, &self.convs);
+        Ok(est)
+    }
+}
+
+/// One probe `z` on a lock-step member `op` (or an operator built on one): the quadrature and,
+/// with `want_grad`, its backward pass, whose VJPs the member defers to its group (the buffer
+/// passed here only satisfies the length check and stays zero).
+pub(crate) fn member_probe<T, A>(
+    op: &A,
+    z: &[T],
+    f: &MatrixFunction,
+    kp: &KrylovParams,
+    want_grad: bool,
+) -> Result<ProbeResult<T>, MatfunError>
+where
+    T: Scalar,
+    A: SelfAdjoint<T> + ParamVjp<T> + ?Sized,
+{
+    let t0 = Instant::now();
+    let qf = quadform_lanczos(op, z, f, kp)?;
+    let forward = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    if want_grad {
+        let mut unused = vec![T::ZERO; op.num_params()];
+        qf.gradient(op, &mut unused)?;
+    }
+    Ok(ProbeResult {
+        value: qf.value(),
+        conv: qf.convergence(),
+        depth: qf.depth(),
+        matvecs: qf.num_matvecs(),
+        grad: None,
+        ritz: qf.ritz_range(),
+        seconds: (forward, t1.elapsed().as_secs_f64()),
+    })
 }
 
 pub(crate) fn check_slq<T: Scalar, A: Operator<T> + ?Sized>(
@@ -432,15 +525,7 @@ where
     } else {
         rayon::current_num_threads().max(1)
     };
-    let mut values = Vec::with_capacity(l);
-    let mut acc: Vec<T> = if want_grad {
-        vec![T::ZERO; num_params]
-    } else {
-        Vec::new()
-    };
-    let (mut depth, mut matvecs) = (0usize, 0usize);
-    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut seconds = (0.0, 0.0);
+    let mut totals = Totals::new(l, if want_grad { num_params } else { 0 });
     let mut start = 0;
     while start < l {
         let end = (start + batch).min(l);
@@ -458,28 +543,11 @@ where
         };
         // Fold in probe order (deterministic for any batch size / thread count).
         for r in results {
-            let r = r?;
-            values.push(r.value);
-            depth = depth.max(r.depth);
-            matvecs += r.matvecs;
-            ritz = merge_range(ritz, r.ritz);
-            seconds = add_seconds(seconds, r.seconds);
-            if let Some(g) = r.grad {
-                for (a, x) in acc.iter_mut().zip(&g) {
-                    *a += *x;
-                }
-            }
+            totals.add(r?);
         }
         start = end;
     }
-    finish_estimate(
-        values,
-        depth,
-        matvecs,
-        ritz,
-        seconds,
-        theta_grad.map(|tg| (tg, acc)),
-    )
+    totals.finish(theta_grad)
 }
 
 /// The probes `range` of the set, in parallel batches (sequentially in a distributed scope),
@@ -554,6 +622,7 @@ where
         matvecs: qf.num_matvecs(),
         grad,
         ritz: qf.ritz_range(),
+        conv: qf.convergence(),
         seconds: (
             forward,
             if want {
@@ -581,19 +650,14 @@ where
     let kp = krylov_params(params);
     let (n, p, l) = (op.ncols(), op.num_params(), params.num_probes);
     let want = theta_grad.is_some();
-    let mut values = Vec::with_capacity(l);
-    let mut acc = vec![T::ZERO; if want { p } else { 0 }];
-    let (mut depth, mut matvecs) = (0usize, 0usize);
-    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut seconds = (0.0, 0.0);
+    let mut totals = Totals::new(l, if want { p } else { 0 });
     let mut start = 0;
     while start < l {
         let end = (start + LOCKSTEP_GROUP).min(l);
         let gather = crate::lockstep::Gather::new(op, end - start);
         // Distributed: every member thread reduces over its own duplicate of the communicator.
         let scopes = crate::lockstep::member_scopes(end - start);
-        type Member<T> = (T, usize, usize, (f64, f64), (f64, f64));
-        let results: Vec<Result<Member<T>, MatfunError>> = std::thread::scope(|s| {
+        let results: Vec<Result<ProbeResult<T>, MatfunError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (start..end)
                 .zip(scopes)
                 .map(|(idx, scope)| {
@@ -602,27 +666,7 @@ where
                     s.spawn(move || {
                         let _scope = scope.map(|d| d.enter());
                         let v = probe_local::<T>(params.probe, params.seed, idx, n);
-                        let run = || -> Result<Member<T>, MatfunError> {
-                            let t0 = Instant::now();
-                            let qf = quadform_lanczos(&member, &v, f, kp)?;
-                            let forward = t0.elapsed().as_secs_f64();
-                            let t1 = Instant::now();
-                            if want {
-                                // The gathered VJPs go to the group's accumulator; this
-                                // buffer only satisfies the length check and stays zero.
-                                let mut unused = vec![T::ZERO; p];
-                                qf.gradient(&member, &mut unused)?;
-                            }
-                            let backward = t1.elapsed().as_secs_f64();
-                            Ok((
-                                qf.value(),
-                                qf.depth(),
-                                qf.num_matvecs(),
-                                qf.ritz_range(),
-                                (forward, backward),
-                            ))
-                        };
-                        let r = run();
+                        let r = member_probe(&member, &v, f, kp, want);
                         drop(member);
                         r.map_err(|e| MatfunError::Probe {
                             probe: idx,
@@ -631,41 +675,32 @@ where
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| match h.join() {
-                    Ok(r) => r,
-                    Err(payload) => std::panic::resume_unwind(payload),
-                })
-                .collect()
+            join_all(handles)
         });
         for r in results {
-            let (value, d, m, rr, secs) = r?;
-            values.push(value);
-            depth = depth.max(d);
-            matvecs += m;
-            ritz = merge_range(ritz, rr);
-            seconds = add_seconds(seconds, secs);
+            totals.add(r?);
         }
         if want {
-            for (a, g) in acc.iter_mut().zip(gather.take_grad()) {
-                *a += g;
-            }
+            totals.add_grad(&gather.take_grad());
         }
         start = end;
     }
-    finish_estimate(
-        values,
-        depth,
-        matvecs,
-        ritz,
-        seconds,
-        theta_grad.map(|tg| (tg, acc)),
-    )
+    totals.finish(theta_grad)
+}
+
+/// Joins scoped threads in order, re-raising a panic of any of them.
+pub(crate) fn join_all<R>(handles: Vec<std::thread::ScopedJoinHandle<'_, R>>) -> Vec<R> {
+    handles
+        .into_iter()
+        .map(|h| match h.join() {
+            Ok(r) => r,
+            Err(payload) => std::panic::resume_unwind(payload),
+        })
+        .collect()
 }
 
 /// Mean, standard error and the scaled gradient `θ̄ += acc / L` of an SLQ run.
-pub(crate) fn finish_estimate<T: Scalar>(
+fn finish_estimate<T: Scalar>(
     values: Vec<T>,
     depth: usize,
     matvecs: usize,
@@ -698,7 +733,19 @@ pub(crate) fn finish_estimate<T: Scalar>(
         ritz_range,
         seconds_forward: seconds.0,
         seconds_backward: seconds.1,
+        last_step_change: None,
+        exact: false,
     })
+}
+
+/// Sets the convergence fields of `est` from the probes' (in probe order).
+fn set_convergence<T: Scalar>(est: &mut Estimate<T>, convs: &[Convergence<T>]) {
+    let sum: Option<f64> = convs
+        .iter()
+        .map(|c| c.last_step_change.map(|x| x.to_f64()))
+        .sum();
+    est.last_step_change = sum.map(|s| T::from_f64(s / convs.len().max(1) as f64));
+    est.exact = !convs.is_empty() && convs.iter().all(|c| c.exact);
 }
 
 pub(crate) fn krylov_params(params: &SlqParams) -> KrylovParams {
@@ -734,6 +781,7 @@ where
         let qf = quadform_lanczos(op, v, f, &kp)?;
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad: None,
@@ -788,6 +836,7 @@ where
         };
         Ok(ProbeResult {
             value: qf.value(),
+            conv: qf.convergence(),
             depth: qf.depth(),
             matvecs: qf.num_matvecs(),
             grad,

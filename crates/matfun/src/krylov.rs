@@ -150,9 +150,11 @@ impl KrylovParams {
     }
 
     pub(crate) fn adjoint_params(&self) -> AdjointParams {
-        AdjointParams::default()
-            .accumulation(self.accumulation)
-            .project(self.project)
+        AdjointParams {
+            accumulation: self.accumulation,
+            project: self.project,
+            ..AdjointParams::default()
+        }
     }
 
     /// The depth to run on an `n`-dimensional operator.
@@ -956,6 +958,96 @@ where
         value,
         params: params.clone(),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convergence of the quadratic forms
+// ---------------------------------------------------------------------------------------------
+
+/// How settled a Krylov value is ([`LanczosQuadForm::convergence`],
+/// [`ArnoldiQuadForm::convergence`]; summed over probes in SLQ's
+/// [`Estimate`](crate::estimators::Estimate)).
+///
+/// The value at depth `m` is a Gauss quadrature rule with `m` nodes (Lanczos) or its Arnoldi
+/// analogue; `last_step_change` is what the last Krylov step changed it by, computed from the
+/// leading `(m−1)×(m−1)` block of the same small matrix (no further matrix–vector products).
+/// It is the usual practical error estimate of such rules: once the quadrature converges, the
+/// change of one step is of the order of the error that is left (typically an overestimate
+/// of the error of the depth-`m` value, which converges faster than the differences shrink).
+/// A value whose `last_step_change` is not small relative to it has not converged — unless
+/// `exact` is set, in which case no further step can change it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Convergence<T> {
+    /// `value(m) − value(m − 1)` at the depth `m` reached; `None` at depth 1, or where the
+    /// depth-`(m−1)` value cannot be evaluated (a Ritz value of the smaller matrix within
+    /// rounding of zero for `log`, `1/x`, `1/√x`).
+    pub last_step_change: Option<T>,
+    /// The decomposition is exact — the iteration met an invariant subspace (a breakdown, or a
+    /// sub-diagonal at rounding level) or spans the whole space (`K = N`) — so the value is the
+    /// function's own, to rounding.
+    pub exact: bool,
+}
+
+/// `Some(value − previous)` when both are finite.
+fn change<T: Scalar>(value: T, previous: Option<T>) -> Option<T> {
+    let p = previous?;
+    let d = value - p;
+    (p.is_finite() && d.is_finite()).then_some(d)
+}
+
+impl<T: Scalar> LanczosQuadForm<T> {
+    /// How settled the value is: the change made by the last Lanczos step and whether the
+    /// decomposition is exact (see [`Convergence`]).
+    pub fn convergence(&self) -> Convergence<T> {
+        let dec = &*self.dec;
+        let m = dec.depth();
+        let previous = (m >= 2)
+            .then(|| {
+                let (a, b) = (dec.diagonal(), dec.off_diagonal());
+                let eig = crate::dense::SymmetricEigen::from_tridiagonal(&a[..m - 1], &b[..m - 2])
+                    .ok()?;
+                let fun = ritz_function::<T, T>(self.fun.function(), eig).ok()?;
+                let c = dec.inv_norm();
+                Some(fun.quadratic_form() / (c * c))
+            })
+            .flatten();
+        Convergence {
+            last_step_change: change(self.value, previous),
+            exact: lanczos_exact_depth(dec).is_some(),
+        }
+    }
+}
+
+impl<T: Scalar> ArnoldiQuadForm<T> {
+    /// How settled the value is: the change made by the last Arnoldi step and whether the
+    /// decomposition is exact (see [`Convergence`]).
+    pub fn convergence(&self) -> Convergence<T> {
+        let dec = self.dec();
+        let (k, m) = (dec.depth(), dec.depth().saturating_sub(1));
+        let c = dec.inv_norm();
+        let previous = (m >= 1)
+            .then(|| match &self.inner {
+                ArnoldiQuad::Exp { t, .. } => {
+                    let h = leading(dec.hessenberg(), k, m);
+                    let y = expm_scaled_e0(m, &h, T::from_f64(*t)).ok()?;
+                    Some(y[0] / (c * c))
+                }
+                ArnoldiQuad::Symmetric { fun, .. } => {
+                    let (diag, off) = hessenberg_band(dec);
+                    let eig =
+                        crate::dense::SymmetricEigen::from_tridiagonal(&diag[..m], &off[..m - 1])
+                            .ok()?;
+                    let f = ritz_function::<T, T>(fun.function(), eig).ok()?;
+                    Some(f.quadratic_form() / (c * c))
+                }
+            })
+            .flatten();
+        Convergence {
+            last_step_change: change(self.value, previous),
+            exact: arnoldi_exact_depth(dec).is_some(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,10 +66,14 @@
 //! assert!(sym.iter().zip(&pade).all(|(a, b)| (a - b).abs() < 1e-13 * b.abs()));
 //! # Ok::<(), gradmat_matfun::MatfunError>(())
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod dense;
 mod error;
 pub mod estimators;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod krylov;
 pub mod lockstep;
 pub mod preconditioned;

@@ -293,9 +293,6 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> ParamVjp<T> for Member
     fn num_params(&self) -> usize {
         self.gather.op.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.gather.op.params(out);
-    }
     /// Deferred to [`Gather::take_grad`]: the contribution goes to the group's accumulator, not
     /// to `grad`.
     fn vjp_params(&self, u: &[T], x: &[T], _grad: &mut [T]) {
@@ -310,11 +307,6 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T> + ?Sized> ParamVjp<T> for Member
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], _grad: &mut [T]) {
         self.gather.defer(self.index, self.weight, u, x, 1);
         self.apply(x, y);
-    }
-    /// `true`: deferred VJPs end in one block call anyway, so the adjoints need not interleave
-    /// them with products.
-    fn prefers_block_vjp(&self) -> bool {
-        true
     }
     /// All pairs at once: they are only stored until [`Gather::take_grad`].
     fn vjp_block_size(&self) -> usize {

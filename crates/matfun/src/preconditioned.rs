@@ -29,8 +29,11 @@
 //! block VJP at the end. This is how GPyTorch's batched CG serves the solve and the probes with
 //! one product; the log-determinant here is the Lanczos quadrature with its exact adjoint.
 
-use crate::estimators::{probe_local, Estimate, SlqParams};
-use crate::krylov::{quadform_lanczos, KrylovParams};
+use crate::dense::MatrixFunction;
+use crate::estimators::{
+    join_all, member_probe, probe_local, Estimate, ProbeResult, SlqParams, Totals,
+};
+use crate::krylov::KrylovParams;
 use crate::lockstep::{Gather, GatherStats};
 use crate::MatfunError;
 use gradmat_krylov::cg::{solve_in_place, CgInfo, CgParams, CgWorkspace};
@@ -229,17 +232,11 @@ impl<A: ParamVjp<T> + ?Sized, T: Scalar> ParamVjp<T> for Whitened<'_, A, T> {
     fn num_params(&self) -> usize {
         self.k.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.k.params(out);
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad);
     }
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         self.with_whitened(u, x, k, |wu, wx| self.k.vjp_params_block(wu, wx, k, grad));
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.k.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.k.vjp_block_size()
@@ -351,93 +348,60 @@ where
     let cg_scope = scopes.pop().flatten();
     let probe_weight = params.weight_logdet / T::from_usize(l);
     let quad_weight = -params.weight_quad;
-    type ProbeOut<T> = Result<(T, usize, usize, (f64, f64), (f64, f64)), MatfunError>;
     type CgOut<T> = Result<(Vec<T>, CgInfo<T>), MatfunError>;
-    let (probes, cg): (Vec<ProbeOut<T>>, CgOut<T>) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..l)
-            .zip(scopes)
-            .map(|(idx, scope)| {
-                let member = gather.member_weighted(idx, probe_weight);
-                let (w, kp) = (&w, &kp);
-                s.spawn(move || -> ProbeOut<T> {
-                    let _scope = scope.map(|d| d.enter());
-                    let z = probe_local::<T>(slq.probe, slq.seed, idx, n);
-                    let run = || -> ProbeOut<T> {
-                        let t0 = std::time::Instant::now();
-                        let m = Whitened::new(&member, w)?;
-                        let qf = quadform_lanczos(&m, &z, &crate::dense::MatrixFunction::Log, kp)?;
-                        let forward = t0.elapsed().as_secs_f64();
-                        let t1 = std::time::Instant::now();
-                        // The gathered VJPs go to the group's accumulator; this buffer only
-                        // satisfies the length check and stays zero.
-                        let mut unused = vec![T::ZERO; p];
-                        qf.gradient(&m, &mut unused)?;
-                        let backward = t1.elapsed().as_secs_f64();
-                        Ok((
-                            qf.value(),
-                            qf.depth(),
-                            qf.num_matvecs(),
-                            qf.ritz_range(),
-                            (forward, backward),
-                        ))
-                    };
-                    let r = run();
-                    drop(member);
-                    r.map_err(|e| MatfunError::Probe {
-                        probe: idx,
-                        source: Box::new(e),
+    let (probes, cg): (Vec<Result<ProbeResult<T>, MatfunError>>, CgOut<T>) =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..l)
+                .zip(scopes)
+                .map(|(idx, scope)| {
+                    let member = gather.member_weighted(idx, probe_weight);
+                    let (w, kp) = (&w, &kp);
+                    s.spawn(move || {
+                        let _scope = scope.map(|d| d.enter());
+                        let z = probe_local::<T>(slq.probe, slq.seed, idx, n);
+                        let r = Whitened::new(&member, w)
+                            .and_then(|m| member_probe(&m, &z, &MatrixFunction::Log, kp, true));
+                        drop(member);
+                        r.map_err(|e| MatfunError::Probe {
+                            probe: idx,
+                            source: Box::new(e),
+                        })
                     })
                 })
-            })
-            .collect();
-        let member = gather.member_weighted(l, quad_weight);
-        // CG runs on this thread, with its own duplicate communicator when distributed.
-        let cg_entered = cg_scope.as_ref().map(|d| d.enter());
-        let cg = (|| {
-            let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
-            let info = solve_in_place(
-                &member,
-                precond,
-                rhs,
-                1,
-                &mut alpha,
-                &mut CgWorkspace::new(),
-                &params.cg,
-            )?;
-            // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
-            let mut unused = vec![T::ZERO; p];
-            member.vjp_params(&alpha, &alpha, &mut unused);
-            Ok((alpha, info))
-        })();
-        drop(member);
-        drop(cg_entered);
-        let probes = handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(payload) => std::panic::resume_unwind(payload),
-            })
-            .collect();
-        (probes, cg)
-    });
+                .collect();
+            let member = gather.member_weighted(l, quad_weight);
+            // CG runs on this thread, with its own duplicate communicator when distributed.
+            let cg_entered = cg_scope.as_ref().map(|d| d.enter());
+            let cg = (|| {
+                let mut alpha = x0.map_or_else(|| vec![T::ZERO; n], <[T]>::to_vec);
+                let info = solve_in_place(
+                    &member,
+                    precond,
+                    rhs,
+                    1,
+                    &mut alpha,
+                    &mut CgWorkspace::new(),
+                    &params.cg,
+                )?;
+                // ∇ bᵀK⁻¹b = −∇⟨α, K α⟩: deferred with weight −w_quad.
+                let mut unused = vec![T::ZERO; p];
+                member.vjp_params(&alpha, &alpha, &mut unused);
+                Ok((alpha, info))
+            })();
+            drop(member);
+            drop(cg_entered);
+            (join_all(handles), cg)
+        });
     let (alpha, info) = cg?;
-    let mut values = Vec::with_capacity(l);
-    let (mut depth, mut matvecs) = (0, 0);
-    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut seconds = (0.0, 0.0);
+    let mut totals = Totals::new(l, 0);
     for r in probes {
-        let (v, d, m, rr, (f, b)) = r?;
-        values.push(v);
-        depth = depth.max(d);
-        matvecs += m;
-        ritz = (ritz.0.min(rr.0), ritz.1.max(rr.1));
-        seconds = (seconds.0 + f, seconds.1 + b);
+        totals.add(r?);
     }
     let g = gather.take_grad();
     for (t, gi) in theta_grad.iter_mut().zip(&g) {
         *t += *gi;
     }
-    let mut est = crate::estimators::finish_estimate(values, depth, matvecs, ritz, seconds, None)?;
+    let mut est = totals.finish(None)?;
     est.value += T::from_f64(w.logdet());
     let quad = reduce::dot(rhs, &alpha);
     Ok(SolveLogdet {

@@ -26,9 +26,9 @@
 
 use crate::dense::MatrixFunction;
 use crate::estimators::{
-    check_slq, finish_estimate, krylov_params, probe_results, slq_probe, Estimate, ProbeResult,
-    SlqParams,
+    check_slq, krylov_params, probe_results, slq_probe, Estimate, ProbeResult, SlqParams, Totals,
 };
+use crate::krylov::Convergence;
 use crate::MatfunError;
 use gradmat_adjoint::NoParams;
 use gradmat_operators::comm::Comm;
@@ -168,8 +168,9 @@ where
         slq_probe(op, f, &kp, v, w)
     });
     let local: Vec<ProbeResult<T>> = agree(comm, local)?;
-    // Per-probe records: value, depth, matvecs, ritz (2), seconds (2).
-    const REC: usize = 7;
+    // Per-probe records: value, depth, matvecs, ritz (2), seconds (2), the last step's change
+    // (NaN for none) and whether the decomposition was exact.
+    const REC: usize = 9;
     let mine: Vec<f64> = local
         .iter()
         .flat_map(|r| {
@@ -181,34 +182,37 @@ where
                 r.ritz.1,
                 r.seconds.0,
                 r.seconds.1,
+                r.conv.last_step_change.map_or(f64::NAN, |c| c.to_f64()),
+                f64::from(u8::from(r.conv.exact)),
             ]
         })
         .collect();
     let counts: Vec<usize> = (0..p).map(|q| probe_range(l, p, q).len() * REC).collect();
     let mut all = vec![0.0; l * REC];
     comm.allgatherv_f64(&mine, &counts, &mut all);
-    let mut values = Vec::with_capacity(l);
-    let (mut depth, mut matvecs) = (0usize, 0usize);
-    let mut ritz = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut seconds = (0.0, 0.0);
+    let mut totals = Totals::new(l, if want { np } else { 0 });
     for rec in all.chunks_exact(REC) {
-        values.push(T::from_f64(rec[0]));
-        depth = depth.max(rec[1] as usize);
-        matvecs += rec[2] as usize;
-        ritz = crate::estimators::merge_range(ritz, (rec[3], rec[4]));
-        seconds = crate::estimators::add_seconds(seconds, (rec[5], rec[6]));
+        totals.add(ProbeResult {
+            value: T::from_f64(rec[0]),
+            conv: Convergence {
+                last_step_change: (!rec[7].is_nan()).then(|| T::from_f64(rec[7])),
+                exact: rec[8] != 0.0,
+            },
+            depth: rec[1] as usize,
+            matvecs: rec[2] as usize,
+            grad: None,
+            ritz: (rec[3], rec[4]),
+            seconds: (rec[5], rec[6]),
+        });
     }
-    let grad = match theta_grad {
-        None => None,
-        Some(tg) => {
-            let grads: Vec<&[T]> = local
-                .iter()
-                .map(|r| r.grad.as_deref().unwrap_or(&[]))
-                .collect();
-            Some((tg, ordered_sum(comm, l, np, &grads)))
-        }
-    };
-    finish_estimate(values, depth, matvecs, ritz, seconds, grad)
+    if want {
+        let grads: Vec<&[T]> = local
+            .iter()
+            .map(|r| r.grad.as_deref().unwrap_or(&[]))
+            .collect();
+        totals.add_grad(&ordered_sum(comm, l, np, &grads));
+    }
+    totals.finish(theta_grad)
 }
 
 /// `Σ_ℓ g_ℓ` over all probes in probe order from zero, where this rank holds the gradients of

@@ -23,51 +23,11 @@ use gradmat_operators::dense::{DenseMatrix, SymmetricDense};
 use gradmat_operators::matrix_market::{
     read_matrix_market_from, write_matrix_market, MatrixMarketError,
 };
-use gradmat_operators::{
-    AdjointOperator, Operator, OperatorError, ParamVjp, SelfAdjoint, SetParams,
-};
+use gradmat_operators::{Operator, OperatorError, ParamVjp, SetParams};
 
-/// A dense operator applied as given (NaN and asymmetry allowed) that claims self-adjointness.
-struct Raw {
-    n: usize,
-    a: Vec<f64>,
-}
-impl Operator<f64> for Raw {
-    fn nrows(&self) -> usize {
-        self.n
-    }
-    fn ncols(&self) -> usize {
-        self.n
-    }
-    fn apply(&self, x: &[f64], y: &mut [f64]) {
-        for (i, yi) in y.iter_mut().enumerate() {
-            *yi = (0..self.n).map(|j| self.a[i + j * self.n] * x[j]).sum();
-        }
-    }
-}
-impl AdjointOperator<f64> for Raw {
-    fn apply_transpose(&self, x: &[f64], y: &mut [f64]) {
-        for (j, yj) in y.iter_mut().enumerate() {
-            *yj = (0..self.n).map(|i| self.a[i + j * self.n] * x[i]).sum();
-        }
-    }
-}
-impl SelfAdjoint<f64> for Raw {}
-impl ParamVjp<f64> for Raw {
-    fn num_params(&self) -> usize {
-        self.n * self.n
-    }
-    fn params(&self, out: &mut [f64]) {
-        out.copy_from_slice(&self.a);
-    }
-    fn vjp_params(&self, u: &[f64], x: &[f64], g: &mut [f64]) {
-        for j in 0..self.n {
-            for i in 0..self.n {
-                g[i + j * self.n] += u[i] * x[j];
-            }
-        }
-    }
-}
+/// A dense operator applied as given (NaN and asymmetry allowed) that claims self-adjointness:
+/// the fuzz properties' `RawMatrix` (column-major entries, parameters = all `n²` entries).
+use gradmat_operators::fuzz::raw::RawMatrix as Raw;
 
 /// The 1-D Laplacian `tridiag(-1, 2, -1)` of size `n` (SPD), symmetric dense.
 fn lap(n: usize) -> SymmetricDense<f64> {
@@ -197,10 +157,7 @@ fn nan_or_inf_in_data_or_operators() {
     );
     // Produced by the operator (an entry NaN / ∞, or overflow of finite entries).
     for bad in [f64::NAN, f64::INFINITY] {
-        let op = Raw {
-            n: 2,
-            a: vec![1.0, 0.0, 0.0, bad],
-        };
+        let op = Raw::new(2, vec![1.0, 0.0, 0.0, bad]);
         assert!(matches!(
             lanczos(&op, &[1.0, 1.0], &LanczosParams::new(2)),
             Err(KrylovError::NonFinite { step: 0, .. })
@@ -210,10 +167,7 @@ fn nan_or_inf_in_data_or_operators() {
             Err(KrylovError::NonFinite { step: 0, .. })
         ));
     }
-    let huge = Raw {
-        n: 2,
-        a: vec![1e308, 1e308, 1e308, 1e308],
-    };
+    let huge = Raw::new(2, vec![1e308, 1e308, 1e308, 1e308]);
     assert!(matches!(
         lanczos(&huge, &[1.0, 1.0], &LanczosParams::new(2)),
         Err(KrylovError::NonFinite { .. })
@@ -389,10 +343,7 @@ fn breakdown_is_reported_not_an_error() {
 
 #[test]
 fn non_symmetric_matrix_given_to_lanczos() {
-    let op = Raw {
-        n: 3,
-        a: vec![1.0, 0.0, 0.0, 5.0, 1.0, 0.0, 0.0, 5.0, 1.0],
-    };
+    let op = Raw::new(3, vec![1.0, 0.0, 0.0, 5.0, 1.0, 0.0, 0.0, 5.0, 1.0]);
     let tol = default_self_adjoint_tol::<f64>(3);
     // Detected on request, before any Lanczos step.
     assert!(matches!(
@@ -732,10 +683,7 @@ fn cg_non_convergence() {
 #[test]
 fn huge_finite_entries_are_not_a_breakdown() {
     // ‖A e₀‖² overflows; the new vector has relative size 1e-10 ≫ the breakdown threshold.
-    let op = Raw {
-        n: 2,
-        a: vec![1e160, 1e150, 1e150, 0.0],
-    };
+    let op = Raw::new(2, vec![1e160, 1e150, 1e150, 0.0]);
     let dec = lanczos(&op, &[1.0, 0.0], &LanczosParams::new(2)).unwrap();
     assert_eq!(
         dec.depth(),
@@ -745,20 +693,14 @@ fn huge_finite_entries_are_not_a_breakdown() {
     );
     assert_eq!(dec.off_diagonal()[0].to_bits(), 1e150_f64.to_bits());
     // ‖A e₀‖² and ‖w‖² overflow: this was a NonFinite error for a finite, exact problem.
-    let op = Raw {
-        n: 2,
-        a: vec![1e160, 1e160, 1e160, -1e160],
-    };
+    let op = Raw::new(2, vec![1e160, 1e160, 1e160, -1e160]);
     let dec = lanczos(&op, &[1.0, 0.0], &LanczosParams::new(2)).unwrap();
     assert_eq!(dec.depth(), 2);
     assert_eq!(dec.diagonal()[0].to_bits(), 1e160_f64.to_bits());
     assert_eq!(dec.diagonal()[1].to_bits(), (-1e160_f64).to_bits());
     assert_eq!(dec.off_diagonal()[0].to_bits(), 1e160_f64.to_bits());
     // Entries whose products overflow f64 are still a typed error.
-    let op = Raw {
-        n: 2,
-        a: vec![1e308, 1e308, 1e308, 1e308],
-    };
+    let op = Raw::new(2, vec![1e308, 1e308, 1e308, 1e308]);
     assert!(matches!(
         lanczos(&op, &[1.0, 1.0], &LanczosParams::new(2)),
         Err(KrylovError::NonFinite { .. })

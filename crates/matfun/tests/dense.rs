@@ -1025,3 +1025,46 @@ fn errors_domains() {
         "{msg}"
     );
 }
+
+/// Matrices whose largest entry is subnormal or near `f64::MAX` decompose (fuzz finding
+/// `dense_matfun`, `fuzz/regressions/dense_matfun/crash-d0b0…`: `exp` of `diag(3.5e-311, 0, 0)`
+/// was `EigensolverFailed` although the Padé `expm` of the same matrix succeeded). Around the
+/// underflow threshold faer's solver also returned **wrong** eigenvalues without an error (the
+/// off-diagonal of `[[s, s/2], [s/2, s]]` was dropped for `s = 2.3e-308`: eigenvalues `s, s`
+/// instead of `s/2, 3s/2`). Both are fixed by an exact power-of-two scaling before the solver;
+/// eigenvalues that overflow when scaled back are `NonFiniteResult`, not a solver failure.
+#[test]
+fn tiny_and_huge_matrices_decompose_exactly_scaled() {
+    // The fuzz input itself.
+    let a = [3.5e-311, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let m = SymmetricMatrixFunction::<f64>::new(MatrixFunction::Exp, 3, &a).unwrap();
+    let e = expm(3, &a).unwrap();
+    for (p, q) in m.value().iter().zip(&e) {
+        assert!((p - q).abs() <= 4.0 * EPS, "{p} vs {q}");
+    }
+    for s in [
+        1e-300, 2.3e-308, 1e-308, 3e-309, 3.5e-311, 1e-320, 1e300, 1e307, 1.7e308,
+    ] {
+        // [[s, s/2, 0], [s/2, s, 0], [0, 0, s/4]]: eigenvalues s/4, s/2, 3s/2.
+        let a = [s, s / 2.0, 0.0, s / 2.0, s, 0.0, 0.0, 0.0, s / 4.0];
+        let want: [f64; 3] = [s / 4.0, s / 2.0, 1.5 * s];
+        match SymmetricEigen::new(3, &a) {
+            Ok(eig) => {
+                for (got, want) in eig.values().iter().zip(want) {
+                    // Relative accuracy, except where the eigenvalue itself is subnormal.
+                    let tol = 8.0 * EPS * want.abs() + 4.0 * 5e-324;
+                    assert!((got - want).abs() <= tol, "s = {s:e}: {got:e} vs {want:e}");
+                }
+            }
+            Err(e) => {
+                assert!(!(1.5 * s).is_finite(), "s = {s:e}: {e}");
+                assert!(matches!(e, MatfunError::NonFiniteResult { .. }), "{e}");
+            }
+        }
+        // The diagonal matrix diag(s, 0, 0), whose eigenvalues are all representable.
+        let d = [s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let v = SymmetricEigen::new(3, &d).unwrap().values().to_vec();
+        assert_eq!(&v[..2], &[0.0, 0.0], "s = {s:e}");
+        assert!((v[2] - s).abs() <= 4.0 * EPS * s, "s = {s:e}: {:e}", v[2]);
+    }
+}

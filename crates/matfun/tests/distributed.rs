@@ -54,9 +54,6 @@ impl ParamVjp<f64> for Full {
     fn num_params(&self) -> usize {
         self.0.num_params()
     }
-    fn params(&self, out: &mut [f64]) {
-        self.0.params(out)
-    }
     fn vjp_params(&self, u: &[f64], x: &[f64], g: &mut [f64]) {
         self.0.vjp_params(u, x, g)
     }
@@ -65,9 +62,6 @@ impl ParamVjp<f64> for Full {
     }
     fn apply_and_vjp_params(&self, x: &[f64], y: &mut [f64], u: &[f64], g: &mut [f64]) {
         self.0.apply_and_vjp_params(x, y, u, g)
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.0.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.0.vjp_block_size()

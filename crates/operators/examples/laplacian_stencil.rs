@@ -65,9 +65,6 @@ impl ParamVjp<f64> for Laplacian2d {
     fn num_params(&self) -> usize {
         1
     }
-    fn params(&self, out: &mut [f64]) {
-        out[0] = self.kappa;
-    }
     fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
         // ∂⟨u, κ L x⟩/∂κ = ⟨u, L x⟩
         let mut lx = vec![0.0; x.len()];
@@ -77,6 +74,9 @@ impl ParamVjp<f64> for Laplacian2d {
 }
 
 impl SetParams<f64> for Laplacian2d {
+    fn params(&self, out: &mut [f64]) {
+        out[0] = self.kappa;
+    }
     fn set_params(&mut self, theta: &[f64]) -> Result<(), OperatorError> {
         if theta.len() != 1 || !theta[0].is_finite() {
             return Err(OperatorError::InvalidArgument(

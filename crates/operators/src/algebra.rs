@@ -118,25 +118,9 @@ impl<T: Scalar, A: AdjointOperator<T>, B: AdjointOperator<T>> AdjointOperator<T>
 
 impl<T: Scalar, A: SelfAdjoint<T>, B: SelfAdjoint<T>> SelfAdjoint<T> for Sum<A, B> {}
 
-/// The block size an operator asks for, or 1 when it does not prefer block VJPs (the part of a
-/// sum or product with the costlier block VJP sets the size of the whole).
-fn block_size<T: Scalar, A: ParamVjp<T>>(a: &A) -> usize {
-    if a.prefers_block_vjp() {
-        a.vjp_block_size()
-    } else {
-        1
-    }
-}
-
 impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
     fn num_params(&self) -> usize {
         self.a.num_params() + self.b.num_params()
-    }
-    fn params(&self, out: &mut [T]) {
-        check_len("Sum::params", out.len(), self.num_params());
-        let (oa, ob) = out.split_at_mut(self.a.num_params());
-        self.a.params(oa);
-        self.b.params(ob);
     }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         check_len("Sum::vjp_params grad", grad.len(), self.num_params());
@@ -162,16 +146,19 @@ impl<T: Scalar, A: ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T> for Sum<A, B> {
         self.b.apply_and_vjp_params(x, &mut t, u, gb);
         y.iter_mut().zip(&t).for_each(|(a, b)| *a += *b);
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
-    }
     /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
     fn vjp_block_size(&self) -> usize {
-        block_size(&self.a).max(block_size(&self.b))
+        self.a.vjp_block_size().max(self.b.vjp_block_size())
     }
 }
 
 impl<T: Scalar, A: SetParams<T>, B: SetParams<T>> SetParams<T> for Sum<A, B> {
+    fn params(&self, out: &mut [T]) {
+        check_len("Sum::params", out.len(), self.num_params());
+        let (oa, ob) = out.split_at_mut(self.a.num_params());
+        self.a.params(oa);
+        self.b.params(ob);
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Sum parameters", theta.len(), self.num_params())?;
         let (ta, tb) = theta.split_at(self.a.num_params());
@@ -253,12 +240,6 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Scaled<A, T> {
     fn num_params(&self) -> usize {
         self.a.num_params() + 1
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("Scaled::params", out.len(), self.num_params());
-        let p = self.a.num_params();
-        self.a.params(&mut out[..p]);
-        out[p] = self.alpha;
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad)
     }
@@ -290,15 +271,18 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Scaled<A, T> {
         grad[p] += dot(u, y);
         y.iter_mut().for_each(|v| *v *= self.alpha);
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.a.prefers_block_vjp()
-    }
     fn vjp_block_size(&self) -> usize {
         self.a.vjp_block_size()
     }
 }
 
 impl<T: Scalar, A: SetParams<T>> SetParams<T> for Scaled<A, T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("Scaled::params", out.len(), self.num_params());
+        let p = self.a.num_params();
+        self.a.params(&mut out[..p]);
+        out[p] = self.alpha;
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Scaled parameters", theta.len(), self.num_params())?;
         let p = self.a.num_params();
@@ -382,12 +366,6 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Shifted<A, T> {
     fn num_params(&self) -> usize {
         self.a.num_params() + 1
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("Shifted::params", out.len(), self.num_params());
-        let p = self.a.num_params();
-        self.a.params(&mut out[..p]);
-        out[p] = self.sigma;
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         check_len("Shifted::vjp_params grad", grad.len(), self.num_params());
         let p = self.a.num_params();
@@ -416,15 +394,18 @@ impl<T: Scalar, A: ParamVjp<T>> ParamVjp<T> for Shifted<A, T> {
         y.iter_mut().zip(x).for_each(|(a, b)| *a += self.sigma * *b);
         grad[p] += dot(u, x);
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.a.prefers_block_vjp()
-    }
     fn vjp_block_size(&self) -> usize {
         self.a.vjp_block_size()
     }
 }
 
 impl<T: Scalar, A: SetParams<T>> SetParams<T> for Shifted<A, T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("Shifted::params", out.len(), self.num_params());
+        let p = self.a.num_params();
+        self.a.params(&mut out[..p]);
+        out[p] = self.sigma;
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Shifted parameters", theta.len(), self.num_params())?;
         let p = self.a.num_params();
@@ -500,21 +481,12 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>, B: ParamVjp<T>> ParamVjp<T>
     fn num_params(&self) -> usize {
         self.a.num_params() + self.b.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("Product::params", out.len(), self.num_params());
-        let (oa, ob) = out.split_at_mut(self.a.num_params());
-        self.a.params(oa);
-        self.b.params(ob);
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad)
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.a.prefers_block_vjp() || self.b.prefers_block_vjp()
-    }
     /// The larger of the two (the costlier block VJP, typically a kernel's, sets the size).
     fn vjp_block_size(&self) -> usize {
-        block_size(&self.a).max(block_size(&self.b))
+        self.a.vjp_block_size().max(self.b.vjp_block_size())
     }
     /// `⟨u, A B x⟩`: `θ_A` gets `∇⟨u, A (Bx)⟩`, `θ_B` gets `∇⟨Aᵀu, B x⟩`.
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
@@ -544,6 +516,12 @@ where
     A: AdjointOperator<T> + SetParams<T>,
     B: SetParams<T>,
 {
+    fn params(&self, out: &mut [T]) {
+        check_len("Product::params", out.len(), self.num_params());
+        let (oa, ob) = out.split_at_mut(self.a.num_params());
+        self.a.params(oa);
+        self.b.params(ob);
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Product parameters", theta.len(), self.num_params())?;
         let (ta, tb) = theta.split_at(self.a.num_params());
@@ -593,12 +571,6 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>> ParamVjp<T> for Transposed<
     fn num_params(&self) -> usize {
         self.0.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.0.params(out)
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.0.prefers_block_vjp()
-    }
     fn vjp_block_size(&self) -> usize {
         self.0.vjp_block_size()
     }
@@ -612,6 +584,9 @@ impl<T: Scalar, A: AdjointOperator<T> + ParamVjp<T>> ParamVjp<T> for Transposed<
 }
 
 impl<T: Scalar, A: AdjointOperator<T> + SetParams<T>> SetParams<T> for Transposed<A> {
+    fn params(&self, out: &mut [T]) {
+        self.0.params(out)
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         self.0.set_params(theta)
     }
@@ -666,9 +641,6 @@ impl<T: Scalar> ParamVjp<T> for Diagonal<T> {
     fn num_params(&self) -> usize {
         self.d.len()
     }
-    fn params(&self, out: &mut [T]) {
-        out.copy_from_slice(&self.d)
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         check_len("Diagonal::vjp_params grad", grad.len(), self.d.len());
@@ -679,6 +651,9 @@ impl<T: Scalar> ParamVjp<T> for Diagonal<T> {
 }
 
 impl<T: Scalar> SetParams<T> for Diagonal<T> {
+    fn params(&self, out: &mut [T]) {
+        out.copy_from_slice(&self.d)
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Diagonal parameters", theta.len(), self.d.len())?;
         require_finite("Diagonal parameters", theta)?;
@@ -732,11 +707,11 @@ impl<T: Scalar> ParamVjp<T> for Identity {
     fn num_params(&self) -> usize {
         0
     }
-    fn params(&self, _out: &mut [T]) {}
     fn vjp_params(&self, _u: &[T], _x: &[T], _grad: &mut [T]) {}
 }
 
 impl<T: Scalar> SetParams<T> for Identity {
+    fn params(&self, _out: &mut [T]) {}
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("Identity parameters", theta.len(), 0)
     }
@@ -852,17 +827,11 @@ impl<A: ParamVjp<T>, T: Scalar> ParamVjp<T> for Cached<A, T> {
     fn num_params(&self) -> usize {
         self.inner.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.inner.params(out)
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.inner.vjp_params(u, x, grad)
     }
     fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
         self.inner.vjp_params_block(u, x, k, grad)
-    }
-    fn prefers_block_vjp(&self) -> bool {
-        self.inner.prefers_block_vjp()
     }
     fn vjp_block_size(&self) -> usize {
         self.inner.vjp_block_size()
@@ -926,9 +895,6 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T>> ParamVjp<T> for AsAdjoint<A> {
     fn num_params(&self) -> usize {
         self.0.num_params()
     }
-    fn params(&self, out: &mut [T]) {
-        self.0.params(out)
-    }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.0.vjp_params(u, x, grad)
     }
@@ -938,15 +904,15 @@ impl<T: Scalar, A: SelfAdjoint<T> + ParamVjp<T>> ParamVjp<T> for AsAdjoint<A> {
     fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
         self.0.apply_and_vjp_params(x, y, u, grad)
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.0.prefers_block_vjp()
-    }
     fn vjp_block_size(&self) -> usize {
         self.0.vjp_block_size()
     }
 }
 
 impl<T: Scalar, A: SelfAdjoint<T> + SetParams<T>> SetParams<T> for AsAdjoint<A> {
+    fn params(&self, out: &mut [T]) {
+        self.0.params(out)
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         self.0.set_params(theta)
     }

@@ -12,7 +12,13 @@
 //! * **Parameters** are the stored values in CSR order (row by row, columns increasing within a
 //!   row). `∇θ ⟨u, A x⟩` has entry `u[i]·x[j]` for the stored entry `(i, j)`; the block form sums
 //!   `Σ_c u_c[i] x_c[j]` in one pass over the pattern, parallel over rows (each stored entry is
-//!   written by exactly one row, so no atomics or reductions are needed).
+//!   written by exactly one row, so no atomics or reductions are needed). For groups of up to
+//!   [`SPMM_BLOCK`] pairs the columns that are read at the stored column index (`x`; `u` and `x`
+//!   for [`SymCsrMatrix`]) are first copied row-interleaved, so an entry reads one contiguous run
+//!   (one or two cache lines) instead of one value from each of up to 16 columns, and the
+//!   per-entry sum runs across the pairs in SIMD lanes (compiled for the best instruction set at
+//!   run time; the order of operations is fixed, so results are the same bits on every
+//!   instruction set and thread count).
 //!
 //! ```
 //! use gradmat_operators::{csr::CsrMatrix, Operator};
@@ -29,6 +35,7 @@
 use crate::dense::DenseMatrix;
 use crate::error::{require_finite, require_len};
 use crate::traits::{check_block_len, check_len};
+use crate::vector::with_best_isa;
 use crate::{
     AdjointOperator, ColumnAccess, Operator, OperatorError, ParamVjp, Scalar, SelfAdjoint,
     SetParams,
@@ -168,16 +175,18 @@ fn vjp_rows<T: Scalar>(
 
 /// Block VJP through `vjp_group::<B>(u_cols, x_cols, grad)` in groups of 8, 4, 2 and 1 column
 /// pairs (`u` columns of length `$ulen`, `x` columns of length `$xlen`).
+/// `$w` is the number of columns the group interleaves per column pair (1 for a general
+/// matrix: `x` only; 2 for a symmetric one: `u` and `x`).
 macro_rules! vjp_blocked {
-    ($self:ident, $u:ident, $x:ident, $k:ident, $ulen:expr, $xlen:expr, $grad:ident) => {{
+    ($self:ident, $u:ident, $x:ident, $k:ident, $ulen:expr, $xlen:expr, $grad:ident, $w:literal) => {{
         let (ul, xl) = ($ulen, $xlen);
         for (c, b) in column_groups($k) {
             let (ug, xg) = (&$u[c * ul..(c + b) * ul], &$x[c * xl..(c + b) * xl]);
             match b {
-                SPMM_BLOCK => $self.vjp_group::<SPMM_BLOCK>(ug, xg, $grad),
-                4 => $self.vjp_group::<4>(ug, xg, $grad),
-                2 => $self.vjp_group::<2>(ug, xg, $grad),
-                _ => $self.vjp_group::<1>(ug, xg, $grad),
+                SPMM_BLOCK => $self.vjp_group::<SPMM_BLOCK, { SPMM_BLOCK * $w }>(ug, xg, $grad),
+                4 => $self.vjp_group::<4, { 4 * $w }>(ug, xg, $grad),
+                2 => $self.vjp_group::<2, { 2 * $w }>(ug, xg, $grad),
+                _ => $self.vjp_group::<1, { $w }>(ug, xg, $grad),
             }
         }
     }};
@@ -187,6 +196,174 @@ macro_rules! vjp_blocked {
 #[inline]
 fn find_col(cols: &[usize], j: usize) -> Option<usize> {
     cols.binary_search(&j).ok()
+}
+
+/// Largest row-interleaved copy (bytes) the block VJPs make. The copy pays on mid-size
+/// matrices whose columns lie within the caches (the FE meshes of the benchmark, N ≈ 10⁴–10⁵:
+/// an entry then reads one run instead of one value from each of up to 16 columns); on the
+/// N = 10⁶ grid it doubled the backward pass (bench_krylov, plain Lanczos, K = 100:
+/// backward/forward 1.0 → 1.9): the copy streams twice the block through memory, and a
+/// banded matrix reads its columns in order anyway. Above this size the direct loop runs, with
+/// the same products and sums (the same bits).
+const INTERLEAVE_MAX_BYTES: usize = 16 << 20;
+
+/// `true` when a block of `len` values is above [`INTERLEAVE_MAX_BYTES`] (direct path).
+fn too_big_to_interleave<T>(len: usize) -> bool {
+    len.saturating_mul(std::mem::size_of::<T>()) > INTERLEAVE_MAX_BYTES
+}
+
+/// Rows per task of [`with_interleaved`].
+const INTERLEAVE_ROWS: usize = 2048;
+
+/// Largest scratch buffer (bytes) [`with_interleaved`] keeps on a thread between calls.
+const SCRATCH_KEEP: usize = 64 << 20;
+
+thread_local! {
+    /// The row-interleaved scratch of the block VJPs (a `Vec<T>` behind `Any`), kept between
+    /// calls so that a sequence of block VJPs (one per group of adjoint steps) neither
+    /// allocates nor zero-fills per call.
+    static SCRATCH: std::cell::RefCell<Option<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on a row-interleaved copy of `W` columns (each of length `n`), for the vectorised
+/// block VJPs: `w[i·W + t] = cols[t][i]`. A stored entry `(i, j)` then reads the `W` values of
+/// row `j` from one contiguous run instead of from `W` columns. The copy goes by tiles of 8 rows
+/// (8 consecutive values of each column, then the tile's `8·W` values written in order), in
+/// parallel over fixed row blocks above [`PAR_THRESHOLD`] (a pure copy: deterministic), into a
+/// buffer kept on the calling thread (up to [`SCRATCH_KEEP`] bytes).
+fn with_interleaved<T: Scalar, const W: usize, R>(
+    cols: [&[T]; W],
+    n: usize,
+    f: impl FnOnce(&[T]) -> R,
+) -> R {
+    const TILE: usize = 8;
+    let len = n * W;
+    let mut buf: Vec<T> = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .and_then(|b| b.downcast::<Vec<T>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default();
+    // Every entry is overwritten below: only a grown part is zero-filled.
+    buf.resize(len, T::ZERO);
+    let fill = |(blk, o): (usize, &mut [T])| {
+        with_best_isa(
+            #[inline(always)]
+            || {
+                let r0 = blk * INTERLEAVE_ROWS;
+                let full = o.len() / (TILE * W) * TILE;
+                let mut tiles = o.chunks_exact_mut(TILE * W);
+                for (ti, out_tile) in tiles.by_ref().enumerate() {
+                    let i0 = r0 + ti * TILE;
+                    let tile: [&[T; TILE]; W] =
+                        std::array::from_fn(|t| cols[t][i0..i0 + TILE].try_into().expect("a tile"));
+                    for (l, row) in out_tile.chunks_exact_mut(W).enumerate() {
+                        let row: &mut [T; W] = row.try_into().expect("a row");
+                        for t in 0..W {
+                            row[t] = tile[t][l];
+                        }
+                    }
+                }
+                let rest = tiles.into_remainder();
+                let i0 = r0 + full;
+                for (l, row) in rest.chunks_exact_mut(W).enumerate() {
+                    for (t, col) in cols.iter().enumerate() {
+                        row[t] = col[i0 + l];
+                    }
+                }
+            },
+        )
+    };
+    if len >= PAR_THRESHOLD && rayon::current_num_threads() > 1 {
+        buf.par_chunks_mut(INTERLEAVE_ROWS * W)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        buf.chunks_mut(INTERLEAVE_ROWS * W)
+            .enumerate()
+            .for_each(fill);
+    }
+    let out = f(&buf);
+    if len * std::mem::size_of::<T>() <= SCRATCH_KEEP {
+        SCRATCH.with(|s| *s.borrow_mut() = Some(Box::new(buf)));
+    }
+    out
+}
+
+/// `Σ_c t[c]` by halving (`t[c] + t[c + B/2]`, …): the order of a SIMD horizontal sum, fixed
+/// for every instruction set (`B` a power of two).
+#[inline(always)]
+fn halving_sum<T: Scalar, const B: usize>(mut t: [T; B]) -> T {
+    let mut h = B / 2;
+    while h > 0 {
+        for c in 0..h {
+            t[c] += t[c + h];
+        }
+        h /= 2;
+    }
+    t[0]
+}
+
+/// `g[p − base] += Σ_c u_c[i]·x_c[j]` over the stored entries of rows `r0..r1` of a general
+/// CSR matrix, with `xr` the row-interleaved `x` block ([`with_interleaved`]) and `us` the
+/// `u` columns. Per entry: one contiguous run of `B` values of `x`, `B` products summed by
+/// [`halving_sum`] (vectorised across the `B` column pairs).
+#[inline(always)]
+fn vjp_rows_interleaved<T: Scalar, const B: usize>(
+    rp: &[usize],
+    ci: &[usize],
+    r0: usize,
+    r1: usize,
+    us: &[&[T]; B],
+    xr: &[T],
+    g: &mut [T],
+) {
+    let base = rp[r0];
+    for i in r0..r1 {
+        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+        let (s, e) = (rp[i], rp[i + 1]);
+        for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
+            let xj: &[T; B] = xr[j * B..j * B + B].try_into().expect("B values");
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xj[c]);
+            *gp += halving_sum(t);
+        }
+    }
+}
+
+/// `g[p − base] += Σ_c (u_c[i]·x_c[j] + u_c[j]·x_c[i])` (diagonal: `Σ_c u_c[i]·x_c[i]`) over the
+/// stored lower-triangle entries of rows `r0..r1`, with `w` the row-interleaved `(u, x)` block
+/// ([`with_interleaved`] of the `u` and `x` columns): an off-diagonal entry reads the `2B` values of row `j`
+/// from one contiguous run.
+#[inline(always)]
+fn sym_vjp_rows_interleaved<T: Scalar, const B: usize>(
+    rp: &[usize],
+    ci: &[usize],
+    r0: usize,
+    r1: usize,
+    w: &[T],
+    g: &mut [T],
+) {
+    let base = rp[r0];
+    for i in r0..r1 {
+        let wi: &[T] = &w[i * 2 * B..(i + 1) * 2 * B];
+        let ui: [T; B] = std::array::from_fn(|c| wi[c]);
+        let xi: [T; B] = std::array::from_fn(|c| wi[B + c]);
+        let (s, e) = (rp[i], rp[i + 1]);
+        // Columns are strictly increasing: a stored diagonal ends the row.
+        let diag = e > s && ci[e - 1] == i;
+        let off = e - s - usize::from(diag);
+        for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off]) {
+            let o = j * 2 * B;
+            let uj: &[T; B] = w[o..o + B].try_into().expect("B values");
+            let xj: &[T; B] = w[o + B..o + 2 * B].try_into().expect("B values");
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xj[c] + uj[c] * xi[c]);
+            *gp += halving_sum(t);
+        }
+        if diag {
+            let t: [T; B] = std::array::from_fn(|c| ui[c] * xi[c]);
+            g[e - 1 - base] += halving_sum(t);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,33 +701,49 @@ impl<T: Scalar> CsrMatrix<T> {
     }
 
     fn vjp_block_impl(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
-        vjp_blocked!(self, u, x, k, self.nrows, self.ncols, grad);
+        vjp_blocked!(self, u, x, k, self.nrows, self.ncols, grad, 1);
     }
 
-    /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows.
-    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+    /// `grad[p] += Σ_c u_c[i]·x_c[j]` for one group of `B` column pairs, parallel over rows
+    /// (`W = B`: the `x` columns, row-interleaved).
+    fn vjp_group<const B: usize, const W: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        debug_assert_eq!(W, B);
         let (m, n) = (self.nrows, self.ncols);
         let us: [&[T]; B] = std::array::from_fn(|c| &u[c * m..(c + 1) * m]);
-        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
+        let xs: [&[T]; W] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
         let (rp, ci) = (&self.row_ptr[..], &self.col_idx[..]);
-        self.for_row_chunks(
-            grad,
-            |r| rp[r],
-            |r0, r1, g| {
-                let base = rp[r0];
-                for i in r0..r1 {
-                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
-                    let (s, e) = (rp[i], rp[i + 1]);
-                    for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xs[c][j];
+        if too_big_to_interleave::<T>(n * W) {
+            // Direct reads, the same products and the same sums (same bits).
+            self.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    let base = rp[r0];
+                    for i in r0..r1 {
+                        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                        let (s, e) = (rp[i], rp[i + 1]);
+                        for (gp, &j) in g[s - base..e - base].iter_mut().zip(&ci[s..e]) {
+                            let t: [T; B] = std::array::from_fn(|c| ui[c] * xs[c][j]);
+                            *gp += halving_sum(t);
                         }
-                        *gp += acc;
                     }
-                }
-            },
-        );
+                },
+            );
+            return;
+        }
+        // Row-interleaved x: entry (i, j) reads x_0[j]..x_{B−1}[j] from one run of B values.
+        with_interleaved(xs, n, |xr| {
+            self.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    with_best_isa(
+                        #[inline(always)]
+                        || vjp_rows_interleaved::<T, B>(rp, ci, r0, r1, &us, xr, g),
+                    )
+                },
+            )
+        });
     }
 }
 
@@ -644,10 +837,6 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
     fn num_params(&self) -> usize {
         self.values.len()
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("CsrMatrix::params", out.len(), self.values.len());
-        out.copy_from_slice(&self.values);
-    }
     /// `grad[p] += u[i]·x[j]` for each stored entry `p = (i, j)`; parallel over rows.
     ///
     /// # Panics
@@ -710,10 +899,6 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
             },
         );
     }
-    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
-    fn prefers_block_vjp(&self) -> bool {
-        true
-    }
     /// [`SPMM_BLOCK`] (8).
     fn vjp_block_size(&self) -> usize {
         SPMM_BLOCK
@@ -721,6 +906,10 @@ impl<T: Scalar> ParamVjp<T> for CsrMatrix<T> {
 }
 
 impl<T: Scalar> SetParams<T> for CsrMatrix<T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("CsrMatrix::params", out.len(), self.values.len());
+        out.copy_from_slice(&self.values);
+    }
     /// Replaces the stored values (CSR order); the pattern is unchanged.
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("CsrMatrix parameters", theta.len(), self.values.len())?;
@@ -1092,9 +1281,6 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
     fn num_params(&self) -> usize {
         self.lower.nnz()
     }
-    fn params(&self, out: &mut [T]) {
-        self.lower.params(out)
-    }
     /// `grad[p] += u_i x_j + u_j x_i` (`u_i x_i` on the diagonal); parallel over rows.
     ///
     /// # Panics
@@ -1120,11 +1306,7 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
         );
         // Groups of 8, 4, 2, 1 column pairs per pass over the triangle: the per-entry index
         // and gradient traffic is shared by the group, and the group's columns stream together.
-        vjp_blocked!(self, u, x, k, n, n, grad);
-    }
-    /// `true`: one pass over the pattern serves a group of up to 8 column pairs.
-    fn prefers_block_vjp(&self) -> bool {
-        true
+        vjp_blocked!(self, u, x, k, n, n, grad, 2);
     }
     /// [`SPMM_BLOCK`] (8).
     fn vjp_block_size(&self) -> usize {
@@ -1191,44 +1373,66 @@ impl<T: Scalar> ParamVjp<T> for SymCsrMatrix<T> {
 impl<T: Scalar> SymCsrMatrix<T> {
     /// `grad[p] += Σ_c (u_c[i] x_c[j] + u_c[j] x_c[i])` (diagonal: `u_c[i] x_c[i]`) for one
     /// group of `B` column pairs, parallel over rows of the triangle.
-    fn vjp_group<const B: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+    fn vjp_group<const B: usize, const W: usize>(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        debug_assert_eq!(W, 2 * B);
         let n = self.dim();
-        let us: [&[T]; B] = std::array::from_fn(|c| &u[c * n..(c + 1) * n]);
-        let xs: [&[T]; B] = std::array::from_fn(|c| &x[c * n..(c + 1) * n]);
+        let cols: [&[T]; W] = std::array::from_fn(|t| {
+            if t < B {
+                &u[t * n..(t + 1) * n]
+            } else {
+                &x[(t - B) * n..(t - B + 1) * n]
+            }
+        });
         let (rp, ci) = (&self.lower.row_ptr[..], &self.lower.col_idx[..]);
-        self.lower.for_row_chunks(
-            grad,
-            |r| rp[r],
-            |r0, r1, g| {
-                let base = rp[r0];
-                for i in r0..r1 {
-                    let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
-                    let xi: [T; B] = std::array::from_fn(|c| xs[c][i]);
-                    let (s, e) = (rp[i], rp[i + 1]);
-                    // Columns are strictly increasing: a stored diagonal ends the row.
-                    let diag = e > s && ci[e - 1] == i;
-                    let off = e - s - usize::from(diag);
-                    for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off]) {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xs[c][j] + us[c][j] * xi[c];
+        if too_big_to_interleave::<T>(n * W) {
+            // Direct reads, the same products and the same sums (same bits).
+            let (us, xs) = (&cols[..B], &cols[B..]);
+            self.lower.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    let base = rp[r0];
+                    for i in r0..r1 {
+                        let ui: [T; B] = std::array::from_fn(|c| us[c][i]);
+                        let xi: [T; B] = std::array::from_fn(|c| xs[c][i]);
+                        let (s, e) = (rp[i], rp[i + 1]);
+                        let diag = e > s && ci[e - 1] == i;
+                        let off = e - s - usize::from(diag);
+                        for (gp, &j) in g[s - base..s - base + off].iter_mut().zip(&ci[s..s + off])
+                        {
+                            let t: [T; B] =
+                                std::array::from_fn(|c| ui[c] * xs[c][j] + us[c][j] * xi[c]);
+                            *gp += halving_sum(t);
                         }
-                        *gp += acc;
-                    }
-                    if diag {
-                        let mut acc = T::ZERO;
-                        for c in 0..B {
-                            acc += ui[c] * xi[c];
+                        if diag {
+                            let t: [T; B] = std::array::from_fn(|c| ui[c] * xi[c]);
+                            g[e - 1 - base] += halving_sum(t);
                         }
-                        g[e - 1 - base] += acc;
                     }
-                }
-            },
-        );
+                },
+            );
+            return;
+        }
+        // Row-interleaved (u, x): entry (i, j) reads the 2B values of row j from one run.
+        with_interleaved(cols, n, |w| {
+            self.lower.for_row_chunks(
+                grad,
+                |r| rp[r],
+                |r0, r1, g| {
+                    with_best_isa(
+                        #[inline(always)]
+                        || sym_vjp_rows_interleaved::<T, B>(rp, ci, r0, r1, w, g),
+                    )
+                },
+            )
+        });
     }
 }
 
 impl<T: Scalar> SetParams<T> for SymCsrMatrix<T> {
+    fn params(&self, out: &mut [T]) {
+        self.lower.params(out)
+    }
     /// Replaces the lower-triangle values (CSR order) and refreshes the expanded copy.
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         self.lower.set_params(theta)?;
@@ -1284,6 +1488,204 @@ mod tests {
         assert!(b.windows(2).all(|w| w[0] < w[1]));
     }
 
+    /// Deterministic values in [-1, 1) without a random number generator.
+    fn vals(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    /// A symmetric matrix with an irregular pattern (some rows without a diagonal, an empty
+    /// row) and a general rectangular one, both with `n` rows.
+    fn test_matrices(n: usize) -> (SymCsrMatrix<f64>, CsrMatrix<f64>) {
+        let (mut r, mut c) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            if i % 7 != 3 && i != 5 {
+                r.push(i);
+                c.push(i);
+            }
+            for d in [1, 2, 17, 300, 4099] {
+                if i >= d && (i * 31 + d) % 5 != 0 && i != 5 && i - d != 5 {
+                    r.push(i);
+                    c.push(i - d);
+                }
+            }
+        }
+        let v = vals(r.len(), 3);
+        let sym = SymCsrMatrix::from_triplets(n, &r, &c, &v).unwrap();
+        let cols: Vec<usize> = c.iter().map(|&j| (j * 13) % (n + 9)).collect();
+        let gen = CsrMatrix::from_triplets(n, n + 9, &r, &cols, &v).unwrap();
+        (sym, gen)
+    }
+
+    /// The reference block VJPs: every stored entry summed over the pairs in pair order.
+    fn reference_vjps(
+        sym: &SymCsrMatrix<f64>,
+        gen: &CsrMatrix<f64>,
+        u: &[f64],
+        x: &[f64],
+        k: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (n, m) = (sym.dim(), gen.ncols());
+        let l = sym.lower();
+        let mut gs = vec![0.0; sym.nnz()];
+        for i in 0..n {
+            for p in l.row_ptr()[i]..l.row_ptr()[i + 1] {
+                let j = l.col_idx()[p];
+                for c in 0..k {
+                    let (uc, xc) = (&u[c * n..], &x[c * n..]);
+                    gs[p] += if i == j {
+                        uc[i] * xc[i]
+                    } else {
+                        uc[i] * xc[j] + uc[j] * xc[i]
+                    };
+                }
+            }
+        }
+        let mut gg = vec![0.0; gen.nnz()];
+        for i in 0..n {
+            for p in gen.row_ptr()[i]..gen.row_ptr()[i + 1] {
+                let j = gen.col_idx()[p];
+                for c in 0..k {
+                    gg[p] += u[c * n + i] * x[c * m + j];
+                }
+            }
+        }
+        (gs, gg)
+    }
+
+    #[test]
+    fn interleaved_copy_is_the_transpose() {
+        // Ragged last tile and last row block, below and above the parallel threshold.
+        for n in [13usize, 3 * INTERLEAVE_ROWS + 21] {
+            let a = vals(n * 16, 1);
+            let cols: [&[f64]; 16] = std::array::from_fn(|t| &a[t * n..(t + 1) * n]);
+            with_interleaved(cols, n, |w| {
+                for i in 0..n {
+                    for t in 0..16 {
+                        assert_eq!(w[i * 16 + t].to_bits(), a[t * n + i].to_bits());
+                    }
+                }
+            });
+            let cols: [&[f64]; 2] = std::array::from_fn(|t| &a[t * n..(t + 1) * n]);
+            with_interleaved(cols, n, |w| {
+                assert_eq!(w.len(), 2 * n);
+                for i in 0..n {
+                    assert_eq!(w[2 * i + 1].to_bits(), a[n + i].to_bits());
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn vectorised_block_vjps_equal_the_entrywise_sums() {
+        // k = 11: groups of 8, 2 and 1 pairs. Per entry the kernels sum the 2k (resp. k)
+        // products in another order: rounding-level differences only.
+        let n = 2 * INTERLEAVE_ROWS + 5000;
+        let (sym, gen) = test_matrices(n);
+        for k in [1usize, 3, 8, 11] {
+            let (u, x) = (vals(n * k, 5), vals((n + 9) * k, 11));
+            let (rs, rg) = reference_vjps(&sym, &gen, &u, &x, k);
+            let mut gs = vals(sym.nnz(), 2);
+            let gs0 = gs.clone();
+            sym.vjp_params_block(&u, &x[..n * k], k, &mut gs);
+            for ((g, g0), r) in gs.iter().zip(&gs0).zip(&rs) {
+                assert!((g - g0 - r).abs() <= 1e-14 * (2 * k) as f64, "sym k = {k}");
+            }
+            let mut gg = vec![0.0; gen.nnz()];
+            gen.vjp_params_block(&u, &x, k, &mut gg);
+            for (g, r) in gg.iter().zip(&rg) {
+                assert!((g - r).abs() <= 1e-14 * k as f64, "general k = {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_block_vjps_above_the_interleave_limit_give_the_same_bits() {
+        // n·16·8 and n·8·8 bytes are above INTERLEAVE_MAX_BYTES: the public block VJPs take
+        // the direct path, which must equal the interleaved kernels bit for bit.
+        let n = 270_000;
+        assert!(too_big_to_interleave::<f64>(n * 8) && too_big_to_interleave::<f64>(n * 16));
+        let (sym, gen) = test_matrices(n);
+        let (u, x) = (vals(n * 8, 5), vals((n + 9) * 8, 11));
+        let mut gs = vec![0.0; sym.nnz()];
+        sym.vjp_params_block(&u, &x[..n * 8], 8, &mut gs);
+        let mut w = vec![0.0; n * 16];
+        for i in 0..n {
+            for c in 0..8 {
+                w[i * 16 + c] = u[c * n + i];
+                w[i * 16 + 8 + c] = x[c * n + i];
+            }
+        }
+        let (rp, ci) = (sym.lower().row_ptr(), sym.lower().col_idx());
+        let mut rs = vec![0.0; sym.nnz()];
+        sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut rs);
+        assert!(gs.iter().zip(&rs).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let m = n + 9;
+        let mut gg = vec![0.0; gen.nnz()];
+        gen.vjp_params_block(&u, &x, 8, &mut gg);
+        let mut xr = vec![0.0; m * 8];
+        for j in 0..m {
+            for c in 0..8 {
+                xr[j * 8 + c] = x[c * m + j];
+            }
+        }
+        let us: [&[f64]; 8] = std::array::from_fn(|c| &u[c * n..(c + 1) * n]);
+        let (rp, ci) = (gen.row_ptr(), gen.col_idx());
+        let mut rg = vec![0.0; gen.nnz()];
+        vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut rg);
+        assert!(gg.iter().zip(&rg).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn vectorised_kernels_do_not_depend_on_the_instruction_set_or_threads() {
+        // The kernels fix their order of operations: the dispatched (AVX-512 / AVX2) build and
+        // the baseline build of the same function give the same bits, and so do 1 and 3
+        // threads.
+        let n = 3 * INTERLEAVE_ROWS + 77;
+        let (sym, gen) = test_matrices(n);
+        let w = vals(n * 16, 7);
+        let (rp, ci) = (sym.lower().row_ptr(), sym.lower().col_idx());
+        let mut g1 = vec![0.0; sym.nnz()];
+        let mut g2 = g1.clone();
+        sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut g1);
+        with_best_isa(
+            #[inline(always)]
+            || sym_vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &w, &mut g2),
+        );
+        assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let xr = vals((n + 9) * 8, 9);
+        let ucols = vals(n * 8, 4);
+        let us: [&[f64]; 8] = std::array::from_fn(|c| &ucols[c * n..(c + 1) * n]);
+        let (rp, ci) = (gen.row_ptr(), gen.col_idx());
+        let mut h1 = vec![0.0; gen.nnz()];
+        let mut h2 = h1.clone();
+        vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut h1);
+        with_best_isa(
+            #[inline(always)]
+            || vjp_rows_interleaved::<f64, 8>(rp, ci, 0, n, &us, &xr, &mut h2),
+        );
+        assert!(h1.iter().zip(&h2).all(|(a, b)| a.to_bits() == b.to_bits()));
+
+        let (u, x) = (vals(n * 11, 5), vals((n + 9) * 11, 11));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut gs = vec![0.0; sym.nnz()];
+                sym.vjp_params_block(&u, &x[..n * 11], 11, &mut gs);
+                let mut gg = vec![0.0; gen.nnz()];
+                gen.vjp_params_block(&u, &x, 11, &mut gg);
+                (gs, gg)
+            })
+        };
+        let ((s1, q1), (s3, q3)) = (run(1), run(3));
+        assert!(s1.iter().zip(&s3).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(q1.iter().zip(&q3).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
     #[test]
     fn sym_expansion_is_sorted() {
         let s = SymCsrMatrix::from_triplets(
@@ -1296,5 +1698,201 @@ mod tests {
         assert_eq!(s.full().row_ptr(), &[0, 3, 5, 8]);
         assert_eq!(s.full().col_idx(), &[0, 1, 2, 0, 2, 0, 1, 2]);
         assert_eq!(s.full_to_param(), &[0, 1, 2, 1, 3, 2, 3, 4]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CheckedSymmetricCsr
+// ---------------------------------------------------------------------------------------------
+
+/// The first pair of mirror entries of a general-storage matrix that differ
+/// ([`check_symmetric`]), 0-based: `A[row, col] = value` but `A[col, row] = mirror` (0 when not
+/// stored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Asymmetry {
+    /// Row of the stored entry.
+    pub row: usize,
+    /// Column of the stored entry.
+    pub col: usize,
+    /// `A[row, col]`.
+    pub value: f64,
+    /// `A[col, row]` (0 when not stored).
+    pub mirror: f64,
+}
+
+impl std::fmt::Display for Asymmetry {
+    /// `A[i,j] = … but A[j,i] = …` with **1-based** indices (the numbering of Matrix Market
+    /// files and of most users' tools).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "A[{},{}] = {:e} but A[{},{}] = {:e}",
+            self.row + 1,
+            self.col + 1,
+            self.value,
+            self.col + 1,
+            self.row + 1,
+            self.mirror
+        )
+    }
+}
+
+/// Why a general-storage matrix cannot be used as a symmetric one
+/// ([`check_symmetric`], [`CheckedSymmetricCsr::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SymmetryError {
+    /// The matrix is not square.
+    #[error("the matrix is {nrows}×{ncols}; a symmetric matrix must be square")]
+    NotSquare {
+        /// Rows.
+        nrows: usize,
+        /// Columns.
+        ncols: usize,
+    },
+    /// A stored entry differs from its mirror (the first such pair in CSR order).
+    #[error("the matrix is not symmetric ({0})")]
+    Asymmetric(Asymmetry),
+}
+
+/// Checks `A[i, j] = A[j, i]` for every stored entry, up to a relative `4ε` of the larger of
+/// the two (values that went through a decimal round trip may differ in the last bit). An entry
+/// whose mirror is not stored is compared with 0.
+///
+/// # Errors
+/// [`SymmetryError::NotSquare`], or [`SymmetryError::Asymmetric`] naming the first differing
+/// pair in CSR order.
+pub fn check_symmetric<T: Scalar>(a: &CsrMatrix<T>) -> Result<(), SymmetryError> {
+    if a.nrows() != a.ncols() {
+        return Err(SymmetryError::NotSquare {
+            nrows: a.nrows(),
+            ncols: a.ncols(),
+        });
+    }
+    let (rp, ci, v) = (a.row_ptr(), a.col_idx(), a.values());
+    let four_eps = T::from_f64(4.0) * T::EPS;
+    for i in 0..a.nrows() {
+        for p in rp[i]..rp[i + 1] {
+            let j = ci[p];
+            let aij = v[p];
+            let aji = a.get(j, i).unwrap_or(T::ZERO);
+            let tol = four_eps * aij.abs().max(aji.abs());
+            if (aij - aji).abs() > tol {
+                return Err(SymmetryError::Asymmetric(Asymmetry {
+                    row: i,
+                    col: j,
+                    value: aij.to_f64(),
+                    mirror: aji.to_f64(),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A general-storage [`CsrMatrix`] that was checked to be symmetric ([`check_symmetric`]), so
+/// that Lanczos (which needs [`SelfAdjoint`]) can run on it — e.g. a `general` Matrix Market
+/// file holding a symmetric matrix.
+///
+/// **Parameters** are those of the [`CsrMatrix`]: every stored entry `A[i, j]` is its own
+/// parameter, and its gradient is `∂/∂A[i, j]` with the entries treated as independent
+/// (`CsrMatrix::vjp_params`: `u[i]·x[j]`). The sum of the gradients of a mirror pair
+/// `A[i, j]`, `A[j, i]` is the derivative along the symmetric perturbation that changes both.
+///
+/// The [`SelfAdjoint`] promise holds for the values checked at construction; the wrapper gives
+/// no way to change them (no [`SetParams`]).
+///
+/// ```
+/// use gradmat_operators::csr::{CheckedSymmetricCsr, CsrMatrix, SymmetryError};
+/// let a = CsrMatrix::from_triplets(2, 2, &[0, 0, 1, 1], &[0, 1, 0, 1], &[2.0, 1.0, 1.0, 3.0])
+///     .unwrap();
+/// let s = CheckedSymmetricCsr::new(a).unwrap();
+/// assert_eq!(s.inner().nnz(), 4);
+/// let b = CsrMatrix::from_triplets(2, 2, &[0, 1], &[1, 1], &[1.0, 3.0]).unwrap();
+/// match CheckedSymmetricCsr::new(b) {
+///     Err(SymmetryError::Asymmetric(p)) => assert_eq!((p.row, p.col, p.mirror), (0, 1, 0.0)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckedSymmetricCsr<T: Scalar>(CsrMatrix<T>);
+
+impl<T: Scalar> CheckedSymmetricCsr<T> {
+    /// Wraps `a` after checking that it is square and symmetric.
+    ///
+    /// # Errors
+    /// See [`check_symmetric`].
+    pub fn new(a: CsrMatrix<T>) -> Result<Self, SymmetryError> {
+        check_symmetric(&a)?;
+        Ok(Self(a))
+    }
+    /// The wrapped matrix.
+    pub fn inner(&self) -> &CsrMatrix<T> {
+        &self.0
+    }
+    /// The wrapped matrix, by value.
+    pub fn into_inner(self) -> CsrMatrix<T> {
+        self.0
+    }
+}
+
+impl<T: Scalar> Operator<T> for CheckedSymmetricCsr<T> {
+    fn nrows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.0.ncols()
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for CheckedSymmetricCsr<T> {
+    /// `Aᵀx = Ax` (symmetric), by the parallel SpMV rather than the sequential scatter.
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> SelfAdjoint<T> for CheckedSymmetricCsr<T> {}
+
+impl<T: Scalar> ParamVjp<T> for CheckedSymmetricCsr<T> {
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.0.vjp_params(u, x, grad)
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.0.vjp_params_block(u, x, k, grad)
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.0.apply_and_vjp_params(x, y, u, grad)
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for CheckedSymmetricCsr<T> {
+    fn diagonal(&self, out: &mut [T]) {
+        self.0.diagonal(out)
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        self.0.column(j, out)
     }
 }

@@ -136,16 +136,12 @@ impl<T: Scalar> AdjointOperator<T> for DenseMatrix<T> {
 }
 
 impl<T: Scalar> ParamVjp<T> for DenseMatrix<T> {
-    /// `true`: the block VJP is one GEMM instead of `K` rank-one updates.
-    fn prefers_block_vjp(&self) -> bool {
-        true
+    /// `usize::MAX`: the block VJP is one GEMM over all pairs instead of `K` rank-one updates.
+    fn vjp_block_size(&self) -> usize {
+        usize::MAX
     }
     fn num_params(&self) -> usize {
         self.data.len()
-    }
-    fn params(&self, out: &mut [T]) {
-        check_len("DenseMatrix::params", out.len(), self.data.len());
-        out.copy_from_slice(&self.data);
     }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
@@ -173,6 +169,10 @@ impl<T: Scalar> ParamVjp<T> for DenseMatrix<T> {
 }
 
 impl<T: Scalar> SetParams<T> for DenseMatrix<T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("DenseMatrix::params", out.len(), self.data.len());
+        out.copy_from_slice(&self.data);
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         require_len("DenseMatrix parameters", theta.len(), self.data.len())?;
         require_finite("DenseMatrix parameters", theta)?;
@@ -261,24 +261,13 @@ impl<T: Scalar> AdjointOperator<T> for SymmetricDense<T> {
 impl<T: Scalar> SelfAdjoint<T> for SymmetricDense<T> {}
 
 impl<T: Scalar> ParamVjp<T> for SymmetricDense<T> {
-    /// `true`: the block VJP is one GEMM instead of `K` rank-one updates.
-    fn prefers_block_vjp(&self) -> bool {
-        true
+    /// `usize::MAX`: the block VJP is one GEMM over all pairs instead of `K` rank-one updates.
+    fn vjp_block_size(&self) -> usize {
+        usize::MAX
     }
     fn num_params(&self) -> usize {
         let n = self.dim();
         n * (n + 1) / 2
-    }
-    fn params(&self, out: &mut [T]) {
-        let n = self.dim();
-        check_len("SymmetricDense::params", out.len(), self.num_params());
-        let mut p = 0;
-        for j in 0..n {
-            for i in j..n {
-                out[p] = self.full.data[i + j * n];
-                p += 1;
-            }
-        }
     }
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad)
@@ -315,6 +304,17 @@ impl<T: Scalar> ParamVjp<T> for SymmetricDense<T> {
 }
 
 impl<T: Scalar> SetParams<T> for SymmetricDense<T> {
+    fn params(&self, out: &mut [T]) {
+        let n = self.dim();
+        check_len("SymmetricDense::params", out.len(), self.num_params());
+        let mut p = 0;
+        for j in 0..n {
+            for i in j..n {
+                out[p] = self.full.data[i + j * n];
+                p += 1;
+            }
+        }
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         let n = self.dim();
         require_len("SymmetricDense parameters", theta.len(), n * (n + 1) / 2)?;

@@ -7,10 +7,14 @@
 //! * Traits ([`traits`]): [`Operator`], [`AdjointOperator`], [`SelfAdjoint`], [`ParamVjp`],
 //!   [`SetParams`] over a sealed real [`Scalar`] (`f32`, `f64`).
 //! * Operators: [`dense`] (general and symmetric), [`csr`] (general and symmetric storage,
-//!   parallel SpMV/SpMM), [`kernel`] (matrix-free squared-exponential and Matérn kernel
+//!   parallel SpMV/SpMM; [`csr::CheckedSymmetricCsr`], general storage checked symmetric),
+//!   [`kernel`] (matrix-free squared-exponential and Matérn kernel
 //!   matrices), [`ggn`] (Gauss–Newton matrices of a model given by its JVP and VJP).
 //! * Algebra ([`algebra`]): sum, scaling, shift, product, transpose, diagonal, identity.
-//! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip).
+//! * I/O: [`matrix_market`] reader and writer (coordinate and array, optional gzip), and the
+//!   one conversion of a file to an operator with its entry-to-parameter map
+//!   ([`matrix_market::MatrixMarketFile::into_operator`]); gzip with the default
+//!   feature `matrix-market`.
 //! * Conformance kit (module `testing`, feature `testing`): adjoint, self-adjointness, block and
 //!   finite-difference checks and proptest strategies for any downstream operator.
 //!
@@ -38,6 +42,11 @@
 //! a.vjp_params(&[1.0, 2.0], &[3.0, 4.0], &mut grad);
 //! assert_eq!(grad, vec![3.0, 6.0, 4.0, 8.0]);
 //! ```
+
+// The one exception, with the `mpi` feature only: `comm::mpi` declares the MPI communicator
+// handle `Send + Sync` (see the SAFETY note there).
+#![cfg_attr(not(feature = "mpi"), forbid(unsafe_code))]
+#![cfg_attr(feature = "mpi", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 pub mod algebra;
@@ -46,6 +55,9 @@ pub mod csr;
 pub mod dense;
 pub mod dist;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ggn;
 pub mod kernel;
 pub mod matrix_market;

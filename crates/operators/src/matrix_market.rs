@@ -12,6 +12,14 @@
 //! matrix) and [`MatrixMarketFile::to_sym_csr`] (one parameter per file entry).
 //!
 //! Parsing never panics; every error is a [`MatrixMarketError`] carrying the 1-based line number.
+//! Untrusted input is bounded: a line longer than [`MAX_LINE_LEN`] bytes is an error
+//! ([`MatrixMarketError::LineTooLong`]), at most [`MAX_COMMENT_LINES`] comment lines (and
+//! [`MAX_COMMENT_BYTES`] of comment text) are kept (further comments are read and dropped), and
+//! the entry arrays grow with `try_reserve`, so memory exhaustion is
+//! [`MatrixMarketError::OutOfMemory`] rather than an abort.
+//!
+//! Gzip support needs the `matrix-market` feature (on by default); without it, gzip input or a
+//! `.gz` output path is [`MatrixMarketError::GzipUnsupported`].
 //!
 //! ```
 //! use gradmat_operators::matrix_market::{read_matrix_market_from, write_matrix_market_to};
@@ -28,9 +36,9 @@
 
 use crate::csr::{CsrMatrix, SymCsrMatrix};
 use crate::{OperatorError, Scalar};
-use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+#[cfg(feature = "matrix-market")]
+use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +46,18 @@ use thiserror::Error;
 
 /// Entries preallocated at most from an (untrusted) size line.
 const MAX_PREALLOC: usize = 1 << 20;
+
+/// Longest line the reader accepts, in bytes (without the line terminator): 1 MiB. A data line
+/// holds at most three numbers, and a header or comment line has no reason to be longer.
+pub const MAX_LINE_LEN: usize = 1 << 20;
+
+/// Comment lines kept in [`MatrixMarketFile::comments`]; further comment lines are read and
+/// dropped.
+pub const MAX_COMMENT_LINES: usize = 1 << 10;
+
+/// Bytes of comment text kept in [`MatrixMarketFile::comments`] (in addition to the line count
+/// bound); a comment line that would exceed it is dropped, as are all later ones.
+pub const MAX_COMMENT_BYTES: usize = 1 << 20;
 
 /// What went wrong reading or writing a Matrix Market file. Line numbers are 1-based.
 #[derive(Debug, Error)]
@@ -181,6 +201,28 @@ pub enum MatrixMarketError {
     /// Building an operator from the entries failed.
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    /// A line longer than [`MAX_LINE_LEN`] bytes (e.g. a binary file, or a stream without line
+    /// breaks such as `/dev/zero`).
+    #[error("line {line}: line is too long (more than {limit} bytes)")]
+    LineTooLong {
+        /// Line number.
+        line: usize,
+        /// The limit, [`MAX_LINE_LEN`].
+        limit: usize,
+    },
+    /// The entries do not fit in memory (`try_reserve` failed).
+    #[error("line {line}: out of memory after {entries} entries")]
+    OutOfMemory {
+        /// Line number.
+        line: usize,
+        /// Entries read so far.
+        entries: usize,
+    },
+    /// Gzip input or a `.gz` output path in a build without the `matrix-market` feature.
+    #[error(
+        "gzip-compressed Matrix Market files need the `matrix-market` feature of gradmat-operators"
+    )]
+    GzipUnsupported,
 }
 
 /// Storage format of a Matrix Market file.
@@ -539,7 +581,8 @@ fn is_integral<T: Scalar>(v: T) -> bool {
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-/// Reads a Matrix Market file (gzip detected by magic bytes).
+/// Reads a Matrix Market file (gzip detected by magic bytes; see the module documentation for
+/// the bounds on untrusted input).
 pub fn read_matrix_market<T: Scalar>(
     path: impl AsRef<Path>,
 ) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
@@ -571,13 +614,17 @@ pub fn read_matrix_market_from<T: Scalar, R: BufRead>(
     let is_gzip = head == [0x1f, 0x8b];
     let chained = io::Cursor::new(head).chain(reader);
     if is_gzip {
-        parse(BufReader::new(MultiGzDecoder::new(chained)), true)
+        #[cfg(feature = "matrix-market")]
+        return parse(BufReader::new(MultiGzDecoder::new(chained)), true);
+        #[cfg(not(feature = "matrix-market"))]
+        return Err(MatrixMarketError::GzipUnsupported);
     } else {
         parse(BufReader::new(chained), false)
     }
 }
 
-/// Line-oriented reader tracking line numbers; strips `\r\n`.
+/// Line-oriented reader tracking line numbers; strips `\r\n`; refuses lines longer than
+/// [`MAX_LINE_LEN`] bytes (it never buffers more than that).
 struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
@@ -586,13 +633,17 @@ struct Lines<R> {
 }
 
 impl<R: BufRead> Lines<R> {
-    /// The next line (without terminator), or `None` at end of input.
-    fn next_line(&mut self) -> Result<Option<String>, MatrixMarketError> {
+    /// The next line's number and text (without terminator), or `None` at end of input.
+    fn next_line(&mut self) -> Result<Option<(usize, Cow<'_, str>)>, MatrixMarketError> {
         self.buf.clear();
-        let n = match self.reader.read_until(b'\n', &mut self.buf) {
+        let line = self.line + 1;
+        // At most two bytes more than the limit: enough to tell a long line from a line of
+        // exactly MAX_LINE_LEN bytes followed by `\r\n`.
+        let limit = MAX_LINE_LEN + 2;
+        let mut bounded = io::Read::take(&mut self.reader, limit as u64);
+        let n = match bounded.read_until(b'\n', &mut self.buf) {
             Ok(n) => n,
             Err(e) => {
-                let line = self.line + 1;
                 return Err(
                     if self.gz
                         && matches!(
@@ -618,11 +669,18 @@ impl<R: BufRead> Lines<R> {
         if n == 0 {
             return Ok(None);
         }
-        self.line += 1;
+        let cut = n == limit && self.buf.last() != Some(&b'\n');
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
-        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+        if cut || self.buf.len() > MAX_LINE_LEN {
+            return Err(MatrixMarketError::LineTooLong {
+                line,
+                limit: MAX_LINE_LEN,
+            });
+        }
+        self.line = line;
+        Ok(Some((line, String::from_utf8_lossy(&self.buf))))
     }
 }
 
@@ -752,10 +810,14 @@ fn parse<T: Scalar, R: BufRead>(
         line: 0,
         gz,
     };
-    let first = lines.next_line()?.ok_or(MatrixMarketError::Empty)?;
-    let header = parse_header(&first, 1)?;
-    // Comments, then the size line.
+    let header = match lines.next_line()? {
+        Some((ln, first)) => parse_header(&first, ln)?,
+        None => return Err(MatrixMarketError::Empty),
+    };
+    // Comments (a bounded number kept), then the size line.
     let mut comments = Vec::new();
+    let mut comment_bytes = 0usize;
+    let mut keep_comments = true;
     let (size_line, size_ln) = loop {
         match lines.next_line()? {
             None => {
@@ -764,9 +826,17 @@ fn parse<T: Scalar, R: BufRead>(
                     message: "missing (end of input)".into(),
                 })
             }
-            Some(l) if l.starts_with('%') => comments.push(l[1..].to_string()),
-            Some(l) if l.trim().is_empty() => {}
-            Some(l) => break (l, lines.line),
+            Some((_, l)) if l.starts_with('%') => {
+                let text = &l[1..];
+                keep_comments &= comments.len() < MAX_COMMENT_LINES
+                    && comment_bytes + text.len() <= MAX_COMMENT_BYTES;
+                if keep_comments {
+                    comment_bytes += text.len();
+                    comments.push(text.to_string());
+                }
+            }
+            Some((_, l)) if l.trim().is_empty() => {}
+            Some((ln, l)) => break (l.into_owned(), ln),
         }
     };
     let toks: Vec<&str> = size_line.split_ascii_whitespace().collect();
@@ -836,8 +906,7 @@ fn parse<T: Scalar, R: BufRead>(
     let (mut ai, mut aj) = (0usize, 0usize);
     // Triangle of the first off-diagonal entry of a symmetric coordinate file (true = lower).
     let mut tri: Option<bool> = None;
-    while let Some(l) = lines.next_line()? {
-        let ln = lines.line;
+    while let Some((ln, l)) = lines.next_line()? {
         if l.starts_with('%') || l.trim().is_empty() {
             continue;
         }
@@ -846,6 +915,16 @@ fn parse<T: Scalar, R: BufRead>(
                 line: ln,
                 expected: nentries,
             });
+        }
+        if values.len() == values.capacity() {
+            // Grow the three arrays fallibly (amortised doubling): entries beyond the memory
+            // limit are an error, not an abort (the declared count is bounded by the matrix
+            // size only).
+            let entries = values.len();
+            let oom = |_| MatrixMarketError::OutOfMemory { line: ln, entries };
+            rows.try_reserve(1).map_err(oom)?;
+            cols.try_reserve(1).map_err(oom)?;
+            values.try_reserve(1).map_err(oom)?;
         }
         let toks: Vec<&str> = l.split_ascii_whitespace().collect();
         if toks.len() != ntok {
@@ -931,7 +1010,8 @@ fn parse<T: Scalar, R: BufRead>(
 // Writing
 // ---------------------------------------------------------------------------------------------
 
-/// Writes a file to `path`, gzip-compressed when the path ends in `.gz`.
+/// Writes a file to `path`, gzip-compressed when the path ends in `.gz` (that needs the
+/// `matrix-market` feature: [`MatrixMarketError::GzipUnsupported`] without it).
 pub fn write_matrix_market<T: Scalar>(
     path: impl AsRef<Path>,
     file: &MatrixMarketFile<T>,
@@ -941,20 +1021,25 @@ pub fn write_matrix_market<T: Scalar>(
         path: path.to_path_buf(),
         source,
     };
-    let f = File::create(path).map_err(io_err)?;
     let gz = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    let res = if gz {
+    if gz && !cfg!(feature = "matrix-market") {
+        return Err(MatrixMarketError::GzipUnsupported);
+    }
+    let f = File::create(path).map_err(io_err)?;
+    #[cfg(feature = "matrix-market")]
+    if gz {
         let mut enc = GzEncoder::new(BufWriter::new(f), Compression::default());
-        write_body(&mut enc, file)
+        return write_body(&mut enc, file)
             .and_then(|()| enc.finish())
             .and_then(|mut w| w.flush())
-    } else {
-        let mut w = BufWriter::new(f);
-        write_body(&mut w, file).and_then(|()| w.flush())
-    };
-    res.map_err(io_err)
+            .map_err(io_err);
+    }
+    let mut w = BufWriter::new(f);
+    write_body(&mut w, file)
+        .and_then(|()| w.flush())
+        .map_err(io_err)
 }
 
 /// Writes a file to any writer (uncompressed).
@@ -1012,4 +1097,319 @@ fn write_body<T: Scalar, W: Write>(w: &mut W, f: &MatrixMarketFile<T>) -> io::Re
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// From a file to an operator
+// ---------------------------------------------------------------------------------------------
+
+use crate::csr::{Asymmetry, CheckedSymmetricCsr, SymmetryError};
+use crate::{AdjointOperator, ColumnAccess, Operator, ParamVjp, SelfAdjoint};
+
+/// What the caller of [`MatrixMarketFile::into_operator`] needs from the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperatorKind {
+    /// A self-adjoint operator (Lanczos, stochastic Lanczos quadrature): a `symmetric` file in
+    /// symmetric storage; a `general` file only if it is symmetric
+    /// ([`crate::csr::check_symmetric`]), in checked-symmetric general storage.
+    SelfAdjoint,
+    /// Any operator with a transpose (Arnoldi): a `symmetric` file in symmetric storage, a
+    /// `general` file as a general CSR matrix (not checked).
+    General,
+}
+
+/// The operator built from a Matrix Market file ([`MatrixMarketFile::into_operator`]).
+///
+/// Parameters are those of the storage: one per stored lower-triangle entry for
+/// [`FileOperator::Symmetric`] (an off-diagonal parameter stands for both `A[i, j]` and
+/// `A[j, i]`), one per stored entry otherwise.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FileOperator<T: Scalar> {
+    /// Symmetric storage (a `symmetric` file).
+    Symmetric(SymCsrMatrix<T>),
+    /// General storage checked to be symmetric (a `general` file asked for as self-adjoint).
+    CheckedSymmetric(CheckedSymmetricCsr<T>),
+    /// General storage (a `general` file asked for as a general operator).
+    General(CsrMatrix<T>),
+}
+
+/// Calls `$body` with `$a` bound to the operator inside a [`FileOperator`].
+macro_rules! file_operator_dispatch {
+    ($op:expr, $a:ident => $body:expr) => {
+        match $op {
+            FileOperator::Symmetric($a) => $body,
+            FileOperator::CheckedSymmetric($a) => $body,
+            FileOperator::General($a) => $body,
+        }
+    };
+}
+
+impl<T: Scalar> FileOperator<T> {
+    /// The operator as a [`SelfAdjoint`] one: `Some` for symmetric and checked-symmetric
+    /// storage (what [`OperatorKind::SelfAdjoint`] always gives), `None` for general storage.
+    pub fn as_self_adjoint(&self) -> Option<SelfAdjointFileOperator<'_, T>> {
+        match self {
+            FileOperator::General(_) => None,
+            _ => Some(SelfAdjointFileOperator(self)),
+        }
+    }
+    /// The storage's name: `"symmetric"`, `"checked-symmetric general"` or `"general"`.
+    pub fn storage(&self) -> &'static str {
+        match self {
+            FileOperator::Symmetric(_) => "symmetric",
+            FileOperator::CheckedSymmetric(_) => "checked-symmetric general",
+            FileOperator::General(_) => "general",
+        }
+    }
+}
+
+impl<T: Scalar> Operator<T> for FileOperator<T> {
+    fn nrows(&self) -> usize {
+        file_operator_dispatch!(self, a => a.nrows())
+    }
+    fn ncols(&self) -> usize {
+        file_operator_dispatch!(self, a => a.ncols())
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply(x, y))
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        file_operator_dispatch!(self, a => a.apply_block(x, y, k))
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for FileOperator<T> {
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply_transpose(x, y))
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        file_operator_dispatch!(self, a => a.apply_transpose_block(x, y, k))
+    }
+}
+
+impl<T: Scalar> ParamVjp<T> for FileOperator<T> {
+    fn num_params(&self) -> usize {
+        file_operator_dispatch!(self, a => a.num_params())
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.vjp_params(u, x, grad))
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.vjp_params_block(u, x, k, grad))
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        file_operator_dispatch!(self, a => a.apply_and_vjp_params(x, y, u, grad))
+    }
+    fn vjp_block_size(&self) -> usize {
+        file_operator_dispatch!(self, a => a.vjp_block_size())
+    }
+}
+
+impl<T: Scalar> ColumnAccess<T> for FileOperator<T> {
+    fn diagonal(&self, out: &mut [T]) {
+        file_operator_dispatch!(self, a => a.diagonal(out))
+    }
+    fn column(&self, j: usize, out: &mut [T]) {
+        file_operator_dispatch!(self, a => a.column(j, out))
+    }
+}
+
+/// A [`FileOperator`] with symmetric or checked-symmetric storage, as a [`SelfAdjoint`]
+/// operator ([`FileOperator::as_self_adjoint`]). Products, transposes and parameters are the
+/// wrapped operator's.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfAdjointFileOperator<'a, T: Scalar>(&'a FileOperator<T>);
+
+impl<T: Scalar> Operator<T> for SelfAdjointFileOperator<'_, T> {
+    fn nrows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn ncols(&self) -> usize {
+        self.0.ncols()
+    }
+    #[track_caller]
+    fn apply(&self, x: &[T], y: &mut [T]) {
+        self.0.apply(x, y)
+    }
+    #[track_caller]
+    fn apply_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_block(x, y, k)
+    }
+}
+
+impl<T: Scalar> AdjointOperator<T> for SelfAdjointFileOperator<'_, T> {
+    #[track_caller]
+    fn apply_transpose(&self, x: &[T], y: &mut [T]) {
+        self.0.apply_transpose(x, y)
+    }
+    #[track_caller]
+    fn apply_transpose_block(&self, x: &[T], y: &mut [T], k: usize) {
+        self.0.apply_transpose_block(x, y, k)
+    }
+}
+
+/// Constructed only for symmetric and checked-symmetric storage.
+impl<T: Scalar> SelfAdjoint<T> for SelfAdjointFileOperator<'_, T> {}
+
+impl<T: Scalar> ParamVjp<T> for SelfAdjointFileOperator<'_, T> {
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    #[track_caller]
+    fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
+        self.0.vjp_params(u, x, grad)
+    }
+    #[track_caller]
+    fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
+        self.0.vjp_params_block(u, x, k, grad)
+    }
+    #[track_caller]
+    fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
+        self.0.apply_and_vjp_params(x, y, u, grad)
+    }
+    fn vjp_block_size(&self) -> usize {
+        self.0.vjp_block_size()
+    }
+}
+
+/// Why [`MatrixMarketFile::into_operator`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IntoOperatorError {
+    /// A self-adjoint operator was asked for and the matrix is not square.
+    #[error("the matrix is {nrows}×{ncols}; a square matrix is required")]
+    NotSquare {
+        /// Rows.
+        nrows: usize,
+        /// Columns.
+        ncols: usize,
+    },
+    /// A self-adjoint operator was asked for and a `general` file is not symmetric; the first
+    /// differing pair of entries (CSR order) is named.
+    #[error("the matrix is not symmetric ({0})")]
+    NotSymmetric(Asymmetry),
+    /// Building the storage failed (a sum of duplicates that overflows, an impossible
+    /// allocation, …).
+    #[error(transparent)]
+    Build(#[from] MatrixMarketError),
+}
+
+impl From<SymmetryError> for IntoOperatorError {
+    fn from(e: SymmetryError) -> Self {
+        match e {
+            SymmetryError::NotSquare { nrows, ncols } => Self::NotSquare { nrows, ncols },
+            SymmetryError::Asymmetric(a) => Self::NotSymmetric(a),
+        }
+    }
+}
+
+/// A file, its operator and the map from file entries to the operator's parameters
+/// ([`MatrixMarketFile::into_operator`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MatrixMarketOperator<T: Scalar> {
+    /// The operator.
+    pub operator: FileOperator<T>,
+    /// `entry_to_param[t]` is the parameter that file entry `t` feeds (duplicates share one;
+    /// in a `symmetric` file an off-diagonal entry's parameter stands for both mirror entries).
+    pub entry_to_param: Vec<usize>,
+    /// The file (header, comments and entries in file order), for writing results per entry.
+    pub file: MatrixMarketFile<T>,
+}
+
+impl<T: Scalar> MatrixMarketOperator<T> {
+    /// The file with entry `t`'s value replaced by `per_param[entry_to_param[t]]` (same header
+    /// kind, comments, size and entry order; integer and pattern fields become `real`): e.g. the
+    /// gradient of a value with respect to every stored entry, from the gradient in the
+    /// operator's parameters.
+    ///
+    /// # Errors
+    /// [`MatrixMarketError::InvalidArgument`] if `per_param` does not have one value per
+    /// parameter or a value it selects is not finite.
+    pub fn entry_values(&self, per_param: &[T]) -> Result<MatrixMarketFile<T>, MatrixMarketError> {
+        let np = self.operator.num_params();
+        if per_param.len() != np {
+            return Err(MatrixMarketError::InvalidArgument(format!(
+                "entry_values: expected {np} parameter values, got {}",
+                per_param.len()
+            )));
+        }
+        let values: Vec<T> = self.entry_to_param.iter().map(|&p| per_param[p]).collect();
+        self.file.with_values(&values)
+    }
+}
+
+impl<T: Scalar> MatrixMarketFile<T> {
+    /// The operator of this file for a caller that needs `kind`, with the map from file entries
+    /// to the operator's parameters (what a per-entry gradient file needs) — the one conversion
+    /// the `gradmat` command uses:
+    ///
+    /// | file | [`OperatorKind::SelfAdjoint`] | [`OperatorKind::General`] |
+    /// |---|---|---|
+    /// | `symmetric` | [`FileOperator::Symmetric`] | [`FileOperator::Symmetric`] |
+    /// | `general` | [`FileOperator::CheckedSymmetric`] (checked) | [`FileOperator::General`] |
+    ///
+    /// ```
+    /// use gradmat_operators::matrix_market::{
+    ///     read_matrix_market_from, FileOperator, IntoOperatorError, OperatorKind,
+    /// };
+    /// let text = "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 2\n1 2 1\n2 2 3\n";
+    /// let file = read_matrix_market_from::<f64, _>(text.as_bytes()).unwrap();
+    /// let general = file.clone().into_operator(OperatorKind::General).unwrap();
+    /// assert!(matches!(general.operator, FileOperator::General(_)));
+    /// assert_eq!(general.entry_to_param, [0, 1, 2]);
+    /// match file.into_operator(OperatorKind::SelfAdjoint) {
+    ///     Err(IntoOperatorError::NotSymmetric(p)) => assert_eq!((p.row, p.col), (0, 1)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IntoOperatorError::NotSquare`] and [`IntoOperatorError::NotSymmetric`] (self-adjoint
+    /// requests), [`IntoOperatorError::Build`] (the storage could not be built).
+    pub fn into_operator(
+        self,
+        kind: OperatorKind,
+    ) -> Result<MatrixMarketOperator<T>, IntoOperatorError> {
+        let (operator, entry_to_param) = match (self.header.symmetry, kind) {
+            (Symmetry::Symmetric, _) => {
+                let s = self.to_sym_csr()?;
+                let map = s.triplet_to_stored().to_vec();
+                (FileOperator::Symmetric(s), map)
+            }
+            (Symmetry::General, OperatorKind::SelfAdjoint) => {
+                if self.nrows != self.ncols {
+                    return Err(IntoOperatorError::NotSquare {
+                        nrows: self.nrows,
+                        ncols: self.ncols,
+                    });
+                }
+                let a = self.to_csr()?;
+                let map = a.triplet_to_stored().to_vec();
+                (
+                    FileOperator::CheckedSymmetric(CheckedSymmetricCsr::new(a)?),
+                    map,
+                )
+            }
+            (Symmetry::General, OperatorKind::General) => {
+                let a = self.to_csr()?;
+                let map = a.triplet_to_stored().to_vec();
+                (FileOperator::General(a), map)
+            }
+        };
+        Ok(MatrixMarketOperator {
+            operator,
+            entry_to_param,
+            file: self,
+        })
+    }
 }

@@ -58,6 +58,58 @@ fn to64<T: Scalar>(x: &[T]) -> Vec<f64> {
     x.iter().map(|v| v.to_f64()).collect()
 }
 
+/// A cancellation-proof size of the operator for relative errors: the largest `‖A g‖ / ‖g‖`
+/// over four Gaussian probes (or of `Aᵀ` with `transpose`). Rounding in a product `A x` is
+/// relative to `|A| |x|`, not to `‖A x‖`, which can be arbitrarily small when the terms cancel
+/// (a 1×3 matrix times a vector is one dot product): measuring against `‖A x‖` alone made
+/// correct products fail on rare seeds in f32. Four probes miss the operator's size only when
+/// all four land near its null space.
+fn probe_size<T: Scalar>(len: usize, seed: u64, mut apply: impl FnMut(&[T]) -> Vec<T>) -> f64 {
+    let mut size: f64 = 0.0;
+    for i in 0..4u64 {
+        let g = random_vector::<T>(len, seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1)));
+        let ng = norm2(&to64(&g));
+        if ng > 0.0 {
+            size = size.max(norm2(&to64(&apply(&g))) / ng);
+        }
+    }
+    size
+}
+
+fn op_size<T: Scalar, A: Operator<T> + ?Sized>(op: &A, seed: u64) -> f64 {
+    probe_size::<T>(op.ncols(), seed, |g| {
+        let mut y = vec![T::ZERO; op.nrows()];
+        op.apply(g, &mut y);
+        y
+    })
+}
+
+fn op_t_size<T: Scalar, A: AdjointOperator<T> + ?Sized>(op: &A, seed: u64) -> f64 {
+    probe_size::<T>(op.nrows(), seed, |g| {
+        let mut y = vec![T::ZERO; op.ncols()];
+        op.apply_transpose(g, &mut y);
+        y
+    })
+}
+
+/// Largest column error of `a` against `b`, each column relative to
+/// `max(‖b_c‖, size · ‖x_c‖)` (see [`probe_size`]).
+fn max_col_rel_scaled(a: &[f64], b: &[f64], len: usize, x: &[f64], size: f64) -> f64 {
+    let len = len.max(1);
+    let xlen = if a.is_empty() {
+        1
+    } else {
+        (x.len() * len / a.len()).max(1)
+    };
+    let mut worst: f64 = 0.0;
+    for ((ca, cb), xc) in a.chunks(len).zip(b.chunks(len)).zip(x.chunks(xlen)) {
+        let diff: Vec<f64> = ca.iter().zip(cb).map(|(p, q)| p - q).collect();
+        let scale = norm2(ca).max(norm2(cb)).max(size * norm2(xc));
+        worst = worst.max(rel(norm2(&diff), scale));
+    }
+    worst
+}
+
 /// Dot-product test `⟨A x, y⟩ = ⟨x, Aᵀ y⟩`; error relative to `‖Ax‖‖y‖ + ‖x‖‖Aᵀy‖`.
 pub fn check_adjoint<T: Scalar, A: AdjointOperator<T> + ?Sized>(
     op: &A,
@@ -74,7 +126,9 @@ pub fn check_adjoint<T: Scalar, A: AdjointOperator<T> + ?Sized>(
     let (ax, aty, x, y) = (to64(&ax), to64(&aty), to64(&x), to64(&y));
     let lhs = dot(&ax, &y);
     let rhs = dot(&x, &aty);
-    let scale = norm2(&ax) * norm2(&y) + norm2(&x) * norm2(&aty);
+    let size = op_size(op, seed).max(op_t_size(op, seed));
+    let scale =
+        (norm2(&ax) * norm2(&y) + norm2(&x) * norm2(&aty)).max(size * norm2(&x) * norm2(&y));
     verdict("check_adjoint", rel((lhs - rhs).abs(), scale), tol)
 }
 
@@ -98,12 +152,17 @@ pub fn check_self_adjoint<T: Scalar, A: Operator<T> + ?Sized>(
     op.apply(&x, &mut ax);
     op.apply(&y, &mut ay);
     let (ax, ay, x, y) = (to64(&ax), to64(&ay), to64(&x), to64(&y));
-    let scale = norm2(&ax) * norm2(&y) + norm2(&x) * norm2(&ay);
+    let size = op_size(op, seed);
+    let scale = (norm2(&ax) * norm2(&y) + norm2(&x) * norm2(&ay)).max(size * norm2(&x) * norm2(&y));
     verdict(
         "check_self_adjoint",
         rel((dot(&ax, &y) - dot(&x, &ay)).abs(), scale),
         tol,
     )
+}
+
+fn sub(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(p, q)| p - q).collect()
 }
 
 fn max_col_rel(a: &[f64], b: &[f64], len: usize) -> f64 {
@@ -131,9 +190,10 @@ pub fn check_block_consistency<T: Scalar, A: Operator<T> + ?Sized>(
     for c in 0..k {
         op.apply(&x[c * n..(c + 1) * n], &mut yc[c * m..(c + 1) * m]);
     }
+    let size = op_size(op, seed);
     verdict(
         "check_block_consistency",
-        max_col_rel(&to64(&yb), &to64(&yc), m),
+        max_col_rel_scaled(&to64(&yb), &to64(&yc), m, &to64(&x), size),
         tol,
     )
 }
@@ -153,9 +213,10 @@ pub fn check_transpose_block_consistency<T: Scalar, A: AdjointOperator<T> + ?Siz
     for c in 0..k {
         op.apply_transpose(&x[c * m..(c + 1) * m], &mut yc[c * n..(c + 1) * n]);
     }
+    let size = op_t_size(op, seed);
     verdict(
         "check_transpose_block_consistency",
-        max_col_rel(&to64(&yb), &to64(&yc), n),
+        max_col_rel_scaled(&to64(&yb), &to64(&yc), n, &to64(&x), size),
         tol,
     )
 }
@@ -189,9 +250,17 @@ pub fn check_vjp_block_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
         .zip(&start)
         .map(|(a, s)| a.to_f64() - s.to_f64())
         .collect();
+    // Accumulation rounds relative to ‖start‖ + Σ_c ‖ĝ_c‖ (ĝ_c a single column's VJP), not to the
+    // size of the sum, which cancellation across columns can make arbitrarily small.
+    let mut size = norm2(&to64(&start));
+    for c in 0..k {
+        let mut g = vec![T::ZERO; p];
+        op.vjp_params(&u[c * m..(c + 1) * m], &x[c * n..(c + 1) * n], &mut g);
+        size += norm2(&to64(&g));
+    }
     verdict(
         "check_vjp_block_consistency",
-        max_col_rel(&db, &dc, p.max(1)),
+        max_col_rel(&db, &dc, p.max(1)).min(rel(norm2(&sub(&db, &dc)), size)),
         tol,
     )
 }
@@ -211,7 +280,8 @@ pub fn check_apply_and_vjp_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
     op.apply_and_vjp_params(&x, &mut y1, &u, &mut g1);
     op.apply(&x, &mut y2);
     op.vjp_params(&u, &x, &mut g2);
-    let ey = max_col_rel(&to64(&y1), &to64(&y2), m.max(1));
+    let size = op_size(op, seed);
+    let ey = max_col_rel_scaled(&to64(&y1), &to64(&y2), m, &to64(&x), size);
     let d1: Vec<f64> = g1
         .iter()
         .zip(&start)
@@ -222,7 +292,10 @@ pub fn check_apply_and_vjp_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
         .zip(&start)
         .map(|(a, s)| a.to_f64() - s.to_f64())
         .collect();
-    let eg = max_col_rel(&d1, &d2, p.max(1));
+    let mut g0 = vec![T::ZERO; p];
+    op.vjp_params(&u, &x, &mut g0);
+    let gsize = norm2(&to64(&start)) + norm2(&to64(&g0));
+    let eg = max_col_rel(&d1, &d2, p.max(1)).min(rel(norm2(&sub(&d1, &d2)), gsize));
     verdict("check_apply_and_vjp_consistency", ey.max(eg), tol)
 }
 
@@ -230,7 +303,8 @@ pub fn check_apply_and_vjp_consistency<T: Scalar, A: ParamVjp<T> + ?Sized>(
 ///
 /// Checks the directional derivative along a few random directions (and along every coordinate
 /// when there are at most 64 parameters) with step `h` scaled by `max(1, ‖θ‖_∞)`. The error is
-/// `|fd − ⟨grad, d⟩|` relative to `‖u‖·‖∂A/∂d‖`-sized quantities: `max(|fd|, ‖grad‖·‖d‖, ‖u‖‖x‖·eps)`.
+/// `|fd − ⟨grad, d⟩|`, less the evaluations' rounding `(n+1)·eps·‖u‖·|A(θ ± h d)|·‖x‖ / h`,
+/// relative to `max(|fd|, Σ|grad_i d_i|, ‖u‖‖x‖·eps)`.
 /// The operator must accept small perturbations of its parameters (positive parameters are
 /// perturbed relatively, so they stay positive for `h < 1`).
 pub fn check_vjp_params_fd<T, A>(op: &A, seed: u64, h: f64, tol: f64) -> Result<f64, String>
@@ -250,12 +324,18 @@ where
     let theta64 = to64(&theta);
     let mut work = op.clone();
     let mut y = vec![T::ZERO; m];
-    let mut eval = |t: &[f64]| -> Result<f64, String> {
+    let (nu, nx) = (norm2(&to64(&u)), norm2(&to64(&x)));
+    // Each evaluation rounds relative to ‖u‖·|A(θ ± h d)|·‖x‖ (products of length n, in T):
+    // that over h is the floor of the difference quotient's error, however small the
+    // directional derivative itself (a coordinate with a near-zero gradient entry).
+    let eps_n = T::EPS.to_f64() * (m.max(n) as f64 + 1.0);
+    let mut eval = |t: &[f64]| -> Result<(f64, f64), String> {
         let tt: Vec<T> = t.iter().map(|v| T::from_f64(*v)).collect();
         work.set_params(&tt)
             .map_err(|e| format!("check_vjp_params_fd: set_params failed: {e}"))?;
         work.apply(&x, &mut y);
-        Ok(dot(&to64(&u), &to64(&y)))
+        let floor = eps_n * nu * nx * op_size(&work, seed);
+        Ok((dot(&to64(&u), &to64(&y)), floor))
     };
     let mut dirs: Vec<Vec<f64>> = Vec::new();
     for r in 0..3 {
@@ -279,14 +359,17 @@ where
             .collect();
         let tp: Vec<f64> = theta64.iter().zip(&d).map(|(t, di)| t + h * di).collect();
         let tm: Vec<f64> = theta64.iter().zip(&d).map(|(t, di)| t - h * di).collect();
-        let fd = (eval(&tp)? - eval(&tm)?) / (2.0 * h);
+        let ((fp, rp), (fm, rm)) = (eval(&tp)?, eval(&tm)?);
+        let fd = (fp - fm) / (2.0 * h);
         let an = dot(&g64, &d);
         let gabs: Vec<f64> = g64.iter().zip(&d).map(|(g, di)| (g * di).abs()).collect();
         let scale = fd
             .abs()
             .max(gabs.iter().sum::<f64>())
-            .max(norm2(&to64(&u)) * norm2(&to64(&x)) * T::EPS.to_f64());
-        worst = worst.max(rel((fd - an).abs(), scale));
+            .max(nu * nx * T::EPS.to_f64());
+        // The part of the discrepancy above the evaluations' own rounding, relative to size.
+        let excess = ((fd - an).abs() - (rp + rm) / (2.0 * h)).max(0.0);
+        worst = worst.max(rel(excess, scale));
     }
     verdict("check_vjp_params_fd", worst, tol)
 }

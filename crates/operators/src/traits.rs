@@ -72,8 +72,6 @@ pub trait SelfAdjoint<T: Scalar>: Operator<T> {}
 pub trait ParamVjp<T: Scalar>: Operator<T> {
     /// Number of parameters `p`.
     fn num_params(&self) -> usize;
-    /// Writes the current parameter vector into `out` (`out.len() == num_params()`).
-    fn params(&self, out: &mut [T]);
     /// **Accumulates** `grad += ∇θ ⟨u, A(θ) x⟩` (`u.len() == nrows()`, `x.len() == ncols()`,
     /// `grad.len() == num_params()`).
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]);
@@ -96,37 +94,41 @@ pub trait ParamVjp<T: Scalar>: Operator<T> {
         self.apply(x, y);
         self.vjp_params(u, x, grad);
     }
-    /// Whether one call of [`vjp_params_block`](ParamVjp::vjp_params_block) over `K` column
-    /// pairs is much cheaper than `K` calls of [`vjp_params`](ParamVjp::vjp_params) (as for
-    /// kernel matrices, whose derivative tiles are then evaluated once). Adjoints in `Auto` mode
-    /// store the adjoint vectors and make one fused call when this is `true`, and otherwise
-    /// accumulate per step with [`apply_and_vjp_params`](ParamVjp::apply_and_vjp_params).
-    /// Default `false`.
-    fn prefers_block_vjp(&self) -> bool {
-        false
-    }
-    /// With [`prefers_block_vjp`](ParamVjp::prefers_block_vjp): the number of column pairs per
-    /// [`vjp_params_block`](ParamVjp::vjp_params_block) call beyond which a larger call is no
-    /// cheaper per pair. Adjoints that need not keep every adjoint vector flush them in calls of
-    /// this size, so their extra memory is `N·min(K, size)` instead of `N·K`. Default
-    /// `usize::MAX` (one call for all pairs: kernel matrices evaluate their tiles once per call);
-    /// sparse matrices, which stream their pattern once per group of 8 columns, return 8.
+    /// The one performance hint of a parameter VJP: how many column pairs one
+    /// [`vjp_params_block`](ParamVjp::vjp_params_block) call should take.
+    ///
+    /// * `1` (the default): a block call is no cheaper per pair than single calls. Adjoints in
+    ///   `Auto` mode then accumulate per step, fused into the step's matvec with
+    ///   [`apply_and_vjp_params`](ParamVjp::apply_and_vjp_params), and store no adjoint
+    ///   vectors for the parameter gradient.
+    /// * `b > 1`: one call over `b` pairs costs far less than `b` single calls (sparse matrices
+    ///   stream their pattern once per group of 8 columns and return 8; dense matrices make one
+    ///   GEMM). Adjoints in `Auto` mode keep the adjoint vectors and flush them in calls of at
+    ///   most `b` pairs, so their extra memory is `N·min(K, b)`.
+    /// * `usize::MAX`: one call for all pairs (kernel matrices evaluate their tiles once per
+    ///   call).
+    ///
+    /// Wrappers forward it (a sum or product takes the larger of its parts').
     fn vjp_block_size(&self) -> usize {
-        usize::MAX
+        1
     }
+}
+
+/// Reading and replacing an operator's parameters `θ` (in the layout its [`ParamVjp`]
+/// documents).
+///
+/// Kept apart from [`ParamVjp`] because replacing needs `&mut self`: gradients can be taken
+/// through shared references (`&A`, `Arc<A>`), while replacing θ needs ownership or a unique
+/// borrow (reading through a shared reference works by auto-deref: `(*op).params_vec()`).
+pub trait SetParams<T: Scalar>: ParamVjp<T> {
+    /// Writes the current parameter vector into `out` (`out.len() == num_params()`).
+    fn params(&self, out: &mut [T]);
     /// The current parameters as a new vector.
     fn params_vec(&self) -> Vec<T> {
         let mut out = vec![T::ZERO; self.num_params()];
         self.params(&mut out);
         out
     }
-}
-
-/// Replacing an operator's parameters (the other half of "read and replace").
-///
-/// Kept apart from [`ParamVjp`] because it needs `&mut self`: gradients can be taken through
-/// shared references (`&A`, `Arc<A>`), while replacing θ needs ownership or a unique borrow.
-pub trait SetParams<T: Scalar>: ParamVjp<T> {
     /// Replaces θ. Errors on a length mismatch or on values the operator cannot accept
     /// (non-finite, or outside a documented domain); the operator is unchanged on error.
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError>;
@@ -187,8 +189,6 @@ macro_rules! forward_impls {
             #[inline]
             fn num_params(&self) -> usize { (**self).num_params() }
             #[inline]
-            fn params(&self, out: &mut [T]) { (**self).params(out) }
-            #[inline]
             fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) { (**self).vjp_params(u, x, grad) }
             #[inline]
             fn vjp_params_block(&self, u: &[T], x: &[T], k: usize, grad: &mut [T]) {
@@ -197,10 +197,6 @@ macro_rules! forward_impls {
             #[inline]
             fn apply_and_vjp_params(&self, x: &[T], y: &mut [T], u: &[T], grad: &mut [T]) {
                 (**self).apply_and_vjp_params(x, y, u, grad)
-            }
-            #[inline]
-            fn prefers_block_vjp(&self) -> bool {
-                (**self).prefers_block_vjp()
             }
             #[inline]
             fn vjp_block_size(&self) -> usize {
@@ -224,12 +220,18 @@ macro_rules! forward_column_access {
 forward_column_access!(&A, &mut A, Box<A>, Arc<A>);
 
 impl<T: Scalar, A: SetParams<T> + ?Sized> SetParams<T> for &mut A {
+    fn params(&self, out: &mut [T]) {
+        (**self).params(out)
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         (**self).set_params(theta)
     }
 }
 
 impl<T: Scalar, A: SetParams<T> + ?Sized> SetParams<T> for Box<A> {
+    fn params(&self, out: &mut [T]) {
+        (**self).params(out)
+    }
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {
         (**self).set_params(theta)
     }

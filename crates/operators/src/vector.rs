@@ -13,9 +13,33 @@ pub const CHUNK: usize = 8192;
 /// Vectors at least this long are processed with rayon.
 pub const PAR_THRESHOLD: usize = 65_536;
 
-#[inline]
-fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
-    // Four independent accumulators let the compiler vectorise and pipeline.
+/// Runs `f` with the target features of the best instruction set of this CPU enabled (pulp's
+/// run-time dispatch: AVX-512, AVX2 + FMA, or the baseline), so that the loops of
+/// `#[inline(always)]` code called from `f` (mark the closure `#[inline(always)]` too) are
+/// vectorised for that set. Results do not depend on the set as long as that code fixes its
+/// order of operations (independent accumulators, sums in a fixed tree) and uses no `mul_add`:
+/// Rust never contracts `a * b + c` into a fused multiply-add on its own.
+#[inline(always)]
+pub fn with_best_isa<R>(f: impl FnOnce() -> R) -> R {
+    struct Inlined<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::NullaryFnOnce for Inlined<F> {
+        type Output = R;
+        #[inline(always)]
+        fn call(self) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Inlined(f))
+}
+
+/// `xᵀy` of one chunk, sequentially: eight running sums added in a fixed tree, then the tail —
+/// the operations [`dot`] applies to each of its chunks (so below its parallel threshold the
+/// two give the same bits). Always inlined, so that a caller compiled for the best instruction
+/// set ([`with_best_isa`]) gets it in that context. Lengths are not checked: the shorter slice
+/// bounds the sum.
+#[inline(always)]
+pub fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
+    // Eight independent accumulators let the compiler vectorise and pipeline.
     let mut acc = [T::ZERO; 8];
     let xc = x.chunks_exact(8);
     let yc = y.chunks_exact(8);
@@ -69,12 +93,24 @@ pub fn norm2<T: Scalar>(x: &[T]) -> T {
     if scale == T::ZERO || !scale.is_finite() {
         return if scale.is_finite() { T::ZERO } else { scale };
     }
-    let inv = T::ONE / scale;
+    // A subnormal largest entry has no finite reciprocal: scale the entries up by 1/ε (a power
+    // of two, exact for entries this small) first, and the norm back down at the end.
+    let up = if (T::ONE / scale).is_finite() {
+        T::ONE
+    } else {
+        T::ONE / T::EPS
+    };
+    let inv = T::ONE / (scale * up);
     let s: T = x
         .chunks(CHUNK)
-        .map(|c| c.iter().fold(T::ZERO, |s, v| s + (*v * inv) * (*v * inv)))
+        .map(|c| {
+            c.iter().fold(T::ZERO, |s, v| {
+                let t = (*v * up) * inv;
+                s + t * t
+            })
+        })
         .fold(T::ZERO, |s, v| s + v);
-    scale * s.sqrt()
+    (scale * up) * s.sqrt() / up
 }
 
 /// `y += alpha · x`.
@@ -117,6 +153,20 @@ pub fn all_finite<T: Scalar>(x: &[T]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn norm2_of_subnormal_vectors() {
+        // The fuzz finding: 1/‖v‖ was 0 for a subnormal start vector (1/max overflowed).
+        let tiny = f64::from_bits(1); // 4.9e-324
+        assert_eq!(super::norm2(&[tiny]).to_bits(), tiny.to_bits());
+        assert_eq!(super::norm2(&[-tiny, 0.0]).to_bits(), tiny.to_bits());
+        let v = [3.0 * tiny, 4.0 * tiny];
+        assert_eq!(super::norm2(&v).to_bits(), (5.0 * tiny).to_bits());
+        let t32 = f32::from_bits(1);
+        assert_eq!(super::norm2(&[t32]).to_bits(), t32.to_bits());
+        let big = f64::MAX / 2.0;
+        assert!((super::norm2(&[big, 0.0]) / big - 1.0).abs() <= 2.0 * f64::EPSILON);
+    }
+
     use super::*;
 
     #[test]

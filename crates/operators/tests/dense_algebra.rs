@@ -18,6 +18,33 @@ fn dense<T: Scalar>(m: usize, n: usize, seed: u64) -> DenseMatrix<T> {
     DenseMatrix::from_col_major(m, n, random_vector::<T>(m * n, seed)).unwrap()
 }
 
+/// Frobenius norm of an operator, column by column (test sizes only).
+fn fro<T: Scalar, A: Operator<T>>(op: &A) -> f64 {
+    let n = op.ncols();
+    let mut e = vec![T::ZERO; n];
+    let mut col = vec![T::ZERO; op.nrows()];
+    let mut sq = 0.0;
+    for j in 0..n {
+        e.fill(T::ZERO);
+        e[j] = T::ONE;
+        op.apply(&e, &mut col);
+        sq += col.iter().map(|c| c.to_f64() * c.to_f64()).sum::<f64>();
+    }
+    sq.sqrt()
+}
+
+/// Cancellation factor of a sum of operators: a product `(A + B)x` formed as `Ax + Bx` carries
+/// rounding relative to `(‖A‖ + ‖B‖)‖x‖`, not `‖A + B‖‖x‖`, so relative checks on the sum are
+/// scaled by `(‖A‖_F + ‖B‖_F) / ‖A + B‖_F` (≥ 1; unbounded when the terms nearly cancel, which
+/// random 1×1 terms do: the CI failure of seed 9195962666243750142 at n = 1).
+fn cancellation(parts: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        (parts / whole).max(1.0)
+    } else {
+        f64::INFINITY
+    }
+}
+
 fn sym<T: Scalar>(n: usize, seed: u64) -> SymmetricDense<T> {
     let lower = random_vector::<T>(n * (n + 1) / 2, seed);
     SymmetricDense::from_lower(n, &lower).unwrap()
@@ -65,7 +92,8 @@ macro_rules! kit_suite {
                     let two = <T as Scalar>::from_f64(1.7);
 
                     let s = Sum::new(a.clone(), b.clone()).unwrap();
-                    testing::check_self_adjoint(&s, seed, tol(n)).unwrap();
+                    let ks = cancellation(fro(&a) + fro(&b), fro(&s));
+                    testing::check_self_adjoint(&s, seed, ks * tol(n)).unwrap();
                     testing::check_block_consistency(&s, k, seed, tol(n)).unwrap();
                     testing::check_vjp_block_consistency(&s, k, seed, tol(k)).unwrap();
                     testing::check_vjp_params_fd(&s, seed, $h, $fdtol).unwrap();
@@ -77,12 +105,13 @@ macro_rules! kit_suite {
                     testing::check_apply_and_vjp_consistency(&sc, seed, tol(n)).unwrap();
 
                     let sh = Shifted::new(a.clone(), two).unwrap();
-                    testing::check_self_adjoint(&sh, seed, tol(n)).unwrap();
+                    let kh = cancellation(fro(&a) + 1.7 * (n as f64).sqrt(), fro(&sh));
+                    testing::check_self_adjoint(&sh, seed, kh * tol(n)).unwrap();
                     testing::check_block_consistency(&sh, k, seed, tol(n)).unwrap();
                     testing::check_vjp_block_consistency(&sh, k, seed, tol(n * k)).unwrap();
                     testing::check_vjp_params_fd(&sh, seed, $h, $fdtol).unwrap();
-                    testing::check_apply_and_vjp_consistency(&sh, seed, tol(n)).unwrap();
-                    testing::check_apply_and_vjp_consistency(&s, seed, tol(n)).unwrap();
+                    testing::check_apply_and_vjp_consistency(&sh, seed, kh * tol(n)).unwrap();
+                    testing::check_apply_and_vjp_consistency(&s, seed, ks * tol(n)).unwrap();
 
                     let p = Product::new(g.clone(), h.clone()).unwrap();
                     testing::check_adjoint(&p, seed, tol(n * n)).unwrap();

@@ -349,27 +349,19 @@ fn wrappers_forward_block_vjp_preference() {
     let k = KernelMatrix::isotropic(KernelKind::Matern32, 9, 3, x, 0.8, 2.0).unwrap();
     let l = SymCsrMatrix::<f64>::laplacian_2d(3).unwrap();
     let d = Diagonal::new(vec![1.0; 9]).unwrap();
-    let pref = |p: bool, s: usize| (p, s);
-    assert_eq!(
-        pref(k.prefers_block_vjp(), k.vjp_block_size()),
-        (true, usize::MAX)
-    );
-    assert_eq!(pref(l.prefers_block_vjp(), l.vjp_block_size()), (true, 8));
-    assert!(!d.prefers_block_vjp());
+    // (prefers a block VJP, block size): the one hint `vjp_block_size`, above 1 = prefers.
+    let pref = |s: usize| (s > 1, s);
+    assert_eq!(pref(k.vjp_block_size()), (true, usize::MAX));
+    assert_eq!(pref(l.vjp_block_size()), (true, 8));
+    assert_eq!(pref(d.vjp_block_size()), (false, 1));
     let sk = Shifted::new(k.clone(), 0.1).unwrap();
-    assert_eq!(
-        pref(sk.prefers_block_vjp(), sk.vjp_block_size()),
-        (true, usize::MAX)
-    );
+    assert_eq!(pref(sk.vjp_block_size()), (true, usize::MAX));
     let sc = Scaled::new(l.clone(), 2.0).unwrap();
-    assert_eq!(pref(sc.prefers_block_vjp(), sc.vjp_block_size()), (true, 8));
+    assert_eq!(pref(sc.vjp_block_size()), (true, 8));
     let lk = Sum::new(l.clone(), k.clone()).unwrap();
-    assert_eq!(
-        pref(lk.prefers_block_vjp(), lk.vjp_block_size()),
-        (true, usize::MAX)
-    );
+    assert_eq!(pref(lk.vjp_block_size()), (true, usize::MAX));
     let dl = Sum::new(d.clone(), l).unwrap();
-    assert_eq!(pref(dl.prefers_block_vjp(), dl.vjp_block_size()), (true, 8));
-    assert!(!Shifted::new(d.clone(), 0.1).unwrap().prefers_block_vjp());
-    assert!(!Sum::new(d.clone(), d).unwrap().prefers_block_vjp());
+    assert_eq!(pref(dl.vjp_block_size()), (true, 8));
+    assert_eq!(Shifted::new(d.clone(), 0.1).unwrap().vjp_block_size(), 1);
+    assert_eq!(Sum::new(d.clone(), d).unwrap().vjp_block_size(), 1);
 }

@@ -8,11 +8,14 @@ use gradmat_operators::matrix_market::{
     Field, Format, MatrixMarketError, MatrixMarketFile, Symmetry,
 };
 use gradmat_operators::testing;
-use gradmat_operators::{Operator, ParamVjp};
+#[cfg(feature = "matrix-market")]
+use gradmat_operators::Operator;
+use gradmat_operators::ParamVjp;
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 
+#[cfg(feature = "matrix-market")]
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../data/matrices")
@@ -273,6 +276,7 @@ fn from_csr_and_sym_csr_round_trip_through_files() {
 }
 
 #[test]
+#[cfg(feature = "matrix-market")]
 fn gzip_is_detected_by_magic_bytes_and_written_for_gz_paths() {
     let text = "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1.5\n2 2 -2\n";
     let plain = read(text).unwrap();
@@ -312,6 +316,100 @@ fn gzip_is_detected_by_magic_bytes_and_written_for_gz_paths() {
         e => panic!("unexpected {e}"),
     }
     let _ = std::fs::remove_dir_all(p1.parent().unwrap());
+}
+
+/// Without the `matrix-market` feature gzip is a typed error, on input and output.
+#[test]
+#[cfg(not(feature = "matrix-market"))]
+fn gzip_without_the_feature_is_a_typed_error() {
+    let text = "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1.5\n2 2 -2\n";
+    let gz = gzip(text.as_bytes());
+    let e = read_matrix_market_from::<f64, _>(&gz[..]).unwrap_err();
+    assert!(matches!(e, MatrixMarketError::GzipUnsupported), "{e}");
+    assert!(e.to_string().contains("matrix-market"), "{e}");
+    let p = tmp("refused.mtx.gz");
+    let e = write_matrix_market(&p, &read(text).unwrap()).unwrap_err();
+    assert!(matches!(e, MatrixMarketError::GzipUnsupported), "{e}");
+    assert!(!p.exists(), "no file is created for a refused .gz output");
+    // Plain files still read and write.
+    let q = tmp("plain.mtx");
+    write_matrix_market(&q, &read(text).unwrap()).unwrap();
+    assert_eq!(read_matrix_market::<f64>(&q).unwrap(), read(text).unwrap());
+    let _ = std::fs::remove_dir_all(q.parent().unwrap());
+}
+
+/// Untrusted input is bounded (issue: a 3 GB line, 2·10⁸ comment lines or `/dev/zero` used to
+/// exhaust memory): a line longer than `MAX_LINE_LEN` is `LineTooLong` with its number, however
+/// long it is and wherever it is (header, comment, size or data line; with or without gzip); a
+/// line of exactly `MAX_LINE_LEN` bytes is accepted; at most `MAX_COMMENT_LINES` comment lines
+/// and `MAX_COMMENT_BYTES` of comment text are kept, the rest is read and dropped.
+#[test]
+fn long_lines_and_many_comments_are_bounded() {
+    use gradmat_operators::matrix_market::{MAX_COMMENT_BYTES, MAX_COMMENT_LINES, MAX_LINE_LEN};
+    let h = "%%MatrixMarket matrix coordinate real general\n";
+    let long = |len: usize| "%".to_string() + &"x".repeat(len - 1);
+    let too_long = |input: String, line: usize| {
+        let e = read_matrix_market_from::<f64, _>(input.as_bytes()).unwrap_err();
+        assert!(
+            matches!(e, MatrixMarketError::LineTooLong { line: l, limit } if l == line && limit == MAX_LINE_LEN),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with(&format!("line {line}: ")), "{e}");
+        #[cfg(feature = "matrix-market")]
+        {
+            let e = read_matrix_market_from::<f64, _>(&gzip(input.as_bytes())[..]).unwrap_err();
+            assert!(
+                matches!(e, MatrixMarketError::LineTooLong { line: l, .. } if l == line),
+                "{e}"
+            );
+        }
+    };
+    // Header line, comment line, size line, data line; with and without a line break.
+    too_long("%%MatrixMarket".to_string() + &" ".repeat(MAX_LINE_LEN), 1);
+    too_long(format!("{h}{}\n2 2 1\n1 1 1\n", long(MAX_LINE_LEN + 1)), 2);
+    too_long(
+        format!("{h}%c\n2 2 1{}\n1 1 1\n", " ".repeat(MAX_LINE_LEN)),
+        3,
+    );
+    too_long(format!("{h}2 2 1\n1 1 {}", "1".repeat(MAX_LINE_LEN)), 3);
+    // A stream of zero bytes (no line break at all), as from /dev/zero.
+    let zeros = std::io::BufReader::new(std::io::Read::take(std::io::repeat(0), 1 << 40));
+    let e = read_matrix_market_from::<f64, _>(zeros).unwrap_err();
+    assert!(
+        matches!(e, MatrixMarketError::LineTooLong { line: 1, .. }),
+        "{e}"
+    );
+    // Exactly MAX_LINE_LEN bytes (plus \r\n) is fine.
+    let f = read(&format!("{h}{}\r\n2 2 1\n1 1 1\n", long(MAX_LINE_LEN))).unwrap();
+    assert_eq!(f.comments().len(), 1);
+    assert_eq!(f.comments()[0].len(), MAX_LINE_LEN - 1);
+    // Many comment lines: the first MAX_COMMENT_LINES are kept.
+    let mut text = h.to_string();
+    for i in 0..3 * MAX_COMMENT_LINES {
+        text.push_str(&format!("% comment {i}\n"));
+    }
+    text.push_str("2 2 1\n% data comment\n1 1 1\n");
+    let f = read(&text).unwrap();
+    assert_eq!(f.comments().len(), MAX_COMMENT_LINES);
+    assert_eq!(
+        f.comments()[MAX_COMMENT_LINES - 1],
+        format!(" comment {}", MAX_COMMENT_LINES - 1)
+    );
+    assert_eq!(f.nnz(), 1);
+    // Long comment lines: at most MAX_COMMENT_BYTES of text kept, in order.
+    let mut text = h.to_string();
+    for _ in 0..4 {
+        text.push_str(&long(MAX_COMMENT_BYTES / 3));
+        text.push('\n');
+    }
+    text.push_str("%short\n2 2 0\n");
+    let f = read(&text).unwrap();
+    assert_eq!(
+        f.comments().len(),
+        3,
+        "the fourth long comment and all later ones are dropped"
+    );
+    assert!(f.comments().iter().map(String::len).sum::<usize>() <= MAX_COMMENT_BYTES);
 }
 
 #[test]
@@ -500,6 +598,7 @@ proptest! {
 }
 
 #[test]
+#[cfg(feature = "matrix-market")]
 fn reads_bcsstk14() {
     let f = read_matrix_market::<f64>(data("bcsstk14.mtx.gz")).unwrap();
     assert_eq!((f.nrows(), f.ncols(), f.nnz()), (1806, 1806, 32630));
@@ -539,6 +638,7 @@ fn reads_bcsstk14() {
 }
 
 #[test]
+#[cfg(feature = "matrix-market")]
 fn reads_4elt_laplacian() {
     let f = read_matrix_market::<f64>(data("4elt_laplacian.mtx.gz")).unwrap();
     assert_eq!((f.nrows(), f.ncols(), f.nnz()), (15606, 15606, 61484));

@@ -108,9 +108,23 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, IdxError> {
         source,
     };
     let raw = std::fs::read(path).map_err(io)?;
+    idx_from_bytes(path, raw)
+}
+
+/// [`read_idx`] on the bytes of a file already read (plain or gzipped); `path` is only used in
+/// messages.
+///
+/// # Errors
+/// As [`read_idx`].
+pub fn idx_from_bytes(path: &Path, raw: Vec<u8>) -> Result<IdxArray, IdxError> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|source| IdxError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         out
     } else {
         raw

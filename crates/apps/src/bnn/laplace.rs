@@ -296,9 +296,6 @@ impl ParamVjp<f64> for LaplacePrecision {
     fn num_params(&self) -> usize {
         self.groups.len()
     }
-    fn params(&self, out: &mut [f64]) {
-        out.copy_from_slice(&self.alpha);
-    }
     /// `grad[g] += Σ_{i ∈ g} u_i x_i` (the GGN does not depend on α).
     fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
         for (gr, g) in grad.iter_mut().zip(&self.groups) {
@@ -312,6 +309,9 @@ impl ParamVjp<f64> for LaplacePrecision {
 }
 
 impl SetParams<f64> for LaplacePrecision {
+    fn params(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.alpha);
+    }
     /// Replaces the precisions; each must be positive and finite.
     fn set_params(&mut self, theta: &[f64]) -> Result<(), OperatorError> {
         if theta.len() != self.groups.len() {

@@ -297,6 +297,65 @@ fn check(cfg: &BnnConfig) -> Result<(), PipelineError> {
     )
 }
 
+/// Fails, before the network is built, when the sizes asked for need more memory than is
+/// available (a lower bound per size option; the message names the largest part). The
+/// network's size depends on the images' (`dim` pixels), known once the data are read.
+fn check_memory(
+    cfg: &BnnConfig,
+    dim: usize,
+    n_train: usize,
+    n_test: usize,
+) -> Result<(), PipelineError> {
+    use crate::cli::ops::{require_memory_parts, MemoryPart};
+    let arch = cfg.architecture(dim);
+    let p: f64 = arch
+        .windows(2)
+        .map(|w| w[0] as f64 * w[1] as f64 + w[1] as f64)
+        .sum();
+    let threads = rayon::current_num_threads().max(1) as f64;
+    let net = format!(
+        "--hidden {} --hidden-layers {}",
+        cfg.hidden, cfg.hidden_layers
+    );
+    let units = cfg.hidden as f64 * cfg.hidden_layers as f64;
+    let rows = cfg.ggn_subsample.min(n_train).max(cfg.batch_size) as f64;
+    let depth = cfg
+        .methods
+        .iter()
+        .map(|m| m.matvecs)
+        .chain([cfg.reference_matvecs])
+        .max()
+        .unwrap_or(0) as f64;
+    let parts = [
+        MemoryPart::new(
+            format!(
+                "{net} (the network's {p:.2e} parameters with gradients, Adam state and copies)"
+            ),
+            8.0 * 8.0 * p,
+        ),
+        MemoryPart::new(
+            format!("{net} (activations of the GGN subsample or a mini-batch)"),
+            8.0 * 4.0 * rows * units,
+        ),
+        MemoryPart::new(
+            format!("--samples {} (the posterior samples)", cfg.samples),
+            8.0 * cfg.samples as f64 * p,
+        ),
+        MemoryPart::new(
+            format!(
+                "--matvecs {:.0} × {net} (the Lanczos bases and their adjoints, {p:.2e} rows)",
+                depth
+            ),
+            threads.min(cfg.methods.len().max(1) as f64) * 16.0 * p * (depth.min(p) + 2.0),
+        ),
+        MemoryPart::new(
+            "the images",
+            8.0 * dim as f64 * (n_train as f64 + 2.0 * n_test as f64),
+        ),
+    ];
+    require_memory_parts("bnn", &parts).map_err(|e| PipelineError::config(e.to_string()))
+}
+
 /// Loads the training (possibly truncated) and test splits.
 fn load_data(cfg: &BnnConfig) -> Result<(idx::Dataset, idx::Dataset), PipelineError> {
     let mut train = idx::load_split(&cfg.data, "train")?;
@@ -328,6 +387,7 @@ pub fn run(cfg: &BnnConfig, progress: &Progress) -> Result<BnnOutcome, PipelineE
     let t_all = Instant::now();
     let (train, test) = load_data(cfg)?;
     let n_train = train.len();
+    check_memory(cfg, train.dim, n_train, test.len())?;
 
     // 1. MAP training.
     let t_map = Instant::now();

@@ -155,6 +155,8 @@ pub fn run(a: &BnnArgs) -> anyhow::Result<String> {
         seed: a.seed,
         ..BnnConfig::default()
     };
+    // Created and checked before the run (not after it).
+    report::prepare_output_dir(&a.out)?;
     let progress = if a.quiet {
         Progress::quiet("bnn", 0)
     } else {

@@ -20,8 +20,9 @@
 
 use super::compute::{describe, logdet_slq, quadform_arnoldi, quadform_lanczos, QuadOptions};
 use super::io::{self, json_number};
-use super::ops::{require_square, CheckedSymmetricCsr};
-use super::{check_depth, json_object, LogdetArgs, Method, ProbeKind, QuadformArgs};
+use super::ops::{file_operator, require_square};
+use super::{depth_or_default, json_object, LogdetArgs, Method, ProbeKind, QuadformArgs};
+use crate::report::{prepare_output_dir, Outputs};
 use anyhow::{anyhow, bail, Result};
 use gradmat_krylov::distributed::Distributed;
 use gradmat_matfun::estimators::{Probe, SlqParams};
@@ -30,8 +31,8 @@ use gradmat_operators::algebra::Shifted;
 use gradmat_operators::comm::{Comm, RowPartition, REDUCTION_ALIGN};
 use gradmat_operators::csr::CsrMatrix;
 use gradmat_operators::dist::{allgather_vector, scatter_block, DistCsr};
-use gradmat_operators::matrix_market::{MatrixMarketFile, Symmetry};
-use gradmat_operators::{ParamVjp, SelfAdjoint};
+use gradmat_operators::matrix_market::{FileOperator, MatrixMarketOperator, OperatorKind};
+use gradmat_operators::{Operator as _, ParamVjp, SelfAdjoint};
 use std::sync::Arc;
 
 /// How a distributed run splits its work (`logdet --distribute`).
@@ -103,82 +104,63 @@ fn injected_fault(comm: &dyn Comm) -> Result<()> {
     }
 }
 
-/// The matrix as rank 0 prepares it: the whole matrix in full (both triangles) CSR storage,
-/// and how to map the gradient of its entries back to the file's entries.
+/// The matrix as rank 0 prepares it: the file's operator (for the gradient file), the whole
+/// matrix in full (both triangles) CSR storage, and how to map the gradient of its entries back
+/// to the operator's parameters.
 struct Prepared {
-    file: MatrixMarketFile<f64>,
+    mm: MatrixMarketOperator<f64>,
     full: CsrMatrix<f64>,
     /// For symmetric storage: the parameter (lower-triangle entry) of each full entry.
     full_to_param: Option<Vec<usize>>,
-    /// The file's triplets → parameters.
-    map: Vec<usize>,
-    num_params: usize,
 }
 
 impl Prepared {
-    /// Reads `path`; `symmetric_required` refuses a general file that is not symmetric
-    /// (Lanczos, logdet) with `what` in the message.
-    fn read(path: &std::path::Path, symmetric_required: Option<&str>) -> Result<Self> {
+    /// Reads `path` as an operator of `kind` (`needs` completes the message of a non-symmetric
+    /// matrix where a symmetric one is needed).
+    fn read(path: &std::path::Path, kind: OperatorKind, needs: &str) -> Result<Self> {
         let file = io::read_matrix(path)?;
         require_square(path, file.nrows(), file.ncols())?;
-        let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-            anyhow!("{}: {e}", path.display())
+        let mm = file_operator(path, file, kind, needs)?;
+        let (full, full_to_param) = match &mm.operator {
+            FileOperator::Symmetric(s) => (s.full().clone(), Some(s.full_to_param().to_vec())),
+            FileOperator::CheckedSymmetric(c) => (c.inner().clone(), None),
+            FileOperator::General(a) => (a.clone(), None),
+            _ => bail!("internal: an operator storage the distributed reader does not know"),
         };
-        match file.header().symmetry {
-            Symmetry::Symmetric => {
-                let sym = file.to_sym_csr().map_err(mm)?;
-                Ok(Prepared {
-                    full: sym.full().clone(),
-                    full_to_param: Some(sym.full_to_param().to_vec()),
-                    map: sym.triplet_to_stored().to_vec(),
-                    num_params: sym.nnz(),
-                    file,
-                })
-            }
-            Symmetry::General => {
-                let csr = file.to_csr().map_err(mm)?;
-                let csr = match symmetric_required {
-                    Some(what) => CheckedSymmetricCsr::new(csr)
-                        .map_err(|s| {
-                            anyhow!(
-                                "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = \
-                                 {:e}); {what}",
-                                path.display(),
-                                s.i + 1,
-                                s.j + 1,
-                                s.aij,
-                                s.j + 1,
-                                s.i + 1,
-                                s.aji
-                            )
-                        })?
-                        .inner()
-                        .clone(),
-                    None => csr,
-                };
-                Ok(Prepared {
-                    map: csr.triplet_to_stored().to_vec(),
-                    num_params: csr.nnz(),
-                    full: csr,
-                    full_to_param: None,
-                    file,
-                })
-            }
-        }
+        Ok(Prepared {
+            mm,
+            full,
+            full_to_param,
+        })
     }
 
-    /// The file's parameter gradient from the gradient of every full entry.
+    /// The operator's parameter gradient from the gradient of every full entry.
     fn param_grad(&self, full_grad: &[f64]) -> Vec<f64> {
         match &self.full_to_param {
             None => full_grad.to_vec(),
             Some(f2p) => {
-                let mut g = vec![0.0; self.num_params];
+                let mut g = vec![0.0; self.mm.operator.num_params()];
                 for (q, v) in full_grad.iter().enumerate() {
                     g[f2p[q]] += *v;
                 }
                 g
             }
         }
+    }
+
+    /// Writes `d_matrix.mtx` (and `d_vector.txt` when `vgrad` is given) into `dir` atomically.
+    fn write_gradients(
+        &self,
+        dir: &std::path::Path,
+        full_grad: &[f64],
+        vgrad: Option<&[f64]>,
+    ) -> Result<()> {
+        let mut files = Outputs::new(dir)?;
+        io::write_matrix_gradient(&mut files, &self.mm, &self.param_grad(full_grad))?;
+        if let Some(v) = vgrad {
+            io::write_vector_gradient(&mut files, v)?;
+        }
+        files.commit()
     }
 }
 
@@ -187,14 +169,15 @@ impl Prepared {
 fn scatter(
     comm: &Arc<dyn Comm>,
     path: &std::path::Path,
-    symmetric_required: Option<&str>,
+    kind: OperatorKind,
+    needs: &str,
     partition: Partition,
     sigma: Option<f64>,
     check: impl FnOnce(usize) -> Result<()>,
 ) -> Result<(DistCsr<f64>, RowPartition, Option<Prepared>)> {
     let me = comm.rank();
     let prepared = if me == 0 {
-        Prepared::read(path, symmetric_required)
+        Prepared::read(path, kind, needs)
             .and_then(|p| check(p.full.nrows()).map(|()| Some(p)))
     } else {
         Ok(None)
@@ -225,8 +208,9 @@ fn scatter(
 /// # Errors
 /// As the serial command, on every rank.
 pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
-    let checks = |n: usize| -> Result<()> {
-        check_depth(a.depth, n, &a.matrix)?;
+    let mut depth = 0;
+    let mut checks = |n: usize| -> Result<()> {
+        depth = depth_or_default(a.depth, n, &a.matrix)?;
         if a.probes == 0 {
             bail!("--probes 0 is out of range: at least one probe is needed");
         }
@@ -234,7 +218,7 @@ pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
             bail!("--shift {} is not a finite number", a.shift);
         }
         if let Some(dir) = &a.grad_dir {
-            io::create_dir(dir)?;
+            prepare_output_dir(dir)?;
         }
         Ok(())
     };
@@ -245,103 +229,90 @@ pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
     };
     let grad = a.grad_dir.is_some();
     let me = comm.rank();
-    let (res, full_grad, prepared) = match a.distribute {
+    let desc = |e| describe(&a.matrix, None, "Lanczos", e);
+    match a.distribute {
         Distribute::Rows => {
-            let (op, part, prepared) =
-                scatter(comm, &a.matrix, Some(need_sym), a.partition, Some(a.shift), checks)?;
+            let (op, part, prepared) = scatter(
+                comm,
+                &a.matrix,
+                OperatorKind::SelfAdjoint,
+                need_sym,
+                a.partition,
+                Some(a.shift),
+                &mut checks,
+            )?;
+            // Rank 0 checked the depth; the others take it from there.
+            let mut k = [depth as u64];
+            comm.broadcast_u64(&mut k, 0);
+            let depth = k[0] as usize;
             let scope = Distributed::new(comm.clone(), part);
             let res = scope
-                .run(|| logdet_slq(&op, a.probes, a.depth, a.seed, probe, grad))
-                .map_err(|e| describe(&a.matrix, None, e));
+                .run(|| logdet_slq(&op, a.probes, depth, a.seed, probe, grad))
+                .map_err(desc);
             let res = agree(&**comm, res)?;
             let full_grad = res
                 .grad_params
                 .as_ref()
                 .map(|g| op.gather_entries(&g[..op.local_nnz()]));
-            (res, full_grad, prepared)
+            let Some(prepared) = prepared.filter(|_| me == 0) else {
+                return Ok(String::new());
+            };
+            if !a.quiet {
+                super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
+            }
+            if let Some(dir) = &a.grad_dir {
+                prepared.write_gradients(dir, full_grad.as_deref().unwrap_or(&[]), None)?;
+            }
+            logdet_json(&res, comm.size())
         }
         Distribute::Probes => {
             // Every rank reads the matrix (it holds all of it) and builds the serial command's
             // operator, so that value and gradient are the serial bits.
-            let read = || -> Result<(MatrixMarketFile<f64>, Vec<usize>, Result<_, _>)> {
+            let mut read = || -> Result<MatrixMarketOperator<f64>> {
                 let file = io::read_matrix(&a.matrix)?;
                 require_square(&a.matrix, file.nrows(), file.ncols())?;
                 checks(file.nrows())?;
                 injected_fault(&**comm)?;
-                let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-                    anyhow!("{}: {e}", a.matrix.display())
-                };
-                let shifted = |e: gradmat_operators::OperatorError| {
-                    anyhow!("{}: {e}", a.matrix.display())
-                };
-                match file.header().symmetry {
-                    Symmetry::Symmetric => {
-                        let op = file.to_sym_csr().map_err(mm)?;
-                        let map = op.triplet_to_stored().to_vec();
-                        let np = op.num_params();
-                        let op = Shifted::new(op, a.shift).map_err(shifted)?;
-                        let r = agree(&**comm, Ok(()))
-                            .map(|()| split_logdet(&op, a, probe, grad, &**comm, np));
-                        Ok((file, map, r))
-                    }
-                    Symmetry::General => {
-                        let csr = file.to_csr().map_err(mm)?;
-                        let map = csr.triplet_to_stored().to_vec();
-                        let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
-                            anyhow!(
-                                "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = \
-                                 {:e}); {need_sym}",
-                                a.matrix.display(),
-                                s.i + 1,
-                                s.j + 1,
-                                s.aij,
-                                s.j + 1,
-                                s.i + 1,
-                                s.aji
-                            )
-                        })?;
-                        let np = op.num_params();
-                        let op = Shifted::new(op, a.shift).map_err(shifted)?;
-                        let r = agree(&**comm, Ok(()))
-                            .map(|()| split_logdet(&op, a, probe, grad, &**comm, np));
-                        Ok((file, map, r))
-                    }
-                }
+                file_operator(&a.matrix, file, OperatorKind::SelfAdjoint, need_sym)
             };
-            // Reading fails alike on every rank (or, on one rank only, is agreed here: the
-            // `agree(Ok(()))` inside answers this agreement on the ranks that read well).
-            let (file, map, res) = match read() {
-                Ok(x) => x,
-                Err(e) => return Err(agree(&**comm, Err::<(), _>(e)).unwrap_err()),
-            };
-            let res = agree(&**comm, res?.map_err(|e| describe(&a.matrix, None, e)))?;
+            let mm = agree(&**comm, read())?;
+            let op = mm
+                .operator
+                .as_self_adjoint()
+                .ok_or_else(|| anyhow!("internal: no self-adjoint operator for logdet"))?;
+            let np = op.num_params();
+            let shifted = Shifted::new(op, a.shift)
+                .map_err(|e| anyhow!("{}: {e}", a.matrix.display()));
+            let res = shifted.and_then(|op| {
+                split_logdet(&op, a, depth, probe, grad, &**comm, np).map_err(desc)
+            });
+            let res = agree(&**comm, res)?;
             if me != 0 {
                 return Ok(String::new());
             }
-            super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
-            if let (Some(dir), Some(g)) = (&a.grad_dir, &res.grad_params) {
-                io::write_matrix_gradient(dir, &file, &map, g)?;
+            if !a.quiet {
+                super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
             }
-            return logdet_json(&res, comm.size());
+            if let Some(dir) = &a.grad_dir {
+                let mut files = Outputs::new(dir)?;
+                io::write_matrix_gradient(
+                    &mut files,
+                    &mm,
+                    res.grad_params.as_deref().unwrap_or(&[]),
+                )?;
+                files.commit()?;
+            }
+            logdet_json(&res, comm.size())
         }
-    };
-    let Some(prepared) = prepared.filter(|_| me == 0) else {
-        return Ok(String::new());
-    };
-    super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
-    if let (Some(dir), Some(g)) = (&a.grad_dir, &full_grad) {
-        let pg = prepared.param_grad(g);
-        io::write_matrix_gradient(dir, &prepared.file, &prepared.map, &pg)?;
     }
-    logdet_json(&res, comm.size())
 }
 
 /// The JSON line of `logdet` (the serial fields, then `ranks`).
 fn logdet_json(res: &super::compute::LogDet, ranks: usize) -> Result<String> {
     let opt = |x: Option<f64>| -> Result<String> {
         match x {
-            Some(s) => json_number(s),
-            None => Ok("null".into()),
+            Some(s) if s.is_finite() => json_number(s),
+            _ => Ok("null".into()),
         }
     };
     Ok(json_object(&[
@@ -351,6 +322,8 @@ fn logdet_json(res: &super::compute::LogDet, ranks: usize) -> Result<String> {
         ("matvecs", res.matvecs.to_string()),
         ("seconds_forward", json_number(res.seconds_forward)?),
         ("seconds_gradient", opt(res.seconds_gradient)?),
+        ("last_step_change", opt(res.last_step_change)?),
+        ("exact", res.exact.to_string()),
         ("ranks", ranks.to_string()),
     ]))
 }
@@ -359,6 +332,7 @@ fn logdet_json(res: &super::compute::LogDet, ranks: usize) -> Result<String> {
 fn split_logdet<A>(
     op: &A,
     a: &LogdetArgs,
+    depth: usize,
     probe: Probe,
     grad: bool,
     comm: &dyn Comm,
@@ -369,7 +343,7 @@ where
 {
     let params = SlqParams {
         num_probes: a.probes,
-        depth: a.depth,
+        depth,
         seed: a.seed,
         probe,
         reorthogonalize: Reorthogonalize::Full,
@@ -393,6 +367,8 @@ where
         seconds_gradient: grad.then_some(est.seconds_backward),
         grad_params: g,
         ritz_range: est.ritz_range,
+        last_step_change: est.last_step_change,
+        exact: est.exact,
     })
 }
 
@@ -402,12 +378,15 @@ where
 /// As the serial command, on every rank.
 pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
     let me = comm.rank();
-    let symmetric_required = (a.method == Method::Lanczos)
-        .then_some("--method lanczos needs a symmetric matrix (use --method arnoldi)");
-    // Rank 0 reads the vector too (after the matrix, as the serial command does).
+    let (method, kind) = match a.method {
+        Method::Lanczos => ("Lanczos", OperatorKind::SelfAdjoint),
+        Method::Arnoldi => ("Arnoldi", OperatorKind::General),
+    };
+    // Rank 0 reads (or makes) the vector too, after the matrix, as the serial command does.
     let mut vector = None;
+    let mut depth = 0;
     let checks = |n: usize| -> Result<()> {
-        let v = io::read_vector(&a.vector)?;
+        let v = io::VectorSpec::parse(&a.vector)?.vector(n)?;
         if v.len() != n {
             bail!(
                 "{}: the vector has {} entries but the matrix {} is {n}×{n}",
@@ -416,20 +395,33 @@ pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
                 a.matrix.display()
             );
         }
-        check_depth(a.depth, n, &a.matrix)?;
+        depth = depth_or_default(a.depth, n, &a.matrix)?;
+        if !a.shift.is_finite() {
+            bail!("--shift {} is not a finite number", a.shift);
+        }
         if let Some(dir) = &a.grad_dir {
-            io::create_dir(dir)?;
+            prepare_output_dir(dir)?;
         }
         vector = Some(v);
         Ok(())
     };
-    let (op, part, prepared) =
-        scatter(comm, &a.matrix, symmetric_required, a.partition, None, checks)?;
+    let sigma = (a.shift != 0.0).then_some(a.shift);
+    let (op, part, prepared) = scatter(
+        comm,
+        &a.matrix,
+        kind,
+        "--method lanczos needs a symmetric matrix (use --method arnoldi)",
+        a.partition,
+        sigma,
+        checks,
+    )?;
+    let mut k = [depth as u64];
+    comm.broadcast_u64(&mut k, 0);
     let v = scatter_block(&**comm, &part, 0, vector.as_deref().unwrap_or(&[]), 1);
     let f = a.function.matrix_function();
     let grad = a.grad_dir.is_some();
     let o = QuadOptions {
-        depth: a.depth,
+        depth: k[0] as usize,
         reorth: a.reorthogonalize.krylov(),
         project: !a.no_projection,
         grad,
@@ -440,9 +432,12 @@ pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
             Method::Lanczos => quadform_lanczos(&op, &v, &f, &o),
             Method::Arnoldi => quadform_arnoldi(&op, &v, &f, &o),
         })
-        .map_err(|e| describe(&a.matrix, Some(&a.vector), e));
+        .map_err(|e| describe(&a.matrix, Some(&a.vector), method, e));
     let res = agree(&**comm, res)?;
-    let full_grad = res.grad_params.as_ref().map(|g| op.gather_entries(g));
+    let full_grad = res
+        .grad_params
+        .as_ref()
+        .map(|g| op.gather_entries(&g[..op.local_nnz()]));
     let vgrad = res
         .grad_vector
         .as_ref()
@@ -450,31 +445,37 @@ pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
     let Some(prepared) = prepared.filter(|_| me == 0) else {
         return Ok(String::new());
     };
-    if let Some(range) = res.ritz_range {
-        if matches!(
-            f,
-            MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
-        ) {
-            super::compute::warn_if_nearly_singular(&a.matrix, range);
+    if !a.quiet {
+        if let Some(range) = res.ritz_range {
+            if matches!(
+                f,
+                MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
+            ) {
+                super::compute::warn_if_nearly_singular(&a.matrix, range);
+            }
         }
     }
     if let Some(dir) = &a.grad_dir {
-        let pg = prepared.param_grad(full_grad.as_deref().unwrap_or(&[]));
-        io::write_matrix_gradient(dir, &prepared.file, &prepared.map, &pg)?;
-        io::write_vector_gradient(dir, vgrad.as_deref().unwrap_or(&[]))?;
+        prepared.write_gradients(
+            dir,
+            full_grad.as_deref().unwrap_or(&[]),
+            Some(vgrad.as_deref().unwrap_or(&[])),
+        )?;
     }
+    let opt = |x: Option<f64>| -> Result<String> {
+        match x {
+            Some(s) if s.is_finite() => json_number(s),
+            _ => Ok("null".into()),
+        }
+    };
     Ok(json_object(&[
         ("value", json_number(res.value)?),
         ("depth", res.depth.to_string()),
         ("matvecs", res.matvecs.to_string()),
         ("seconds_forward", json_number(res.seconds_forward)?),
-        (
-            "seconds_gradient",
-            match res.seconds_gradient {
-                Some(s) => json_number(s)?,
-                None => "null".into(),
-            },
-        ),
+        ("seconds_gradient", opt(res.seconds_gradient)?),
+        ("last_step_change", opt(res.convergence.last_step_change)?),
+        ("exact", res.convergence.exact.to_string()),
         ("ranks", comm.size().to_string()),
     ]))
 }

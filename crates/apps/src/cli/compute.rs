@@ -4,7 +4,7 @@
 
 use gradmat_krylov::KrylovError;
 use gradmat_matfun::estimators::{Probe, SlqParams};
-use gradmat_matfun::krylov::{Gradient, KrylovParams};
+use gradmat_matfun::krylov::{Convergence, Gradient, KrylovParams};
 use gradmat_matfun::{MatfunError, MatrixFunction, Reorthogonalize};
 use gradmat_operators::{AdjointOperator, ParamVjp, SelfAdjoint};
 use std::time::Instant;
@@ -29,6 +29,8 @@ pub struct QuadformOutput {
     pub grad_vector: Option<Vec<f64>>,
     /// Smallest and largest Ritz value (symmetric paths; `None` for Arnoldi's `exp`).
     pub ritz_range: Option<(f64, f64)>,
+    /// The change made by the last Krylov step and whether the decomposition is exact.
+    pub convergence: Convergence<f64>,
 }
 
 /// Options of the Krylov runs of `quadform`.
@@ -54,18 +56,66 @@ impl QuadOptions {
     }
 }
 
+/// What [`timed`] reads off a forward result.
+type Summary = (f64, usize, usize, Option<(f64, f64)>, Convergence<f64>);
+
+/// `2^e` for `-1074 ≤ e ≤ 1023`, exactly.
+fn pow2(e: i32) -> f64 {
+    if e >= -1022 {
+        f64::from_bits(((e + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (e + 1074))
+    }
+}
+
+/// A start vector so small that the Krylov iteration cannot normalise it (`1/‖v‖` overflows
+/// below `‖v‖ ≈ 5.6e-309`, and subnormal entries lose digits) is scaled by a power of two `s`
+/// (exactly) into `[1, 2)` in its largest entry: `(v/s, s)`. Other vectors are returned as
+/// they are with `s = 1`. The quadratic form is `ρ(v) = s²ρ(v/s)`, its gradients
+/// `∇_v ρ = s ∇ρ(v/s)` and `∇_θ ρ = s² ∇_θ ρ(v/s)` (see [`rescale`]).
+fn scaled_start(v: &[f64]) -> (std::borrow::Cow<'_, [f64]>, f64) {
+    let max = v.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+    if !(max > 0.0 && max.is_finite() && max < pow2(-500)) {
+        return (std::borrow::Cow::Borrowed(v), 1.0);
+    }
+    let s = pow2(max.log2().floor().max(-1074.0) as i32);
+    (
+        std::borrow::Cow::Owned(v.iter().map(|x| x / s).collect()),
+        s,
+    )
+}
+
+/// The output for `v = s·u` from the output for `u` (see [`scaled_start`]).
+fn rescale(mut out: QuadformOutput, s: f64) -> QuadformOutput {
+    // `s` is an exact power of two: 1 means no scaling was applied.
+    if s.to_bits() == 1.0f64.to_bits() {
+        return out;
+    }
+    out.value = out.value * s * s;
+    if let Some(d) = out.convergence.last_step_change.as_mut() {
+        *d = *d * s * s;
+    }
+    if let Some(g) = out.grad_params.as_mut() {
+        g.iter_mut().for_each(|x| *x = *x * s * s);
+    }
+    if let Some(g) = out.grad_vector.as_mut() {
+        g.iter_mut().for_each(|x| *x *= s);
+    }
+    out
+}
+
 /// Times a forward pass and, when asked, its backward pass (`θ̄` of `num_params` entries).
 fn timed<Q>(
     num_params: usize,
     grad: bool,
     forward: impl FnOnce() -> Result<Q, MatfunError>,
-    summary: impl Fn(&Q) -> (f64, usize, usize, Option<(f64, f64)>),
+    summary: impl Fn(&Q) -> Summary,
     backward: impl FnOnce(&Q, &mut [f64]) -> Result<Gradient<f64>, MatfunError>,
 ) -> Result<QuadformOutput, MatfunError> {
     let t0 = Instant::now();
     let qf = forward()?;
     let seconds_forward = t0.elapsed().as_secs_f64();
-    let (value, depth, matvecs, ritz_range) = summary(&qf);
+    let (value, depth, matvecs, ritz_range, convergence) = summary(&qf);
     let mut out = QuadformOutput {
         value,
         depth,
@@ -75,6 +125,7 @@ fn timed<Q>(
         grad_params: None,
         grad_vector: None,
         ritz_range,
+        convergence,
     };
     if grad {
         let t1 = Instant::now();
@@ -87,7 +138,8 @@ fn timed<Q>(
     Ok(out)
 }
 
-/// `vᵀf(A)v` by Lanczos, with its gradients when asked.
+/// `vᵀf(A)v` by Lanczos, with its gradients when asked (a tiny `v` is scaled first, see
+/// `scaled_start`).
 pub fn quadform_lanczos<A>(
     op: &A,
     v: &[f64],
@@ -97,16 +149,19 @@ pub fn quadform_lanczos<A>(
 where
     A: SelfAdjoint<f64> + ParamVjp<f64> + ?Sized,
 {
-    timed(
+    let (u, s) = scaled_start(v);
+    let out = timed(
         op.num_params(),
         o.grad,
-        || gradmat_matfun::krylov::quadform_lanczos(op, v, f, &o.krylov()),
+        || gradmat_matfun::krylov::quadform_lanczos(op, &u, f, &o.krylov()),
         |qf| {
             let r = qf.ritz_range();
-            (qf.value(), qf.depth(), qf.num_matvecs(), Some(r))
+            let c = qf.convergence();
+            (qf.value(), qf.depth(), qf.num_matvecs(), Some(r), c)
         },
         |qf, g| qf.gradient(op, g),
-    )
+    )?;
+    Ok(rescale(out, s))
 }
 
 /// `vᵀf(A)v` by Arnoldi, with its gradients when asked (matfun's Arnoldi path: `exp` for any
@@ -120,18 +175,21 @@ pub fn quadform_arnoldi<A>(
 where
     A: AdjointOperator<f64> + ParamVjp<f64> + ?Sized,
 {
-    timed(
+    let (u, s) = scaled_start(v);
+    let out = timed(
         op.num_params(),
         o.grad,
-        || gradmat_matfun::krylov::quadform_arnoldi(op, v, f, &o.krylov()),
+        || gradmat_matfun::krylov::quadform_arnoldi(op, &u, f, &o.krylov()),
         |qf| {
             let r = qf
                 .ritz_values()
                 .and_then(|th| Some((*th.first()?, *th.last()?)));
-            (qf.value(), qf.depth(), qf.num_matvecs(), r)
+            let c = qf.convergence();
+            (qf.value(), qf.depth(), qf.num_matvecs(), r, c)
         },
         |qf, g| qf.gradient(op, g),
-    )
+    )?;
+    Ok(rescale(out, s))
 }
 
 /// Result of the stochastic Lanczos quadrature estimate of `log det A`.
@@ -153,6 +211,10 @@ pub struct LogDet {
     pub grad_params: Option<Vec<f64>>,
     /// Smallest and largest Ritz value over all probes.
     pub ritz_range: (f64, f64),
+    /// The mean over probes of the change made by the last Lanczos step (`None` at depth 1).
+    pub last_step_change: Option<f64>,
+    /// Every probe's decomposition is exact.
+    pub exact: bool,
 }
 
 /// Stochastic Lanczos quadrature (`gradmat_matfun::estimators::logdet` and
@@ -192,6 +254,8 @@ where
         seconds_gradient: grad.then_some(est.seconds_backward),
         grad_params: g,
         ritz_range: est.ritz_range,
+        last_step_change: est.last_step_change,
+        exact: est.exact,
     })
 }
 
@@ -210,10 +274,12 @@ pub fn warn_if_nearly_singular(matrix: &std::path::Path, range: (f64, f64)) {
 }
 
 /// A one-line `anyhow` error from a computation, naming the matrix (or the vector for a zero
-/// start vector).
+/// start vector) and the Krylov method of the run (`"Lanczos"` or `"Arnoldi"`; a fully
+/// reorthogonalised Lanczos run uses the Arnoldi code, whose errors would say "arnoldi").
 pub fn describe(
     matrix: &std::path::Path,
     vector: Option<&std::path::Path>,
+    method: &str,
     e: MatfunError,
 ) -> anyhow::Error {
     let m = matrix.display();
@@ -227,6 +293,11 @@ pub fn describe(
             Some(p) => anyhow::anyhow!("{}: the vector is zero", p.display()),
             None => anyhow::anyhow!("{m}: {at}the probe vector is zero"),
         },
+        MatfunError::Krylov(KrylovError::NonFinite { step, .. }) => anyhow::anyhow!(
+            "{m}: {at}a non-finite value appeared at step {step} of the {method} iteration: the \
+             matrix–vector products overflow (matrix entries too close to the largest \
+             floating-point number)"
+        ),
         MatfunError::NotSymmetric { .. } => anyhow::anyhow!(
             "{m}: with --method arnoldi, functions other than exp need a symmetric matrix, \
              but the Arnoldi {inner}"

@@ -54,12 +54,17 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             stochastic,
             seed: args.seed,
             exact: args.exact,
+            // An explicit --memory-budget bounds the end-of-run dense evaluation too.
+            dense_eval_budget: args.memory_budget.map(|g| g * 1e9),
         },
     };
     // Under mpirun only rank 0 writes and reports (every rank trains on its rows).
     let root = crate::cluster::is_root();
     if root {
         report::prepare_output_dir(&args.out)?;
+        if let Some(dir) = &args.save_split {
+            report::prepare_output_dir(dir)?;
+        }
     }
     let progress = if args.quiet || !root {
         Progress::quiet("epoch", args.epochs as u64)

@@ -4,9 +4,11 @@
 //! Every error is an [`anyhow::Error`] whose message is one line starting with the file name
 //! (and the 1-based line number where one applies), e.g. `v.txt:3: not a number: "abc"`.
 
+use crate::report::Outputs;
 use anyhow::{anyhow, bail, Context, Result};
 use gradmat_operators::matrix_market::{
-    read_matrix_market, write_matrix_market, MatrixMarketError, MatrixMarketFile,
+    read_matrix_market, write_matrix_market_to, MatrixMarketError, MatrixMarketFile,
+    MatrixMarketOperator,
 };
 use std::fmt::Write as _;
 use std::fs;
@@ -52,8 +54,13 @@ pub fn io_message(e: &std::io::Error) -> String {
 /// Parses a vector file: one number per line; blank lines and lines whose first non-blank
 /// character is `#` are ignored. Values must be finite.
 pub fn read_vector(path: &Path) -> Result<Vec<f64>> {
+    let bytes = fs::read(path).map_err(|e| anyhow!("{}: {}", path.display(), io_message(&e)))?;
+    vector_from_bytes(path, bytes)
+}
+
+/// [`read_vector`] on the bytes of a file already read; `path` only names the file in errors.
+pub fn vector_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Vec<f64>> {
     let p = path.display();
-    let bytes = fs::read(path).map_err(|e| anyhow!("{p}: {}", io_message(&e)))?;
     let text = String::from_utf8(bytes).map_err(|_| anyhow!("{p}: not a UTF-8 text file"))?;
     parse_vector(&text).map_err(|(line, msg)| anyhow!("{p}:{line}: {msg}"))
 }
@@ -121,35 +128,38 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create directory: {e}", dir.display()))
 }
 
-/// Writes `dir/d_matrix.mtx`: `file`'s header and entries in order, with value `t` equal to
-/// `grad[map[t]]` (the gradient of the operator parameter that file entry `t` feeds).
+/// Stages `d_matrix.mtx` in `files`: the input file's header and entries in order, with the
+/// value of file entry `t` equal to `grad[mm.entry_to_param[t]]` (the gradient of the operator
+/// parameter that file entry `t` feeds).
 pub fn write_matrix_gradient(
-    dir: &Path,
-    file: &MatrixMarketFile<f64>,
-    map: &[usize],
+    files: &mut Outputs,
+    mm: &MatrixMarketOperator<f64>,
     grad: &[f64],
 ) -> Result<()> {
-    let values: Vec<f64> = map.iter().map(|&p| grad[p]).collect();
-    if let Some(t) = values.iter().position(|v| !v.is_finite()) {
+    use gradmat_operators::ParamVjp as _;
+    if grad.len() != mm.operator.num_params() {
+        bail!(
+            "internal: {} gradient entries for {} parameters",
+            grad.len(),
+            mm.operator.num_params()
+        );
+    }
+    if let Some(t) = mm.entry_to_param.iter().position(|&p| !grad[p].is_finite()) {
         bail!("internal: non-finite gradient for matrix entry {}", t + 1);
     }
-    let mut out = file
-        .with_values(&values)
+    let mut out = mm
+        .entry_values(grad)
         .context("building the gradient file")?;
     out.set_comments(vec![
         " gradmat: gradient of the reported value with respect to each stored entry".into(),
     ]);
-    let path = dir.join("d_matrix.mtx");
-    write_matrix_market(&path, &out).map_err(|e| match e {
-        MatrixMarketError::Io { source, .. } => {
-            anyhow!("{}: cannot write: {source}", path.display())
-        }
-        other => anyhow!("{}: {other}", path.display()),
-    })
+    let mut bytes = Vec::new();
+    write_matrix_market_to(&mut bytes, &out).context("formatting the gradient file")?;
+    files.write("d_matrix.mtx", &bytes)
 }
 
-/// Writes `dir/d_vector.txt`, one value per line in `%.17e` form.
-pub fn write_vector_gradient(dir: &Path, grad: &[f64]) -> Result<()> {
+/// Stages `d_vector.txt` in `files`, one value per line in `%.17e` form.
+pub fn write_vector_gradient(files: &mut Outputs, grad: &[f64]) -> Result<()> {
     let mut s = String::with_capacity(grad.len() * 26);
     for &g in grad {
         if !g.is_finite() {
@@ -157,8 +167,63 @@ pub fn write_vector_gradient(dir: &Path, grad: &[f64]) -> Result<()> {
         }
         let _ = writeln!(s, "{}", format_c_exp17(g));
     }
-    let path = dir.join("d_vector.txt");
-    fs::write(&path, s).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+    files.write("d_vector.txt", s.as_bytes())
+}
+
+/// What `--vector` names: a file, all ones, or a seeded random vector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorSpec {
+    /// A vector file (see [`read_vector`]).
+    File(std::path::PathBuf),
+    /// `ones`: every entry 1.
+    Ones,
+    /// `random:SEED`: independent standard normal entries from matfun's seeded generator
+    /// (`probe_vector(Gaussian, SEED, 0, N)`), reproducible for a given seed and dimension.
+    Random(u64),
+}
+
+impl VectorSpec {
+    /// Parses `--vector`: `ones`, `random:SEED` (SEED a non-negative integer), or a path.
+    ///
+    /// # Errors
+    /// `random:` with a missing or invalid seed.
+    pub fn parse(arg: &Path) -> Result<Self> {
+        match arg.to_str() {
+            Some("ones") => Ok(VectorSpec::Ones),
+            Some(s) if s.starts_with("random:") => {
+                let seed = &s["random:".len()..];
+                seed.parse().map(VectorSpec::Random).map_err(|_| {
+                    anyhow!(
+                        "--vector {s}: the seed {seed:?} is not a non-negative integer \
+                         (random:SEED, e.g. random:1)"
+                    )
+                })
+            }
+            _ => Ok(VectorSpec::File(arg.to_path_buf())),
+        }
+    }
+
+    /// Whether the vector is read from a file (its length is known only after reading).
+    pub fn is_file(&self) -> bool {
+        matches!(self, VectorSpec::File(_))
+    }
+
+    /// The vector for dimension `n` (a file is read; its length is checked by the caller).
+    ///
+    /// # Errors
+    /// The errors of [`read_vector`].
+    pub fn vector(&self, n: usize) -> Result<Vec<f64>> {
+        Ok(match self {
+            VectorSpec::File(p) => read_vector(p)?,
+            VectorSpec::Ones => vec![1.0; n],
+            VectorSpec::Random(seed) => gradmat_matfun::estimators::probe_vector(
+                gradmat_matfun::estimators::Probe::Gaussian,
+                *seed,
+                0,
+                n,
+            ),
+        })
+    }
 }
 
 #[cfg(test)]

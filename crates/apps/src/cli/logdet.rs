@@ -3,12 +3,13 @@
 
 use super::compute::{describe, logdet_slq, LogDet};
 use super::io::{self, json_number};
-use super::ops::{require_memory, require_square, CheckedSymmetricCsr};
-use super::{check_depth, json_object, LogdetArgs, ProbeKind};
+use super::ops::{file_operator, require_memory, require_square};
+use super::{depth_or_default, json_object, LogdetArgs, ProbeKind};
+use crate::report::{prepare_output_dir, Outputs};
 use anyhow::{anyhow, bail, Result};
 use gradmat_matfun::estimators::Probe;
 use gradmat_operators::algebra::Shifted;
-use gradmat_operators::matrix_market::Symmetry;
+use gradmat_operators::matrix_market::OperatorKind;
 use gradmat_operators::{ParamVjp, SelfAdjoint};
 
 /// Runs `logdet` and returns the JSON line (the gradient file written when asked).
@@ -16,61 +17,53 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
     let file = io::read_matrix(&a.matrix)?;
     require_square(&a.matrix, file.nrows(), file.ncols())?;
     let n = file.nrows();
-    check_depth(a.depth, n, &a.matrix)?;
-    // A lower bound: one Lanczos basis (N×K) and four work vectors of N doubles.
-    let need = 8.0 * n as f64 * (a.depth as f64 + 4.0);
-    require_memory(
-        &a.matrix,
-        n,
-        &format!("logdet with --depth {}", a.depth),
-        need,
-    )?;
+    let depth = depth_or_default(a.depth, n, &a.matrix)?;
     if a.probes == 0 {
         bail!("--probes 0 is out of range: at least one probe is needed");
     }
     if !a.shift.is_finite() {
         bail!("--shift {} is not a finite number", a.shift);
     }
-    if let Some(dir) = &a.grad_dir {
-        io::create_dir(dir)?;
-    }
     let grad = a.grad_dir.is_some();
-    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-        anyhow!("{}: {e}", a.matrix.display())
-    };
-    let (res, map) = match file.header().symmetry {
-        Symmetry::Symmetric => {
-            let op = file.to_sym_csr().map_err(mm)?;
-            let map = op.triplet_to_stored().to_vec();
-            (estimate(op, a, grad)?, map)
-        }
-        Symmetry::General => {
-            let csr = file.to_csr().map_err(mm)?;
-            let map = csr.triplet_to_stored().to_vec();
-            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
-                anyhow!(
-                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
-                     logdet needs a symmetric positive-definite matrix",
-                    a.matrix.display(),
-                    s.i + 1,
-                    s.j + 1,
-                    s.aij,
-                    s.j + 1,
-                    s.i + 1,
-                    s.aji
-                )
-            })?;
-            (estimate(op, a, grad)?, map)
-        }
-    };
-    super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
+    // A lower bound: per probe running at the same time (one per thread), one Lanczos basis
+    // (N×K) and four work vectors of N doubles, with gradients a second basis and a parameter
+    // gradient; the sparse storage once.
+    let at_once = a.probes.min(rayon::current_num_threads().max(1));
+    let (nf, kf, nnz) = (n as f64, depth as f64, file.nnz() as f64);
+    let per_probe = 8.0 * nf * (kf + 4.0) + if grad { 8.0 * (nf * kf + nnz) } else { 0.0 };
+    let need = at_once as f64 * per_probe + 24.0 * nnz;
+    require_memory(
+        &a.matrix,
+        n,
+        &format!("logdet with --depth {depth} ({at_once} probes at a time)"),
+        need,
+    )?;
     if let Some(dir) = &a.grad_dir {
-        io::write_matrix_gradient(dir, &file, &map, res.grad_params.as_deref().unwrap_or(&[]))?;
+        prepare_output_dir(dir)?;
+    }
+    let mm = file_operator(
+        &a.matrix,
+        file,
+        OperatorKind::SelfAdjoint,
+        "logdet needs a symmetric positive-definite matrix",
+    )?;
+    let op = mm
+        .operator
+        .as_self_adjoint()
+        .ok_or_else(|| anyhow!("internal: no self-adjoint operator for logdet"))?;
+    let res = estimate(op, a, depth, grad)?;
+    if !a.quiet {
+        super::compute::warn_if_nearly_singular(&a.matrix, res.ritz_range);
+    }
+    if let Some(dir) = &a.grad_dir {
+        let mut files = Outputs::new(dir)?;
+        io::write_matrix_gradient(&mut files, &mm, res.grad_params.as_deref().unwrap_or(&[]))?;
+        files.commit()?;
     }
     let opt = |x: Option<f64>| -> Result<String> {
         match x {
-            Some(s) => json_number(s),
-            None => Ok("null".into()),
+            Some(s) if s.is_finite() => json_number(s),
+            _ => Ok("null".into()),
         }
     };
     Ok(json_object(&[
@@ -80,11 +73,13 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
         ("matvecs", res.matvecs.to_string()),
         ("seconds_forward", json_number(res.seconds_forward)?),
         ("seconds_gradient", opt(res.seconds_gradient)?),
+        ("last_step_change", opt(res.last_step_change)?),
+        ("exact", res.exact.to_string()),
     ]))
 }
 
 /// SLQ on `A + σI`; the returned gradient is the `A` part only (σ's own entry dropped).
-fn estimate<A>(op: A, a: &LogdetArgs, grad: bool) -> Result<LogDet>
+fn estimate<A>(op: A, a: &LogdetArgs, depth: usize, grad: bool) -> Result<LogDet>
 where
     A: SelfAdjoint<f64> + ParamVjp<f64>,
 {
@@ -94,8 +89,8 @@ where
         ProbeKind::Rademacher => Probe::Rademacher,
         ProbeKind::Gaussian => Probe::Gaussian,
     };
-    let mut res = logdet_slq(&shifted, a.probes, a.depth, a.seed, probe, grad)
-        .map_err(|e| describe(&a.matrix, None, e))?;
+    let mut res = logdet_slq(&shifted, a.probes, depth, a.seed, probe, grad)
+        .map_err(|e| describe(&a.matrix, None, "Lanczos", e))?;
     if let Some(g) = res.grad_params.as_mut() {
         g.truncate(np);
     }

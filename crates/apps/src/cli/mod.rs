@@ -3,24 +3,38 @@
 //! [`main_with_args`] is the whole program: it parses the arguments, runs one subcommand and
 //! returns the exit status after printing one JSON object to stdout (status 0) or one line
 //! `gradmat: <message>` to stderr (status 2). See the binary's documentation for the contract.
+//!
+//! Without the `cli` feature (no clap) only the file I/O ([`io`]) and the operator and memory
+//! helpers ([`ops`]) are built: the pipelines and the fuzz targets use them.
 
+#[cfg(feature = "cli")]
 pub mod bnn;
+#[cfg(feature = "cli")]
 pub mod cluster;
+#[cfg(feature = "cli")]
 pub mod compute;
+#[cfg(feature = "cli")]
 pub mod gp;
 pub mod io;
+#[cfg(feature = "cli")]
 pub mod logdet;
 pub mod ops;
+#[cfg(feature = "cli")]
 pub mod pde;
+#[cfg(feature = "cli")]
 pub mod quadform;
 
+#[cfg(feature = "cli")]
 use clap::{Parser, Subcommand, ValueEnum};
+#[cfg(feature = "cli")]
 use std::io::Write as _;
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
 
 /// Exit status for every error (bad input, usage errors, failed computations).
 pub const EXIT_ERROR: i32 = 2;
 
+#[cfg(feature = "cli")]
 /// Exact gradients of functions of large sparse matrices via Lanczos/Arnoldi adjoints.
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +50,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[cfg(feature = "cli")]
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -52,6 +67,7 @@ pub enum Command {
     Bnn(bnn::BnnArgs),
 }
 
+#[cfg(feature = "cli")]
 /// Kernel of `gradmat gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpKernel {
@@ -65,6 +81,7 @@ pub enum GpKernel {
     Rbf,
 }
 
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat gp`.
 #[derive(Debug, clap::Args)]
 pub struct GpArgs {
@@ -119,6 +136,8 @@ pub struct GpArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub kernel_cache: GpCache,
     /// Memory the stored kernel matrix may use, in GB [default: a quarter of the machine's].
+    /// When given, it also bounds the end-of-run dense evaluation (one n×n matrix for the
+    /// exact loss and predictions; above it, predictions by CG and no exact loss).
     #[arg(long, value_name = "GB")]
     pub memory_budget: Option<f64>,
     /// Use N rows drawn at random (0: all) [default: 2500 for the bundled diamonds, all
@@ -148,6 +167,7 @@ pub struct GpArgs {
     pub quiet: bool,
 }
 
+#[cfg(feature = "cli")]
 /// Kernel-product modes of `gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpCache {
@@ -159,6 +179,7 @@ pub enum GpCache {
     Off,
 }
 
+#[cfg(feature = "cli")]
 /// Settings presets of `gp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpPreset {
@@ -168,6 +189,7 @@ pub enum GpPreset {
     Paper,
 }
 
+#[cfg(feature = "cli")]
 /// The matrix function of `quadform`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Function {
@@ -183,6 +205,7 @@ pub enum Function {
     Inv,
 }
 
+#[cfg(feature = "cli")]
 /// The Krylov method of `quadform`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -192,6 +215,7 @@ pub enum Method {
     Arnoldi,
 }
 
+#[cfg(feature = "cli")]
 /// Reorthogonalisation of the Krylov basis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Reorth {
@@ -201,6 +225,7 @@ pub enum Reorth {
     Full,
 }
 
+#[cfg(feature = "cli")]
 /// Probe distribution of `logdet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProbeKind {
@@ -210,6 +235,11 @@ pub enum ProbeKind {
     Gaussian,
 }
 
+/// The depth of `quadform` and `logdet` when `--depth` is not given (or the dimension `N`
+/// when that is smaller).
+pub const DEFAULT_DEPTH: usize = 30;
+
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat quadform`.
 #[derive(Debug, clap::Args)]
 pub struct QuadformArgs {
@@ -217,18 +247,30 @@ pub struct QuadformArgs {
     /// optionally gzipped).
     #[arg(long, value_name = "A.mtx[.gz]")]
     pub matrix: PathBuf,
-    /// Vector file: one number per line; blank lines and lines starting with '#' are ignored.
-    #[arg(long, value_name = "v.txt")]
+    /// The vector v: a file with one number per line (blank lines and lines starting with '#'
+    /// are ignored), or `ones` (all ones), or `random:SEED` (independent standard normal
+    /// entries from matfun's seeded generator, reproducible for a given SEED and N). A file
+    /// named `ones` is given as `./ones`.
+    #[arg(long, value_name = "v.txt|ones|random:SEED")]
     pub vector: PathBuf,
     /// The function f.
     #[arg(long, value_enum)]
     pub function: Function,
     /// Krylov method.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "lanczos")]
     pub method: Method,
-    /// Krylov depth K (number of matrix-vector products), 1 ≤ K ≤ N.
+    /// Krylov depth K (number of matrix-vector products), 1 ≤ K ≤ N [default: 30, or N when
+    /// smaller].
     #[arg(long, value_name = "K")]
-    pub depth: usize,
+    pub depth: Option<usize>,
+    /// Compute vᵀf(A + σI)v instead (the gradient file holds the A part).
+    #[arg(
+        long,
+        value_name = "SIGMA",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub shift: f64,
     /// Reorthogonalisation of the Krylov basis [default: full].
     #[arg(
         long,
@@ -247,12 +289,16 @@ pub struct QuadformArgs {
     /// if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// No warnings on stderr (errors are still reported).
+    #[arg(long)]
+    pub quiet: bool,
     /// Under mpirun: row blocks of the distributed matrix — `aligned` (multiples of 16,384
     /// rows: the serial run's bits) or `balanced` (equal rows, agreement to rounding).
     #[arg(long, value_enum, default_value = "aligned")]
     pub partition: cluster::Partition,
 }
 
+#[cfg(feature = "cli")]
 /// Arguments of `gradmat logdet`.
 #[derive(Debug, clap::Args)]
 pub struct LogdetArgs {
@@ -262,13 +308,14 @@ pub struct LogdetArgs {
     pub matrix: PathBuf,
     /// Number of probe vectors L ≥ 1 (std_error is null for L = 1). Probes come from matfun's
     /// seeded generator: probe ℓ depends only on (seed, ℓ, N).
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", default_value_t = 10)]
     pub probes: usize,
-    /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N.
+    /// Lanczos depth K per probe (fully reorthogonalised), 1 ≤ K ≤ N [default: 30, or N when
+    /// smaller].
     #[arg(long, value_name = "K")]
-    pub depth: usize,
+    pub depth: Option<usize>,
     /// Seed of the probe generator.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Probe distribution [default: rademacher].
     #[arg(
@@ -291,6 +338,9 @@ pub struct LogdetArgs {
     /// the input); DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     pub grad_dir: Option<PathBuf>,
+    /// No warnings on stderr (errors are still reported).
+    #[arg(long)]
+    pub quiet: bool,
     /// Under mpirun: split the matrix's `rows` over the ranks (read once by rank 0 and
     /// scattered), or the `probes` (every rank reads the whole matrix).
     #[arg(long, value_enum, default_value = "rows")]
@@ -310,13 +360,69 @@ pub fn one_line(s: &str) -> String {
     t.trim().to_string()
 }
 
+/// The subcommands, for the usage hints.
+#[cfg(feature = "cli")]
+const SUBCOMMANDS: [&str; 5] = ["quadform", "logdet", "gp", "pde", "bnn"];
+
+/// Whether standard output is open. With it closed (`>&-`) Rust's `stdout()` silently discards
+/// what is written, and files opened later could even take its descriptor; the result would be
+/// lost with exit status 0.
+#[cfg(feature = "cli")]
+fn stdout_is_open() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        if std::io::stdout().as_fd().try_clone_to_owned().is_err() {
+            return false;
+        }
+    }
+    // Rust's runtime reopens a descriptor the parent closed (`>&-`) on /dev/null before
+    // `main` (Linux, macOS), which cannot be told apart from a deliberate `> /dev/null`
+    // (Python's subprocess.DEVNULL opens it read-write, as the runtime does): such a run
+    // writes into /dev/null and exits 0. A failing write (`> /dev/full`, a closed pipe) exits
+    // 2 with "cannot write to standard output".
+    true
+}
+
+/// The one-line message of an error and its causes: each cause once (a cause whose text the
+/// message already contains — an error whose `Display` includes its source — is not repeated).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if msg.is_empty() {
+            msg = c;
+        } else if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    one_line(&msg)
+}
+
+#[cfg(feature = "cli")]
 /// Runs the command on `args` (including the program name) and returns the exit status.
 pub fn main_with_args<I, S>(args: I) -> i32
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    if !stdout_is_open() {
+        eprintln!("gradmat: standard output is closed: the result could not be delivered");
+        return EXIT_ERROR;
+    }
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // The subcommand named on the line (for "see gradmat <subcommand> --help").
+    let sub = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| SUBCOMMANDS.contains(a));
+    let help = match sub {
+        Some(s) => format!("see gradmat {s} --help"),
+        None => "see gradmat --help".to_string(),
+    };
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -355,7 +461,7 @@ where
                     } else {
                         first
                     };
-                    eprintln!("gradmat: {} (see gradmat --help)", one_line(first));
+                    eprintln!("gradmat: {} ({help})", one_line(first));
                     EXIT_ERROR
                 }
             };
@@ -393,7 +499,7 @@ where
             0
         }
         Err(e) => {
-            eprintln!("gradmat: {}", one_line(&format!("{e:#}")));
+            eprintln!("gradmat: {}", error_line(&e));
             EXIT_ERROR
         }
     }
@@ -406,6 +512,19 @@ pub fn json_object(fields: &[(&str, String)]) -> String {
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!("{{{}}}", body.join(", "))
+}
+
+/// The depth of a run on an `n×n` matrix: `--depth` when given (checked `1 ≤ K ≤ N`), else
+/// [`DEFAULT_DEPTH`] or `N` when that is smaller.
+pub fn depth_or_default(
+    depth: Option<usize>,
+    n: usize,
+    matrix: &std::path::Path,
+) -> anyhow::Result<usize> {
+    match depth {
+        Some(k) => check_depth(k, n, matrix).map(|()| k),
+        None => Ok(DEFAULT_DEPTH.min(n)),
+    }
 }
 
 /// Checks `1 ≤ k ≤ n` for `--depth`.

@@ -1,115 +1,12 @@
 //! Operators built from Matrix Market files for the `gradmat` command.
 
 use anyhow::{bail, Result};
-use gradmat_operators::csr::CsrMatrix;
-use gradmat_operators::{AdjointOperator, Operator, ParamVjp, SelfAdjoint};
+use gradmat_operators::matrix_market::{
+    IntoOperatorError, MatrixMarketFile, MatrixMarketOperator, OperatorKind,
+};
 
-/// A general-storage [`CsrMatrix`] that was checked to be symmetric, so that Lanczos (which
-/// needs [`SelfAdjoint`]) can run on a `general` Matrix Market file.
-///
-/// **Parameters** are those of the [`CsrMatrix`]: every stored entry `A[i, j]` is its own
-/// parameter, and its gradient is `∂/∂A[i, j]` with the entries treated as independent
-/// (`CsrMatrix::vjp_params`: `u[i]·x[j]` summed over the adjoint pairs). The sum of the
-/// gradients of a mirror pair `A[i, j]`, `A[j, i]` is the derivative along the symmetric
-/// perturbation that changes both.
-///
-/// The [`SelfAdjoint`] promise holds for the parameter values checked at construction; the
-/// wrapper gives no way to change them.
-#[derive(Debug, Clone)]
-pub struct CheckedSymmetricCsr(CsrMatrix<f64>);
-
-/// The first pair of mirror entries that differ (0-based `(i, j, A[i, j], A[j, i])`).
-#[derive(Debug, Clone, Copy)]
-pub struct Asymmetry {
-    /// Row.
-    pub i: usize,
-    /// Column.
-    pub j: usize,
-    /// `A[i, j]`.
-    pub aij: f64,
-    /// `A[j, i]` (0 when not stored).
-    pub aji: f64,
-}
-
-/// Checks `A[i, j] = A[j, i]` for all stored entries, up to a relative `4ε` (values that went
-/// through a decimal round trip may differ in the last bit).
-pub fn check_symmetric(a: &CsrMatrix<f64>) -> std::result::Result<(), Asymmetry> {
-    if a.nrows() != a.ncols() {
-        return Err(Asymmetry {
-            i: a.nrows(),
-            j: a.ncols(),
-            aij: 0.0,
-            aji: 0.0,
-        });
-    }
-    let (rp, ci, v) = (a.row_ptr(), a.col_idx(), a.values());
-    for i in 0..a.nrows() {
-        for p in rp[i]..rp[i + 1] {
-            let j = ci[p];
-            let aij = v[p];
-            let aji = a.get(j, i).unwrap_or(0.0);
-            let tol = 4.0 * f64::EPSILON * aij.abs().max(aji.abs());
-            if (aij - aji).abs() > tol {
-                return Err(Asymmetry { i, j, aij, aji });
-            }
-        }
-    }
-    Ok(())
-}
-
-impl CheckedSymmetricCsr {
-    /// Wraps `a` after checking it is square and symmetric.
-    pub fn new(a: CsrMatrix<f64>) -> std::result::Result<Self, Asymmetry> {
-        check_symmetric(&a)?;
-        Ok(Self(a))
-    }
-    /// The wrapped matrix.
-    pub fn inner(&self) -> &CsrMatrix<f64> {
-        &self.0
-    }
-}
-
-impl Operator<f64> for CheckedSymmetricCsr {
-    fn nrows(&self) -> usize {
-        self.0.nrows()
-    }
-    fn ncols(&self) -> usize {
-        self.0.ncols()
-    }
-    fn apply(&self, x: &[f64], y: &mut [f64]) {
-        self.0.apply(x, y)
-    }
-    fn apply_block(&self, x: &[f64], y: &mut [f64], k: usize) {
-        self.0.apply_block(x, y, k)
-    }
-}
-
-impl AdjointOperator<f64> for CheckedSymmetricCsr {
-    fn apply_transpose(&self, x: &[f64], y: &mut [f64]) {
-        // Symmetric: Aᵀx = Ax, and the parallel SpMV is faster than the scatter.
-        self.0.apply(x, y)
-    }
-}
-
-impl SelfAdjoint<f64> for CheckedSymmetricCsr {}
-
-impl ParamVjp<f64> for CheckedSymmetricCsr {
-    fn num_params(&self) -> usize {
-        self.0.num_params()
-    }
-    fn params(&self, out: &mut [f64]) {
-        self.0.params(out)
-    }
-    fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
-        self.0.vjp_params(u, x, grad)
-    }
-    fn vjp_params_block(&self, u: &[f64], x: &[f64], k: usize, grad: &mut [f64]) {
-        self.0.vjp_params_block(u, x, k, grad)
-    }
-    fn apply_and_vjp_params(&self, x: &[f64], y: &mut [f64], u: &[f64], grad: &mut [f64]) {
-        self.0.apply_and_vjp_params(x, y, u, grad)
-    }
-}
+/// Moved to `gradmat-operators` (next to the CSR types); re-exported here for existing users.
+pub use gradmat_operators::csr::{check_symmetric, Asymmetry, CheckedSymmetricCsr};
 
 /// Fails unless the matrix is square.
 pub fn require_square(path: &std::path::Path, nrows: usize, ncols: usize) -> Result<()> {
@@ -134,10 +31,23 @@ fn proc_bytes(file: &str, key: &str) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
-/// Bytes of memory the system reports as available (`MemAvailable` in `/proc/meminfo`), or
-/// `None` where that is not readable (non-Linux systems: no check).
+/// Environment variable capping the memory the up-front checks assume available, in GB (a
+/// positive number; other values are ignored): a run is refused when it needs more.
+pub const MEMORY_LIMIT_ENV: &str = "GRADMAT_MEMORY_LIMIT_GB";
+
+/// Bytes of memory available to a run: what the system reports (`MemAvailable` in
+/// `/proc/meminfo`), capped by [`MEMORY_LIMIT_ENV`] when set; `None` where neither is known
+/// (non-Linux systems without the variable: no check).
 pub fn available_memory() -> Option<u64> {
-    proc_bytes("/proc/meminfo", "MemAvailable")
+    let limit = std::env::var(MEMORY_LIMIT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|g| g.is_finite() && *g > 0.0)
+        .map(|g| (g * 1e9) as u64);
+    match (proc_bytes("/proc/meminfo", "MemAvailable"), limit) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    }
 }
 
 /// Bytes of memory the machine has (`MemTotal`), or `None` where that is not readable.
@@ -160,13 +70,82 @@ pub fn require_memory(path: &std::path::Path, n: usize, what: &str, bytes: f64) 
     if let Some(avail) = available_memory() {
         if bytes > avail as f64 {
             bail!(
-                "{}: the matrix is {n}×{n}; {what} needs at least {:.1} GB of memory, more than \
-                 the {:.1} GB available",
+                "{}: the matrix is {n}×{n}; {what} needs at least {} of memory, more than \
+                 the {} available",
                 path.display(),
-                bytes / 1e9,
-                avail as f64 / 1e9
+                format_bytes(bytes),
+                format_bytes(avail as f64)
             );
         }
+    }
+    Ok(())
+}
+
+/// The operator of `file` for a caller that needs `kind`
+/// ([`MatrixMarketFile::into_operator`]), with its errors as one line naming `path`; `needs`
+/// completes the message of a non-symmetric matrix (e.g. `"--method lanczos needs a symmetric
+/// matrix (use --method arnoldi)"`).
+pub fn file_operator(
+    path: &std::path::Path,
+    file: MatrixMarketFile<f64>,
+    kind: OperatorKind,
+    needs: &str,
+) -> Result<MatrixMarketOperator<f64>> {
+    let p = path.display();
+    file.into_operator(kind).map_err(|e| match e {
+        IntoOperatorError::NotSymmetric(_) => anyhow::anyhow!("{p}: {e}; {needs}"),
+        other => anyhow::anyhow!("{p}: {other}"),
+    })
+}
+
+/// Bytes as `12.3 GB` (or TB above 10,000 GB).
+pub fn format_bytes(b: f64) -> String {
+    if b >= 1e13 {
+        format!("{:.1} TB", b / 1e12)
+    } else {
+        format!("{:.1} GB", b / 1e9)
+    }
+}
+
+/// One part of a run's memory need: what it is for (naming the option that sets its size) and
+/// a lower bound in bytes (computed in `f64`, so that absurd sizes do not overflow).
+#[derive(Debug, Clone)]
+pub struct MemoryPart {
+    /// E.g. `"--hidden 1000000 (the network's 1.0e12 parameters with their Adam state)"`.
+    pub what: String,
+    /// Bytes.
+    pub bytes: f64,
+}
+
+impl MemoryPart {
+    /// A part of `bytes` bytes for `what`.
+    pub fn new(what: impl Into<String>, bytes: f64) -> Self {
+        MemoryPart {
+            what: what.into(),
+            bytes,
+        }
+    }
+}
+
+/// Fails, before anything large is allocated, when the parts of a run's memory need add up to
+/// more than the memory available ([`available_memory`]); the message names the largest part.
+/// `context` starts the message (e.g. `"pde"`).
+pub fn require_memory_parts(context: &str, parts: &[MemoryPart]) -> Result<()> {
+    let total: f64 = parts.iter().map(|p| p.bytes).sum();
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    if total > avail as f64 {
+        let largest = parts
+            .iter()
+            .max_by(|a, b| a.bytes.total_cmp(&b.bytes))
+            .map(|p| format!("; the largest part: {}, {}", p.what, format_bytes(p.bytes)))
+            .unwrap_or_default();
+        bail!(
+            "{context} needs at least {} of memory, more than the {} available{largest}",
+            format_bytes(total),
+            format_bytes(avail as f64)
+        );
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! `gradmat pde`: learn the coefficient field of a wave equation through differentiable
 //! `exp(A)v` (Arnoldi adjoint) or Runge–Kutta baselines; writes `summary.json` and PNG plots.
 
+use super::ops::{require_memory_parts, MemoryPart};
 use crate::pde::{self, Loss, PdeConfig, Solver, Stencil};
 use crate::report::{self, Progress};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::ValueEnum;
 use std::path::PathBuf;
 
@@ -118,7 +119,69 @@ fn check(a: &PdeArgs) -> Result<()> {
     if a.steps == 0 {
         bail!("--steps 0 is out of range: at least one Runge–Kutta step is needed");
     }
-    Ok(())
+    check_memory(a)
+}
+
+/// Fails, before anything is sampled or allocated, when the sizes asked for need more memory
+/// than is available (a lower bound per size option; the message names the largest part).
+fn check_memory(a: &PdeArgs) -> Result<()> {
+    let g = a.grid as f64;
+    let n = 2.0 * g * g;
+    let h = a.hidden as f64;
+    let threads = rayon::current_num_threads().max(1) as f64;
+    // The 2-H-H-1 network: 2H + H + H² + H + H + 1 parameters.
+    let params = h * h + 4.0 * h + 1.0;
+    let solvers: &[PdeSolver] = match a.solver {
+        PdeSolver::All => &[PdeSolver::Arnoldi, PdeSolver::Dopri5, PdeSolver::Tsit5],
+        ref s => std::slice::from_ref(s),
+    };
+    let mut parts = vec![
+        MemoryPart::new(
+            format!(
+                "--hidden {} (the network's {params:.2e} parameters with their gradients and \
+                 Adam state)",
+                a.hidden
+            ),
+            8.0 * 7.0 * params,
+        ),
+        MemoryPart::new(
+            format!(
+                "--hidden {} on the {}×{} grid (the network's activations)",
+                a.hidden, a.grid, a.grid
+            ),
+            8.0 * 6.0 * g * g * h,
+        ),
+        MemoryPart::new(
+            format!(
+                "--initial-conditions {} (the initial conditions and their targets)",
+                a.initial_conditions
+            ),
+            8.0 * a.initial_conditions as f64 * (2.0 * n + 1.0),
+        ),
+        MemoryPart::new(
+            format!("--grid {} (the reference solutions)", a.grid),
+            threads * 8.0 * n * (crate::pde::data::REFERENCE_DEPTH as f64 + 2.0),
+        ),
+    ];
+    if solvers.contains(&PdeSolver::Arnoldi) {
+        parts.push(MemoryPart::new(
+            format!(
+                "--depth {} (the Arnoldi bases and their adjoints, one per thread)",
+                a.depth
+            ),
+            threads * 16.0 * n * (a.depth as f64 + 2.0),
+        ));
+    }
+    if solvers.contains(&PdeSolver::Tsit5) {
+        parts.push(MemoryPart::new(
+            format!(
+                "--steps {} (Tsit5's checkpoints, one set per thread)",
+                a.steps
+            ),
+            threads * 8.0 * n * (a.steps as f64 + 8.0),
+        ));
+    }
+    require_memory_parts("pde", &parts)
 }
 
 /// The pipeline configuration of the arguments.
@@ -157,8 +220,7 @@ pub fn config(a: &PdeArgs) -> PdeConfig {
 /// `DIR/summary.json`, the plots to `DIR/*.png`).
 pub fn run(a: &PdeArgs) -> Result<String> {
     check(a)?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    report::prepare_output_dir(&a.out)?;
     let cfg = config(a);
     let progress = if a.quiet {
         Progress::quiet("pde", a.epochs as u64)

@@ -2,11 +2,14 @@
 
 use super::compute::{describe, quadform_arnoldi, quadform_lanczos, QuadOptions, QuadformOutput};
 use super::io::{self, json_number};
-use super::ops::{require_square, CheckedSymmetricCsr};
-use super::{check_depth, json_object, Function, Method, QuadformArgs, Reorth};
+use super::ops::{file_operator, require_memory, require_square};
+use super::{depth_or_default, json_object, Function, Method, QuadformArgs, Reorth};
+use crate::report::{prepare_output_dir, Outputs};
 use anyhow::{anyhow, bail, Result};
 use gradmat_matfun::{MatrixFunction, Reorthogonalize};
-use gradmat_operators::matrix_market::Symmetry;
+use gradmat_operators::algebra::Shifted;
+use gradmat_operators::matrix_market::OperatorKind;
+use gradmat_operators::ParamVjp as _;
 
 impl Function {
     /// The matfun function.
@@ -36,78 +39,111 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
     let file = io::read_matrix(&a.matrix)?;
     require_square(&a.matrix, file.nrows(), file.ncols())?;
     let n = file.nrows();
-    let v = io::read_vector(&a.vector)?;
-    if v.len() != n {
-        bail!(
-            "{}: the vector has {} entries but the matrix {} is {n}×{n}",
-            a.vector.display(),
-            v.len(),
-            a.matrix.display()
-        );
+    let spec = io::VectorSpec::parse(&a.vector)?;
+    // A vector file is read first: a wrong length says more than a memory estimate.
+    let from_file = if spec.is_file() {
+        let v = spec.vector(n)?;
+        if v.len() != n {
+            bail!(
+                "{}: the vector has {} entries but the matrix {} is {n}×{n}",
+                a.vector.display(),
+                v.len(),
+                a.matrix.display()
+            );
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let depth = depth_or_default(a.depth, n, &a.matrix)?;
+    if !a.shift.is_finite() {
+        bail!("--shift {} is not a finite number", a.shift);
     }
-    check_depth(a.depth, n, &a.matrix)?;
+    let grad = a.grad_dir.is_some();
+    // A lower bound: the Krylov basis (N×K) and six work vectors, the sparse storage, and with
+    // gradients the adjoint's second basis.
+    let (nf, kf, nnz) = (n as f64, depth as f64, file.nnz() as f64);
+    let need = 8.0 * nf * (kf + 6.0)
+        + 24.0 * nnz
+        + if grad {
+            8.0 * (nf * (kf + 2.0) + nnz)
+        } else {
+            0.0
+        };
+    require_memory(
+        &a.matrix,
+        n,
+        &format!("quadform with --depth {depth}"),
+        need,
+    )?;
+    let v = match from_file {
+        Some(v) => v,
+        None => spec.vector(n)?,
+    };
     if let Some(dir) = &a.grad_dir {
-        io::create_dir(dir)?;
+        prepare_output_dir(dir)?;
     }
     let f = a.function.matrix_function();
-    let grad = a.grad_dir.is_some();
     let o = QuadOptions {
-        depth: a.depth,
+        depth,
         reorth: a.reorthogonalize.krylov(),
         project: !a.no_projection,
         grad,
     };
-    let mm = |e: gradmat_operators::matrix_market::MatrixMarketError| {
-        anyhow!("{}: {e}", a.matrix.display())
+    let (method, kind) = match a.method {
+        Method::Lanczos => ("Lanczos", OperatorKind::SelfAdjoint),
+        Method::Arnoldi => ("Arnoldi", OperatorKind::General),
     };
-    let desc = |e| describe(&a.matrix, Some(&a.vector), e);
-    let (res, map): (QuadformOutput, Vec<usize>) = match (file.header().symmetry, a.method) {
-        (Symmetry::Symmetric, method) => {
-            let op = file.to_sym_csr().map_err(mm)?;
-            let r = match method {
-                Method::Lanczos => quadform_lanczos(&op, &v, &f, &o),
-                Method::Arnoldi => quadform_arnoldi(&op, &v, &f, &o),
+    let desc = |e| describe(&a.matrix, Some(&a.vector), method, e);
+    let mm = file_operator(
+        &a.matrix,
+        file,
+        kind,
+        "--method lanczos needs a symmetric matrix (use --method arnoldi)",
+    )?;
+    let shift = |e: gradmat_operators::OperatorError| anyhow!("{}: {e}", a.matrix.display());
+    let sigma = a.shift;
+    let mut res: QuadformOutput = match a.method {
+        Method::Lanczos => {
+            let op = mm
+                .operator
+                .as_self_adjoint()
+                .ok_or_else(|| anyhow!("internal: no self-adjoint operator for Lanczos"))?;
+            if sigma == 0.0 {
+                quadform_lanczos(&op, &v, &f, &o)
+            } else {
+                quadform_lanczos(&Shifted::new(op, sigma).map_err(shift)?, &v, &f, &o)
             }
-            .map_err(desc)?;
-            (r, op.triplet_to_stored().to_vec())
         }
-        (Symmetry::General, Method::Lanczos) => {
-            let csr = file.to_csr().map_err(mm)?;
-            let map = csr.triplet_to_stored().to_vec();
-            let op = CheckedSymmetricCsr::new(csr).map_err(|s| {
-                anyhow!(
-                    "{}: the matrix is not symmetric (A[{},{}] = {:e} but A[{},{}] = {:e}); \
-                     --method lanczos needs a symmetric matrix (use --method arnoldi)",
-                    a.matrix.display(),
-                    s.i + 1,
-                    s.j + 1,
-                    s.aij,
-                    s.j + 1,
-                    s.i + 1,
-                    s.aji
-                )
-            })?;
-            let r = quadform_lanczos(&op, &v, &f, &o).map_err(desc)?;
-            (r, map)
+        Method::Arnoldi => {
+            let op = &mm.operator;
+            if sigma == 0.0 {
+                quadform_arnoldi(op, &v, &f, &o)
+            } else {
+                quadform_arnoldi(&Shifted::new(op, sigma).map_err(shift)?, &v, &f, &o)
+            }
         }
-        (Symmetry::General, Method::Arnoldi) => {
-            let op = file.to_csr().map_err(mm)?;
-            let r = quadform_arnoldi(&op, &v, &f, &o).map_err(desc)?;
-            (r, op.triplet_to_stored().to_vec())
-        }
-    };
-    if let Some(range) = res.ritz_range {
-        if matches!(
-            f,
-            MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
-        ) {
-            super::compute::warn_if_nearly_singular(&a.matrix, range);
+    }
+    .map_err(desc)?;
+    if let Some(g) = res.grad_params.as_mut() {
+        // The shift's own entry (last) is not a stored entry of the file.
+        g.truncate(mm.operator.num_params());
+    }
+    if !a.quiet {
+        if let Some(range) = res.ritz_range {
+            if matches!(
+                f,
+                MatrixFunction::Log | MatrixFunction::Inv | MatrixFunction::InvSqrt
+            ) {
+                super::compute::warn_if_nearly_singular(&a.matrix, range);
+            }
         }
     }
     if let Some(dir) = &a.grad_dir {
-        let gp = res.grad_params.as_deref().unwrap_or(&[]);
-        io::write_matrix_gradient(dir, &file, &map, gp)?;
-        io::write_vector_gradient(dir, res.grad_vector.as_deref().unwrap_or(&[]))?;
+        let mut files = Outputs::new(dir)?;
+        io::write_matrix_gradient(&mut files, &mm, res.grad_params.as_deref().unwrap_or(&[]))?;
+        io::write_vector_gradient(&mut files, res.grad_vector.as_deref().unwrap_or(&[]))?;
+        files.commit()?;
     }
     Ok(json_object(&[
         ("value", json_number(res.value)?),
@@ -121,5 +157,13 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
                 None => "null".into(),
             },
         ),
+        (
+            "last_step_change",
+            match res.convergence.last_step_change {
+                Some(d) if d.is_finite() => json_number(d)?,
+                _ => "null".into(),
+            },
+        ),
+        ("exact", res.convergence.exact.to_string()),
     ]))
 }

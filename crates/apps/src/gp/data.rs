@@ -36,6 +36,20 @@ pub enum DataError {
         /// The minimum.
         min: usize,
     },
+    /// The spread of a column exceeds the largest floating-point number (values of both signs
+    /// near `1.8e308`): it cannot be standardised.
+    #[error(
+        "column {column} ({name}): the spread of its values overflows (largest magnitude \
+         {max:e}); rescale the column"
+    )]
+    Overflow {
+        /// 1-based column number in the file.
+        column: usize,
+        /// Its name.
+        name: String,
+        /// The largest magnitude.
+        max: f64,
+    },
     /// A column is constant on the training split (it cannot be standardised).
     #[error(
         "column {column} ({name}) is constant on the training split (value {value}); remove it"
@@ -109,11 +123,28 @@ pub fn resolve_target(table: &Table, spec: Option<&str>) -> Result<usize, DataEr
     }
 }
 
+/// `2^e` for `-1020 ≤ e ≤ 1020`, exactly.
+fn pow2(e: i32) -> f64 {
+    f64::from_bits(((e.clamp(-1020, 1020) + 1023) as u64) << 52)
+}
+
+/// Mean and (population) standard deviation, overflow-free: the values are divided by the
+/// power of two `s` nearest below their largest magnitude first (exactly: the sums and squares
+/// are those of the plain formula scaled by `s` and `s²`, bit for bit where the plain formula
+/// does not overflow), so that columns of values near `1e301`, whose squares overflow, are
+/// standardised instead of being silently zeroed. The standard deviation is infinite only when
+/// the spread itself exceeds the largest `f64`.
 fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let n = v.clone().count() as f64;
-    let m = v.clone().sum::<f64>() / n;
-    let var = v.map(|x| (x - m) * (x - m)).sum::<f64>() / n;
-    (m, var.sqrt())
+    let max = v.clone().fold(0.0_f64, |m, x| m.max(x.abs()));
+    let s = if max > 0.0 && max.is_finite() {
+        pow2(max.log2().floor() as i32)
+    } else {
+        1.0
+    };
+    let m = v.clone().map(|x| x / s).sum::<f64>() / n;
+    let var = v.map(|x| (x / s - m) * (x / s - m)).sum::<f64>() / n;
+    (m * s, var.sqrt() * s)
 }
 
 /// Builds the problem: picks `target`, draws `subsample` rows (all when `None` or larger than
@@ -166,8 +197,20 @@ pub fn prepare_with(
     let mut inputs = Vec::new();
     let mut dropped = Vec::new();
     let mut stats = Vec::new();
+    let overflow = |c: usize| DataError::Overflow {
+        column: c + 1,
+        name: table.names[c].clone(),
+        max: train
+            .iter()
+            .map(|&r| val(r, c).abs())
+            .fold(0.0_f64, f64::max),
+    };
     for c in (0..cols).filter(|&c| c != target) {
         let (m, s) = mean_std(train.iter().map(|&r| val(r, c)));
+        // A spread beyond the largest f64 (x − mean overflows for some used row) is refused.
+        if !s.is_finite() || !m.is_finite() || idx.iter().any(|&r| !(val(r, c) - m).is_finite()) {
+            return Err(overflow(c));
+        }
         if s <= 1e-12 * m.abs().max(1.0) {
             if drop_constant {
                 dropped.push(table.names[c].clone());
@@ -187,6 +230,12 @@ pub fn prepare_with(
     }
     let d = inputs.len();
     let (y_mean, y_std) = mean_std(train.iter().map(|&r| val(r, target)));
+    if !y_std.is_finite()
+        || !y_mean.is_finite()
+        || idx.iter().any(|&r| !(val(r, target) - y_mean).is_finite())
+    {
+        return Err(overflow(target));
+    }
     if y_std <= 1e-12 * y_mean.abs().max(1.0) {
         return Err(DataError::ConstantColumn {
             column: target + 1,
@@ -265,6 +314,43 @@ mod tests {
         assert_eq!(g.y_test, g2.y_test);
         assert_ne!(g.y_test, prepare(&t, 2, None, 2).unwrap().y_test);
         assert_eq!(prepare(&t, 2, Some(20), 1).unwrap().n_used, 20);
+    }
+
+    /// A column of values near 1e301 (whose squares overflow) is standardised like the same
+    /// column at ordinary magnitude — before, its variance overflowed and the column was
+    /// silently zeroed.
+    #[test]
+    fn huge_values_are_standardised_not_zeroed() {
+        let t = table(40);
+        let mut huge = t.clone();
+        for r in 0..40 {
+            huge.values[r * 3] *= 1e300;
+        }
+        let (g, h) = (
+            prepare(&t, 2, None, 3).unwrap(),
+            prepare(&huge, 2, None, 3).unwrap(),
+        );
+        for (a, b) in g.x_train.iter().zip(&h.x_train) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        let col: Vec<f64> = h.x_train.iter().step_by(2).copied().collect();
+        let (m, s) = mean_std(col.iter().copied());
+        assert!(m.abs() < 1e-12 && (s - 1.0).abs() < 1e-12, "{m} {s}");
+        // Ordinary values: the same numbers as the plain formula, bit for bit.
+        let v = [0.1, 2.5, -3.75, 1e-3, 7.0];
+        let n = v.len() as f64;
+        let pm = v.iter().sum::<f64>() / n;
+        let ps = (v.iter().map(|x| (x - pm) * (x - pm)).sum::<f64>() / n).sqrt();
+        let (m, s) = mean_std(v.iter().copied());
+        assert_eq!((m.to_bits(), s.to_bits()), (pm.to_bits(), ps.to_bits()));
+        // A spread beyond the largest f64: refused, naming the column.
+        let mut over = t.clone();
+        for r in 0..40 {
+            over.values[r * 3] = if r % 2 == 0 { 1.7e308 } else { -1.7e308 };
+        }
+        let e = prepare(&over, 2, None, 3).unwrap_err();
+        assert!(matches!(e, DataError::Overflow { column: 1, .. }), "{e}");
+        assert!(e.to_string().contains("column 1 (a)"), "{e}");
     }
 
     #[test]

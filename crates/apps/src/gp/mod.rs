@@ -114,12 +114,59 @@ pub struct GpOutcome {
     pub train: TrainOutcome,
 }
 
+/// The largest `--lr` accepted: Adam's steps in the unconstrained (softplus) parameters are
+/// about `lr` long, and a step of 10 already changes a lengthscale by a factor `e^10`.
+pub const MAX_LR: f64 = 10.0;
+
+/// Fails, before the header line, when the run on `n` training points needs more memory than
+/// is available: exact mode's two dense `n×n` matrices, or the stochastic mode's probe bases
+/// (run together, up to [`gradmat_matfun::estimators::LOCKSTEP_GROUP`] at a time), its
+/// preconditioner and the stored kernel matrix.
+fn check_memory(cfg: &GpConfig, n: usize, kernel_stored: bool) -> Result<(), PipelineError> {
+    use crate::cli::ops::{require_memory_parts, MemoryPart};
+    let t = &cfg.train;
+    if t.exact {
+        return Ok(model::require_dense(n, 2)?);
+    }
+    let st = &t.stochastic;
+    let nf = n as f64;
+    let at_once = st.probes.min(gradmat_matfun::estimators::LOCKSTEP_GROUP) as f64;
+    let depth = st.depth.min(n) as f64;
+    let mut parts = vec![
+        MemoryPart::new(
+            format!(
+                "--probes {} --depth {} (the Lanczos bases of the probes and their adjoints)",
+                st.probes, st.depth
+            ),
+            at_once * 16.0 * nf * (depth + 2.0),
+        ),
+        MemoryPart::new(
+            format!("--precond-rank {}", st.precond_rank),
+            16.0 * nf * st.precond_rank.min(n) as f64,
+        ),
+    ];
+    if kernel_stored {
+        parts.push(MemoryPart::new(
+            "the stored kernel matrix (--kernel-cache)",
+            8.0 * nf * nf,
+        ));
+    }
+    require_memory_parts("gp", &parts).map_err(|e| PipelineError::config(e.to_string()))
+}
+
 fn check(cfg: &GpConfig) -> Result<(), PipelineError> {
     let t = &cfg.train;
     let st = &t.stochastic;
     ensure(t.epochs >= 1, || "--epochs must be at least 1".into())?;
     ensure(t.lr.is_finite() && t.lr > 0.0, || {
         "--lr must be a positive number".into()
+    })?;
+    ensure(t.lr <= MAX_LR, || {
+        format!(
+            "--lr {} is too large: Adam moves each (softplus-transformed) hyperparameter by about \
+             lr per epoch, and steps above {MAX_LR} can only diverge (the default is 0.05)",
+            t.lr
+        )
     })?;
     ensure(st.depth >= 1, || "--depth must be at least 1".into())?;
     ensure(st.probes >= 1, || "--probes must be at least 1".into())?;
@@ -157,6 +204,7 @@ pub fn run(cfg: &GpConfig, progress: &Progress) -> Result<GpOutcome, PipelineErr
     let t = &cfg.train;
     let st = &t.stochastic;
     let kernel_stored = !t.exact && st.kernel_cache.dense_for(data.n_train());
+    check_memory(cfg, data.n_train(), kernel_stored)?;
     let products = if kernel_stored {
         format!(
             "kernel stored for each epoch ({:.2} GB)",

@@ -55,6 +55,18 @@ pub enum GpError {
         /// Which one.
         name: String,
     },
+    /// A parameter left the range where the model is defined (a lengthscale or the output
+    /// scale rounded to 0 or overflowed after softplus): the optimisation diverged.
+    #[error(
+        "hyperparameter {name} = {value:e} is outside its range (the optimisation diverged; \
+         try a smaller --lr)"
+    )]
+    OutOfRange {
+        /// Which one.
+        name: String,
+        /// Its value.
+        value: f64,
+    },
     /// The operator could not be built.
     #[error("kernel operator: {0}")]
     Operator(#[from] gradmat_operators::OperatorError),
@@ -153,12 +165,27 @@ impl Hyper {
                 return Err(GpError::NonFiniteParameter { name });
             }
         }
-        Ok(Hyper {
+        let h = Hyper {
             lengthscales: raw[..d].iter().map(|&r| softplus(r)).collect(),
             outputscale: softplus(raw[d]),
             noise: NOISE_FLOOR + softplus(raw[d + 1]),
             mean: raw[d + 2],
-        })
+        };
+        // Finite raw values can still leave the model's domain: softplus underflows to 0 below
+        // about −745 and overflows above about 1.8e308.
+        let positive = h
+            .lengthscales
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (format!("lengthscale {}", i + 1), l))
+            .chain([("outputscale".to_string(), h.outputscale)])
+            .chain([("noise".to_string(), h.noise)]);
+        for (name, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(GpError::OutOfRange { name, value });
+            }
+        }
+        Ok(h)
     }
     /// The unconstrained vector.
     pub fn to_raw(&self) -> Vec<f64> {
@@ -257,7 +284,7 @@ pub struct LossGrad {
     /// The loss (negative log marginal likelihood per training point).
     pub loss: f64,
     /// Standard error of the stochastic loss (`0` for the exact loss): the SLQ standard error
-    /// of `log det K`, divided by `2n`.
+    /// of `log det K`, divided by `2n`; NaN with one probe (undefined).
     pub std_error: f64,
     /// `∂loss/∂raw`.
     pub grad: Vec<f64>,
@@ -291,6 +318,21 @@ pub const DENSE_MEMORY_SHARE: f64 = 0.8;
 /// memory (`MemAvailable`; where it cannot be read, 8 GiB are assumed).
 pub fn dense_fits(n: usize, copies: usize) -> bool {
     (n as f64) <= dense_limit(copies) as f64
+}
+
+/// `Err(TooLargeForExact)` unless `copies` dense `n×n` matrices fit ([`dense_fits`]).
+///
+/// # Errors
+/// [`GpError::TooLargeForExact`].
+pub fn require_dense(n: usize, copies: usize) -> Result<(), GpError> {
+    if dense_fits(n, copies) {
+        return Ok(());
+    }
+    Err(GpError::TooLargeForExact {
+        n,
+        gib: copies as f64 * (n as f64).powi(2) * 8.0 / (1u64 << 30) as f64,
+        max: dense_limit(copies),
+    })
 }
 
 /// The largest `n` for which `copies` dense `n×n` matrices fit (see [`dense_fits`]).
@@ -403,11 +445,8 @@ impl<'a> Gp<'a> {
         let loss = (0.5 * res.quad + 0.5 * res.logdet.value + 0.5 * nf * LN_2PI) / nf;
         let gmean = -alpha.iter().sum::<f64>() / nf;
         let grad = self.to_raw_grad(raw, &gtheta, gmean);
-        let se = if res.logdet.std_error.is_finite() {
-            0.5 * res.logdet.std_error / nf
-        } else {
-            0.0
-        };
+        // One probe: no standard error (NaN, `null` in summary.json).
+        let se = 0.5 * res.logdet.std_error / nf;
         *warm = Some(alpha);
         Ok(LossGrad {
             loss,
@@ -426,13 +465,7 @@ impl<'a> Gp<'a> {
     /// memory check).
     fn dense(&self, h: &Hyper, copies: usize) -> Result<Square, GpError> {
         let n = self.n();
-        if !dense_fits(n, copies) {
-            return Err(GpError::TooLargeForExact {
-                n,
-                gib: (copies * n * n * 8) as f64 / (1u64 << 30) as f64,
-                max: dense_limit(copies),
-            });
-        }
+        require_dense(n, copies)?;
         let mut data = self.kernel_matrix(h)?.to_dense()?.into_vec();
         for j in 0..n {
             data[j * n + j] += h.noise;

@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Use the exact (dense Cholesky) loss and gradient.
     pub exact: bool,
+    /// Bytes the end-of-run dense evaluation (exact loss and predictions, one `n×n` matrix)
+    /// may use; `None`: [`dense_fits`] (a share of the available memory). Above it the
+    /// predictions come from CG and the exact loss is not reported.
+    pub dense_eval_budget: Option<f64>,
 }
 
 /// One epoch of the history.
@@ -32,7 +36,7 @@ pub struct Epoch {
     pub epoch: usize,
     /// Loss at the parameters before this epoch's step.
     pub loss: f64,
-    /// Its standard error (0 for exact).
+    /// Its standard error (0 for exact; NaN with one probe, where it is undefined).
     pub std_error: f64,
     /// Seconds of this epoch (loss, gradient and step).
     pub seconds: f64,
@@ -120,7 +124,9 @@ pub fn train(
         let t0 = Instant::now();
         let lg = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, e), &mut warm)?;
         adam.step(&mut raw, &lg.grad);
-        Hyper::from_raw(&raw)?; // non-finite parameters stop here with a clear error
+        // A diverging optimisation stops here with a clear error (non-finite parameters, or
+        // finite ones outside the model's domain).
+        Hyper::from_raw(&raw)?;
         let seconds = t0.elapsed().as_secs_f64();
         history.push(Epoch {
             epoch: e + 1,
@@ -131,12 +137,16 @@ pub fn train(
             cg_iterations: lg.cg_iterations,
             passes: lg.passes,
         });
+        let se = if lg.std_error.is_finite() {
+            format!(" (±{:.4})", lg.std_error)
+        } else {
+            String::new()
+        };
         progress.step(
             (e + 1) as u64,
             &format!(
-                "loss {:.4} (±{:.4}) {:.2} s/epoch, {:.0} s total",
+                "loss {:.4}{se}, this epoch {:.2} s, {:.0} s total",
                 lg.loss,
-                lg.std_error,
                 seconds,
                 start.elapsed().as_secs_f64()
             ),
@@ -151,26 +161,30 @@ pub fn train(
     // factorisation; otherwise the mean by CG and variances by block CG on the first
     // VAR_POINTS test points (the test split is already a random order).
     let t0 = Instant::now();
+    let dense_ok = match cfg.dense_eval_budget {
+        Some(b) if !cfg.exact => 8.0 * (gp.n() as f64).powi(2) <= b,
+        _ => true,
+    };
     // Under mpirun only rank 0 evaluates (serially; it alone writes the outputs).
-    let (exact_final_loss, exact_seconds, mean, var, var_points) = if !crate::cluster::is_root()
-    {
-        (None, None, vec![0.0; m], Vec::new(), 0)
-    } else if dense_fits(gp.n(), 1) {
-        if !cfg.exact {
-            progress.println(&format!(
+    let (exact_final_loss, exact_seconds, mean, var, var_points) =
+        if !crate::cluster::is_root() {
+            (None, None, vec![0.0; m], Vec::new(), 0)
+        } else if dense_ok && dense_fits(gp.n(), 1) {
+            if !cfg.exact {
+                progress.println(&format!(
                 "exact loss and predictions at the final parameters (dense Cholesky, n = {}) ...",
                 gp.n()
             ));
-        }
-        let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
-        let secs = t0.elapsed().as_secs_f64();
-        (Some(e.loss), Some(secs), e.mean, e.var, m)
-    } else {
-        let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
-        let k = m.min(VAR_POINTS);
-        let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
-        (None, None, mean, var, k)
-    };
+            }
+            let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
+            let secs = t0.elapsed().as_secs_f64();
+            (Some(e.loss), Some(secs), e.mean, e.var, m)
+        } else {
+            let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
+            let k = m.min(VAR_POINTS);
+            let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+            (None, None, mean, var, k)
+        };
     let predict_seconds = t0.elapsed().as_secs_f64();
     let (test_rmse, _) = metrics(&data.y_test, &mean, &mean);
     let (_, test_nlpd) = metrics(&data.y_test[..var_points], &mean[..var_points], &var);

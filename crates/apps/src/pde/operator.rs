@@ -210,10 +210,6 @@ impl ParamVjp<f64> for WaveOperator {
     fn num_params(&self) -> usize {
         self.num_nodes()
     }
-    fn params(&self, out: &mut [f64]) {
-        check_len("WaveOperator::params", out.len(), self.num_nodes());
-        out.copy_from_slice(&self.omega);
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[f64], x: &[f64], grad: &mut [f64]) {
         let n = self.num_nodes();
@@ -245,6 +241,10 @@ impl ParamVjp<f64> for WaveOperator {
 }
 
 impl SetParams<f64> for WaveOperator {
+    fn params(&self, out: &mut [f64]) {
+        check_len("WaveOperator::params", out.len(), self.num_nodes());
+        out.copy_from_slice(&self.omega);
+    }
     fn set_params(&mut self, theta: &[f64]) -> Result<(), OperatorError> {
         let n = self.num_nodes();
         if theta.len() != n {

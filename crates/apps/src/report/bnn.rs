@@ -1,10 +1,9 @@
 //! Output of the BNN pipeline: `summary.json`, `table.md` (the paper's Table 5 columns) and
 //! `objective.png` (objective/N vs α-step, the paper's Figure 6).
 
-use super::{line_plot, write_json, Scale, Series};
+use super::{line_plot, Outputs, Scale, Series};
 use crate::bnn::predict::{Metrics, Predictive};
 use crate::bnn::{BnnConfig, BnnOutcome, MethodOutcome};
-use anyhow::Context as _;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -134,40 +133,43 @@ pub fn markdown_table(o: &BnnOutcome) -> String {
 }
 
 /// Writes `summary.json`, `table.md` and (with at least one α-step) `objective.png` to `dir`
-/// (created if missing), and returns the summary.
+/// (created if missing) as one set ([`Outputs`]: they replace the previous ones together, or
+/// none does), and returns the summary.
 ///
 /// # Errors
 /// Files that cannot be written.
 pub fn write(cfg: &BnnConfig, o: &BnnOutcome, dir: &Path) -> anyhow::Result<Value> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Outputs::new(dir)?;
     let n = o.num_train as f64;
     if cfg.alpha_steps > 0 {
         let series: Vec<Series> = o
             .methods
             .iter()
-            .map(|m| Series {
-                name: m.name.clone(),
-                points: m
-                    .trace
-                    .iter()
-                    .map(|s| (s.step as f64, s.objective / n))
-                    .collect(),
+            .map(|m| {
+                Series::line(
+                    m.name.clone(),
+                    m.trace
+                        .iter()
+                        .map(|s| (s.step as f64, s.objective / n))
+                        .collect(),
+                )
             })
             .collect();
-        line_plot(
-            &dir.join("objective.png"),
-            "Laplace log marginal likelihood vs. iteration",
-            "iteration",
-            "objective / N",
-            &series,
-            Scale::Linear,
-            Scale::Linear,
-        )?;
+        files.render("objective.png", |path| {
+            line_plot(
+                path,
+                "Laplace log marginal likelihood vs. iteration (nats per training example)",
+                "iteration",
+                "objective / N",
+                &series,
+                Scale::Integer,
+                Scale::Linear,
+            )
+        })?;
     }
-    let table = dir.join("table.md");
-    std::fs::write(&table, markdown_table(o))
-        .with_context(|| format!("cannot write {}", table.display()))?;
+    files.write("table.md", markdown_table(o).as_bytes())?;
     let summary = summary(cfg, o);
-    write_json(&dir.join("summary.json"), &summary)?;
+    files.write_json("summary.json", &summary)?;
+    files.commit()?;
     Ok(summary)
 }

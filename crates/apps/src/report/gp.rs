@@ -2,9 +2,8 @@
 //! the final parameters) and `predictions.png` (predicted vs true on the test set), and the
 //! prepared split as CSV (`--save-split`).
 
-use super::{line_plot, scatter_plot, write_atomic, write_json, Scale, Series};
+use super::{line_plot, scatter_plot, Outputs, Scale, Series};
 use crate::gp::{GpConfig, GpOutcome};
-use anyhow::Context as _;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -131,10 +130,10 @@ pub fn final_line(o: &GpOutcome, dir: &Path) -> String {
     let (out, data) = (&o.train, &o.data);
     let stats = epoch_stats(o);
     format!(
-        "final loss {:.4} ± {:.4}{}, test RMSE {:.4} (standardised; {:.4} in {} units), test NLPD \
-         {:.4}; {:.2} s/epoch (mean; median {:.2}), {:.0} matvecs/epoch; wrote {}",
+        "final loss {:.4}{}{}, test RMSE {:.4} (standardised; {:.4} in {} units), test NLPD \
+         {:.4}; {:.2} s/epoch (mean over {} epochs; median {:.2}), {:.0} matvecs/epoch; wrote {}",
         out.final_loss,
-        out.final_loss_std_error,
+        plus_minus(out.final_loss_std_error),
         out.exact_final_loss
             .map(|x| format!(" (exact {x:.4})"))
             .unwrap_or_default(),
@@ -143,74 +142,100 @@ pub fn final_line(o: &GpOutcome, dir: &Path) -> String {
         data.target_name,
         out.test_nlpd,
         stats.mean_seconds,
+        out.history.len(),
         stats.median_seconds,
         stats.matvecs,
         dir.display()
     )
 }
 
-/// Writes `summary.json`, `loss.png` and `predictions.png` into `dir` (created if missing).
+/// ` ± se` (4 decimals), or a note that there is none (one probe: the standard error is
+/// undefined).
+pub fn plus_minus(se: f64) -> String {
+    if se.is_finite() {
+        format!(" ± {se:.4}")
+    } else {
+        " (one probe: no standard error)".into()
+    }
+}
+
+/// The exact loss at the final parameters as one point at the last epoch (a marker in the plot
+/// and in its legend).
+pub fn exact_loss_marker(epochs: usize, loss: f64) -> Series {
+    Series::points(
+        "exact loss at the final parameters",
+        vec![(epochs as f64, loss)],
+    )
+}
+
+/// Title of `loss.png`, naming the loss's unit (nats per training point).
+pub fn loss_title(dataset: &str, kernel: &str) -> String {
+    format!("GP training on {dataset} ({kernel} kernel): loss in nats per training point")
+}
+
+/// Title of `predictions.png`, with the RMSE in the target's units.
+pub fn predictions_title(dataset: &str, rmse: f64, target: &str, points: usize) -> String {
+    format!("{dataset}: test set, RMSE {rmse:.4} ({target} units, {points} points)")
+}
+
+/// Writes `summary.json`, `loss.png` and `predictions.png` into `dir` (created if missing) as
+/// one set ([`Outputs`]: all three replace the previous ones together, or none does).
 ///
 /// # Errors
 /// The directory or a file cannot be written.
 pub fn write(cfg: &GpConfig, o: &GpOutcome, labels: Labels<'_>, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_json(&dir.join("summary.json"), &summary(cfg, o, labels))?;
+    let mut files = Outputs::new(dir)?;
+    files.write_json("summary.json", &summary(cfg, o, labels))?;
     let (out, data) = (&o.train, &o.data);
-    let epochs = out.history.len() as f64;
     let exact = cfg.train.exact;
-    let losses = Series {
-        name: if exact {
-            "exact loss".into()
+    let losses = Series::line(
+        if exact {
+            "exact loss"
         } else {
-            "stochastic loss (CG + SLQ)".into()
+            "stochastic loss (CG + SLQ)"
         },
-        points: out
-            .history
+        out.history
             .iter()
             .map(|e| (e.epoch as f64, e.loss))
             .collect(),
-    };
+    );
     let mut series = vec![losses];
     if let Some(x) = out.exact_final_loss {
         if !exact {
-            series.push(Series {
-                name: "exact loss at the final parameters".into(),
-                points: vec![(epochs, x), (epochs + 0.01, x)],
-            });
+            series.push(exact_loss_marker(out.history.len(), x));
         }
     }
-    line_plot(
-        &dir.join("loss.png"),
-        &format!(
-            "GP training on {} ({} kernel)",
-            o.dataset,
-            cfg.train.kernel.name()
-        ),
-        "epoch",
-        "negative log marginal likelihood per point",
-        &series,
-        Scale::Linear,
-        Scale::Linear,
-    )?;
+    files.render("loss.png", |path| {
+        line_plot(
+            path,
+            &loss_title(&o.dataset, cfg.train.kernel.name()),
+            "epoch",
+            "negative log marginal likelihood per point (nats)",
+            &series,
+            Scale::Integer,
+            Scale::Linear,
+        )
+    })?;
     let pairs: Vec<(f64, f64)> = out
         .test_pairs
         .iter()
         .map(|(t, p)| (t * data.y_std + data.y_mean, p * data.y_std + data.y_mean))
         .collect();
-    scatter_plot(
-        &dir.join("predictions.png"),
-        &format!(
-            "{}: test set, RMSE {:.4} ({} points)",
-            o.dataset,
-            out.test_rmse * data.y_std,
-            pairs.len()
-        ),
-        &format!("true {}", data.target_name),
-        &format!("predicted {} (posterior mean)", data.target_name),
-        &pairs,
-    )?;
-    Ok(())
+    files.render("predictions.png", |path| {
+        scatter_plot(
+            path,
+            &predictions_title(
+                &o.dataset,
+                out.test_rmse * data.y_std,
+                &data.target_name,
+                pairs.len(),
+            ),
+            &format!("true {}", data.target_name),
+            &format!("predicted {} (posterior mean)", data.target_name),
+            &pairs,
+        )
+    })?;
+    files.commit()
 }
 
 /// Writes `dir/train.csv` and `dir/test.csv`: one row per point, the `d` standardised inputs and
@@ -221,7 +246,7 @@ pub fn write(cfg: &GpConfig, o: &GpOutcome, labels: Labels<'_>, dir: &Path) -> a
 /// The directory or a file cannot be written.
 pub fn save_split(dir: &Path, data: &crate::gp::data::GpData) -> anyhow::Result<()> {
     use std::fmt::Write as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Outputs::new(dir)?;
     for (file, x, y) in [
         ("train.csv", &data.x_train, &data.y_train),
         ("test.csv", &data.x_test, &data.y_test),
@@ -233,7 +258,7 @@ pub fn save_split(dir: &Path, data: &crate::gp::data::GpData) -> anyhow::Result<
             }
             writeln!(text, "{yi:.17e}")?;
         }
-        write_atomic(&dir.join(file), text.as_bytes())?;
+        files.write(file, text.as_bytes())?;
     }
-    Ok(())
+    files.commit()
 }

@@ -2,7 +2,7 @@
 //! (Figure 4 `fields.png`, Figure 5 A1/A2 `work_precision_*.png`, Figure 5 B
 //! `loss_vs_time.png`).
 
-use super::{heatmaps, line_plot, write_json, Field, Scale, Series};
+use super::{heatmaps, line_plot, Field, Outputs, Scale, Series};
 use crate::pde::train::{TrainReport, PAPER_NUGGET};
 use crate::pde::{PdeConfig, PdeOutcome, Solver};
 use serde_json::{json, Value};
@@ -125,11 +125,13 @@ pub fn summary_line(cfg: &PdeConfig, o: &PdeOutcome, dir: &Path) -> Value {
     })
 }
 
-/// Writes `summary.json` and the figures to `dir` (created if missing).
+/// Writes `summary.json` and the figures to `dir` (created if missing) as one set
+/// ([`Outputs`]: they replace the previous ones together, or none does).
 ///
 /// # Errors
 /// Files that cannot be written.
 pub fn write(cfg: &PdeConfig, o: &PdeOutcome, dir: &Path) -> anyhow::Result<()> {
+    let mut files = Outputs::new(dir)?;
     let g = cfg.grid;
     let abs_true: Vec<f64> = o.data.omega.iter().map(|v| v.abs()).collect();
     let abs_learned: Vec<Vec<f64>> = o
@@ -151,63 +153,71 @@ pub fn write(cfg: &PdeConfig, o: &PdeOutcome, dir: &Path) -> anyhow::Result<()> 
             values: v,
         });
     }
-    heatmaps(
-        &dir.join("fields.png"),
-        &format!("Coefficient field, {g}×{g} grid"),
-        &fields,
-    )?;
+    files.render("fields.png", |path| {
+        heatmaps(path, &format!("Coefficient field, {g}×{g} grid"), &fields)
+    })?;
     if !o.work_precision.is_empty() {
         let curves = |pick: fn(&crate::pde::train::WorkPrecisionPoint) -> f64| -> Vec<Series> {
             o.work_precision
                 .iter()
-                .map(|(s, pts)| Series {
-                    name: s.name().into(),
-                    points: pts.iter().map(|p| (p.matvecs as f64, pick(p))).collect(),
+                .map(|(s, pts)| {
+                    Series::line(
+                        s.name(),
+                        pts.iter().map(|p| (p.matvecs as f64, pick(p))).collect(),
+                    )
                 })
                 .collect()
         };
-        line_plot(
-            &dir.join("work_precision_forward.png"),
-            "Forward error of w(1) vs matvecs",
-            "matrix-vector products (forward)",
-            "relative error",
-            &curves(|p| p.forward_error),
-            Scale::Linear,
-            Scale::Log,
-        )?;
-        line_plot(
-            &dir.join("work_precision_gradient.png"),
-            "Gradient error vs matvecs",
-            "matrix-vector products (forward)",
-            "relative error of the gradient",
-            &curves(|p| p.gradient_error),
-            Scale::Linear,
-            Scale::Log,
-        )?;
+        files.render("work_precision_forward.png", |path| {
+            line_plot(
+                path,
+                "Forward error of w(1) vs matvecs (relative, 2-norm)",
+                "matrix-vector products (forward)",
+                "relative error",
+                &curves(|p| p.forward_error),
+                Scale::Integer,
+                Scale::Log,
+            )
+        })?;
+        files.render("work_precision_gradient.png", |path| {
+            line_plot(
+                path,
+                "Gradient error vs matvecs (relative, 2-norm)",
+                "matrix-vector products (forward)",
+                "relative error of the gradient",
+                &curves(|p| p.gradient_error),
+                Scale::Integer,
+                Scale::Log,
+            )
+        })?;
     }
     if cfg.epochs > 0 {
         let curves: Vec<Series> = o
             .runs
             .iter()
-            .map(|r| Series {
-                name: r.solver.name().into(),
-                points: r
-                    .timestamps
-                    .iter()
-                    .copied()
-                    .zip(r.train_loss.iter().copied())
-                    .collect(),
+            .map(|r| {
+                Series::line(
+                    r.solver.name(),
+                    r.timestamps
+                        .iter()
+                        .copied()
+                        .zip(r.train_loss.iter().copied())
+                        .collect(),
+                )
             })
             .collect();
-        line_plot(
-            &dir.join("loss_vs_time.png"),
-            "Training loss vs wall time",
-            "seconds",
-            &format!("training loss ({})", cfg.loss.name()),
-            &curves,
-            Scale::Linear,
-            Scale::Log,
-        )?;
+        files.render("loss_vs_time.png", |path| {
+            line_plot(
+                path,
+                "Training loss vs wall time (seconds)",
+                "seconds",
+                &format!("training loss ({})", cfg.loss.name()),
+                &curves,
+                Scale::Linear,
+                Scale::Log,
+            )
+        })?;
     }
-    write_json(&dir.join("summary.json"), &summary(cfg, o))
+    files.write_json("summary.json", &summary(cfg, o))?;
+    files.commit()
 }

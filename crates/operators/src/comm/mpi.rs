@@ -49,8 +49,10 @@ pub struct MpiComm {
 // reference to library state. gradmat never issues two collectives on the *same*
 // communicator concurrently (threads that need their own sequence of collectives get a
 // duplicate), which is the MPI rule for collectives.
+#[allow(unsafe_code)]
 unsafe impl Send for MpiComm {}
 // SAFETY: as above.
+#[allow(unsafe_code)]
 unsafe impl Sync for MpiComm {}
 
 impl std::fmt::Debug for MpiComm {

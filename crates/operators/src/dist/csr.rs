@@ -460,14 +460,6 @@ impl<T: Scalar> ParamVjp<T> for DistCsr<T> {
     fn num_params(&self) -> usize {
         self.local.nnz() + usize::from(self.shift.is_some())
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("DistCsr::params", out.len(), self.num_params());
-        let nnz = self.local.nnz();
-        out[..nnz].copy_from_slice(self.local.values());
-        if let Some(s) = self.shift {
-            out[nnz] = s;
-        }
-    }
     /// `grad[p] += u_i x_j` for the owned entries (one halo exchange); `σ̄` summed over ranks.
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
@@ -514,10 +506,19 @@ impl<T: Scalar> ParamVjp<T> for DistCsr<T> {
             grad[nnz] += self.shift_grad(u, x);
         }
     }
-    fn prefers_block_vjp(&self) -> bool {
-        self.local.prefers_block_vjp()
-    }
     fn vjp_block_size(&self) -> usize {
         self.local.vjp_block_size()
+    }
+}
+
+impl<T: Scalar> DistCsr<T> {
+    /// This rank's parameters: its owned entries (row-major) and the shift, if any.
+    pub fn params(&self, out: &mut [T]) {
+        check_len("DistCsr::params", out.len(), self.num_params());
+        let nnz = self.local.nnz();
+        out[..nnz].copy_from_slice(self.local.values());
+        if let Some(s) = self.shift {
+            out[nnz] = s;
+        }
     }
 }

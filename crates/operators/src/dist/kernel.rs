@@ -371,14 +371,6 @@ impl<T: Scalar> ParamVjp<T> for DistKernel<T> {
     fn num_params(&self) -> usize {
         self.kern.num_params() + usize::from(self.noise.is_some())
     }
-    fn params(&self, out: &mut [T]) {
-        check_len("DistKernel::params", out.len(), self.num_params());
-        let d1 = self.kern.num_params();
-        self.kern.params(&mut out[..d1]);
-        if let Some(s) = self.noise {
-            out[d1] = s;
-        }
-    }
     #[track_caller]
     fn vjp_params(&self, u: &[T], x: &[T], grad: &mut [T]) {
         self.vjp_params_block(u, x, 1, grad)
@@ -418,12 +410,20 @@ impl<T: Scalar> ParamVjp<T> for DistKernel<T> {
         );
         self.run(x, Some(y), Some(u), 1, Some(grad));
     }
-    fn prefers_block_vjp(&self) -> bool {
-        true
+    fn vjp_block_size(&self) -> usize {
+        usize::MAX
     }
 }
 
 impl<T: Scalar> SetParams<T> for DistKernel<T> {
+    fn params(&self, out: &mut [T]) {
+        check_len("DistKernel::params", out.len(), self.num_params());
+        let d1 = self.kern.num_params();
+        self.kern.params(&mut out[..d1]);
+        if let Some(s) = self.noise {
+            out[d1] = s;
+        }
+    }
     /// Replaces `θ` (every rank must pass the same values; not checked here, to keep this free
     /// of communication).
     fn set_params(&mut self, theta: &[T]) -> Result<(), OperatorError> {

@@ -49,7 +49,7 @@
 //!
 //! ```
 //! use gradmat_operators::kernel::{KernelKind, KernelMatrix};
-//! use gradmat_operators::{Operator, ParamVjp};
+//! use gradmat_operators::{Operator, SetParams};
 //!
 //! // Three points in 2-D, Matérn-3/2 with lengthscales (1, 2) and scale 1.5.
 //! let x = vec![0.0, 0.0, 1.0, 0.0, 0.0, 2.0];
@@ -449,24 +449,14 @@ impl<T: Scalar> AdjointOperator<T> for KernelMatrix<T> {
 impl<T: Scalar> SelfAdjoint<T> for KernelMatrix<T> {}
 
 impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
-    /// `true`: the fused block VJP evaluates each value and derivative once for all column
-    /// pairs, so one call over `K` pairs costs far less than `K` single calls.
-    fn prefers_block_vjp(&self) -> bool {
-        true
+    /// `usize::MAX`: the fused block VJP evaluates each value and derivative once for all
+    /// column pairs, so one call over `K` pairs costs far less than `K` single calls.
+    fn vjp_block_size(&self) -> usize {
+        usize::MAX
     }
     /// `d + 1`.
     fn num_params(&self) -> usize {
         self.d + 1
-    }
-    /// `(ℓ_0, …, ℓ_{d−1}, s)`.
-    ///
-    /// # Panics
-    /// If `out.len() != d + 1`.
-    #[track_caller]
-    fn params(&self, out: &mut [T]) {
-        check_len("KernelMatrix::params", out.len(), self.d + 1);
-        out[..self.d].copy_from_slice(&self.lengthscales);
-        out[self.d] = self.scale;
     }
     /// Accumulates `grad += Σ_ij u_i x_j ∂K_ij/∂θ`.
     ///
@@ -516,6 +506,16 @@ impl<T: Scalar> ParamVjp<T> for KernelMatrix<T> {
 }
 
 impl<T: Scalar> SetParams<T> for KernelMatrix<T> {
+    /// `(ℓ_0, …, ℓ_{d−1}, s)`.
+    ///
+    /// # Panics
+    /// If `out.len() != d + 1`.
+    #[track_caller]
+    fn params(&self, out: &mut [T]) {
+        check_len("KernelMatrix::params", out.len(), self.d + 1);
+        out[..self.d].copy_from_slice(&self.lengthscales);
+        out[self.d] = self.scale;
+    }
     /// Replaces `θ = (ℓ_0, …, ℓ_{d−1}, s)` and recomputes the scaled inputs. Errors with
     /// [`OperatorError::InvalidParameter`] for a non-finite or non-positive value, or when the
     /// scaled inputs `x/ℓ` overflow; the operator is unchanged on error.
