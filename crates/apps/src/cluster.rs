@@ -36,6 +36,11 @@ pub fn launcher_rank_size() -> Option<(usize, usize)> {
             .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
     };
     let size = get(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"])?;
-    let rank = get(&["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"])?;
+    let rank = get(&[
+        "OMPI_COMM_WORLD_RANK",
+        "PMI_RANK",
+        "PMIX_RANK",
+        "SLURM_PROCID",
+    ])?;
     Some((rank, size))
 }

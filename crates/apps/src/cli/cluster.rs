@@ -98,7 +98,10 @@ pub fn agree<T>(comm: &dyn Comm, r: Result<T>) -> Result<T> {
 /// A test hook: `GRADMAT_FAIL_RANK=q` makes rank `q` fail as if its input were bad, after the
 /// input is read (exercises the agreement of a failure on one rank only).
 fn injected_fault(comm: &dyn Comm) -> Result<()> {
-    match std::env::var("GRADMAT_FAIL_RANK").ok().and_then(|v| v.parse::<usize>().ok()) {
+    match std::env::var("GRADMAT_FAIL_RANK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         Some(q) if q == comm.rank() => bail!("injected fault on rank {q} (GRADMAT_FAIL_RANK)"),
         _ => Ok(()),
     }
@@ -177,12 +180,14 @@ fn scatter(
 ) -> Result<(DistCsr<f64>, RowPartition, Option<Prepared>)> {
     let me = comm.rank();
     let prepared = if me == 0 {
-        Prepared::read(path, kind, needs)
-            .and_then(|p| check(p.full.nrows()).map(|()| Some(p)))
+        Prepared::read(path, kind, needs).and_then(|p| check(p.full.nrows()).map(|()| Some(p)))
     } else {
         Ok(None)
     };
-    let prepared = agree(&**comm, prepared.and_then(|p| injected_fault(&**comm).map(|()| p)))?;
+    let prepared = agree(
+        &**comm,
+        prepared.and_then(|p| injected_fault(&**comm).map(|()| p)),
+    )?;
     let mut n = [prepared.as_ref().map_or(0, |p| p.full.nrows() as u64)];
     comm.broadcast_u64(&mut n, 0);
     let part = partition.rows(n[0] as usize, comm.size());
@@ -281,11 +286,10 @@ pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
                 .as_self_adjoint()
                 .ok_or_else(|| anyhow!("internal: no self-adjoint operator for logdet"))?;
             let np = op.num_params();
-            let shifted = Shifted::new(op, a.shift)
-                .map_err(|e| anyhow!("{}: {e}", a.matrix.display()));
-            let res = shifted.and_then(|op| {
-                split_logdet(&op, a, depth, probe, grad, &**comm, np).map_err(desc)
-            });
+            let shifted =
+                Shifted::new(op, a.shift).map_err(|e| anyhow!("{}: {e}", a.matrix.display()));
+            let res = shifted
+                .and_then(|op| split_logdet(&op, a, depth, probe, grad, &**comm, np).map_err(desc));
             let res = agree(&**comm, res)?;
             if me != 0 {
                 return Ok(String::new());

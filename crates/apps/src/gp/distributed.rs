@@ -14,13 +14,10 @@
 //! the same bits on every rank. The stored-kernel mode (`--kernel-cache`) is not used: the
 //! distributed kernel is always matrix-free.
 
-use super::model::{check_converged, Gp, GpError, Hyper, LossGrad, Stochastic, LN_2PI};
-use gradmat_krylov::arnoldi::Reorthogonalize;
-use gradmat_krylov::cg::CgParams;
+use super::model::{solve_logdet_params, Gp, GpError, Hyper, LossGrad, Stochastic};
 use gradmat_krylov::distributed::{serially, Distributed};
 use gradmat_krylov::precond::{PartialCholesky, PartialCholeskyParams};
-use gradmat_matfun::estimators::SlqParams;
-use gradmat_matfun::preconditioned::{logdet_and_solve_with_grad, SolveLogdetParams};
+use gradmat_matfun::preconditioned::logdet_and_solve_with_grad;
 use gradmat_operators::comm::{sum_in_rank_order, Comm};
 use gradmat_operators::dist::{local_rows, DistKernel};
 use gradmat_operators::kernel::DEFAULT_TILE;
@@ -64,25 +61,7 @@ impl Gp<'_> {
             .into_iter()
             .map(|y| y - h.mean)
             .collect();
-        let nf = n as f64;
-        let params = SolveLogdetParams {
-            slq: SlqParams {
-                num_probes: settings.probes,
-                depth: settings.depth,
-                seed,
-                reorthogonalize: Reorthogonalize::Full,
-                ..SlqParams::default()
-            },
-            cg: CgParams {
-                atol: settings.cg_atol,
-                rtol: Some(settings.cg_tol),
-                max_iters: Some(n.max(1000)),
-                ..CgParams::default()
-            },
-            weight_logdet: 0.5 / nf,
-            weight_quad: 0.5 / nf,
-            ..SolveLogdetParams::default()
-        };
+        let params = solve_logdet_params(settings, seed, n);
         let scope = Distributed::new(comm.clone(), part);
         let res = scope.run(|| -> Result<_, GpError> {
             let pc = match factor {
@@ -102,25 +81,8 @@ impl Gp<'_> {
             Ok((res, gtheta))
         });
         let (res, gtheta) = res?;
-        check_converged(&res.cg, settings.cg_tol.max(settings.cg_atol))?;
-        let alpha = res.solution;
-        let loss = (0.5 * res.quad + 0.5 * res.logdet.value + 0.5 * nf * LN_2PI) / nf;
-        let local_sum: f64 = serially(|| alpha.iter().sum::<f64>());
-        let gmean = -sum_in_rank_order(&**comm, &[local_sum])[0] / nf;
-        let grad = self.to_raw_grad(raw, &gtheta, gmean);
-        let se = if res.logdet.std_error.is_finite() {
-            0.5 * res.logdet.std_error / nf
-        } else {
-            0.0
-        };
-        *warm = Some(alpha);
-        Ok(LossGrad {
-            loss,
-            std_error: se,
-            grad,
-            matvecs: res.cg.num_matvecs + 2 * res.logdet.num_matvecs,
-            cg_iterations: res.cg.iterations[0],
-            passes: res.passes.apply_passes + res.passes.vjp_passes,
-        })
+        let local_sum: f64 = serially(|| res.solution.iter().sum::<f64>());
+        let alpha_sum = sum_in_rank_order(&**comm, &[local_sum])[0];
+        self.finish_loss(raw, settings, res, &gtheta, alpha_sum, warm)
     }
 }

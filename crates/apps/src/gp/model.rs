@@ -410,26 +410,7 @@ impl<'a> Gp<'a> {
             PartialCholesky::from_factor(n, 0, Vec::new(), h.noise)?
         };
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
-        let nf = n as f64;
-        // loss = (½ rᵀK⁻¹r + ½ log det K + (n/2) log 2π) / n.
-        let params = SolveLogdetParams {
-            slq: SlqParams {
-                num_probes: settings.probes,
-                depth: settings.depth,
-                seed,
-                reorthogonalize: Reorthogonalize::Full,
-                ..SlqParams::default()
-            },
-            cg: CgParams {
-                atol: settings.cg_atol,
-                rtol: Some(settings.cg_tol),
-                max_iters: Some(n.max(1000)),
-                ..CgParams::default()
-            },
-            weight_logdet: 0.5 / nf,
-            weight_quad: 0.5 / nf,
-            ..SolveLogdetParams::default()
-        };
+        let params = solve_logdet_params(settings, seed, n);
         let mut gtheta = vec![0.0; kern.num_params() + 1];
         let res = if settings.kernel_cache.dense_for(n) {
             // Products through the stored matrix, VJPs through the engine.
@@ -440,14 +421,30 @@ impl<'a> Gp<'a> {
             let op = Shifted::new(kern, h.noise)?;
             logdet_and_solve_with_grad(&op, &pc, &r, warm.as_deref(), &params, &mut gtheta)?
         };
+        let alpha_sum = res.solution.iter().sum::<f64>();
+        self.finish_loss(raw, settings, res, &gtheta, alpha_sum, warm)
+    }
+
+    /// The loss and raw gradient from the joint solve and log-determinant `res` (of
+    /// [`solve_logdet_params`]), `θ̄` of the kernel operator and `Σ α` (the mean's gradient);
+    /// `α` becomes the next warm start.
+    pub(crate) fn finish_loss(
+        &self,
+        raw: &[f64],
+        settings: &Stochastic,
+        res: gradmat_matfun::preconditioned::SolveLogdet<f64>,
+        gtheta: &[f64],
+        alpha_sum: f64,
+        warm: &mut Option<Vec<f64>>,
+    ) -> Result<LossGrad, GpError> {
         check_converged(&res.cg, settings.cg_tol.max(settings.cg_atol))?;
-        let alpha = res.solution;
+        let nf = self.n() as f64;
+        // loss = (½ rᵀK⁻¹r + ½ log det K + (n/2) log 2π) / n.
         let loss = (0.5 * res.quad + 0.5 * res.logdet.value + 0.5 * nf * LN_2PI) / nf;
-        let gmean = -alpha.iter().sum::<f64>() / nf;
-        let grad = self.to_raw_grad(raw, &gtheta, gmean);
+        let grad = self.to_raw_grad(raw, gtheta, -alpha_sum / nf);
         // One probe: no standard error (NaN, `null` in summary.json).
         let se = 0.5 * res.logdet.std_error / nf;
-        *warm = Some(alpha);
+        *warm = Some(res.solution);
         Ok(LossGrad {
             loss,
             std_error: se,
@@ -785,4 +782,32 @@ pub fn metrics(y: &[f64], mean: &[f64], var: &[f64]) -> (f64, f64) {
         .sum::<f64>()
         / m;
     (mse.sqrt(), nlpd)
+}
+
+/// The settings of the stochastic loss's joint solve and log-determinant for `n` points
+/// (shared by the serial and the distributed loss, so that both run the same algorithm).
+pub(crate) fn solve_logdet_params(
+    settings: &Stochastic,
+    seed: u64,
+    n: usize,
+) -> SolveLogdetParams<f64> {
+    let nf = n as f64;
+    SolveLogdetParams {
+        slq: SlqParams {
+            num_probes: settings.probes,
+            depth: settings.depth,
+            seed,
+            reorthogonalize: Reorthogonalize::Full,
+            ..SlqParams::default()
+        },
+        cg: CgParams {
+            atol: settings.cg_atol,
+            rtol: Some(settings.cg_tol),
+            max_iters: Some(n.max(1000)),
+            ..CgParams::default()
+        },
+        weight_logdet: 0.5 / nf,
+        weight_quad: 0.5 / nf,
+        ..SolveLogdetParams::default()
+    }
 }

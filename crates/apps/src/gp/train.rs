@@ -166,25 +166,24 @@ pub fn train(
         _ => true,
     };
     // Under mpirun only rank 0 evaluates (serially; it alone writes the outputs).
-    let (exact_final_loss, exact_seconds, mean, var, var_points) =
-        if !crate::cluster::is_root() {
-            (None, None, vec![0.0; m], Vec::new(), 0)
-        } else if dense_ok && dense_fits(gp.n(), 1) {
-            if !cfg.exact {
-                progress.println(&format!(
+    let (exact_final_loss, exact_seconds, mean, var, var_points) = if !crate::cluster::is_root() {
+        (None, None, vec![0.0; m], Vec::new(), 0)
+    } else if dense_ok && dense_fits(gp.n(), 1) {
+        if !cfg.exact {
+            progress.println(&format!(
                 "exact loss and predictions at the final parameters (dense Cholesky, n = {}) ...",
                 gp.n()
             ));
-            }
-            let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
-            let secs = t0.elapsed().as_secs_f64();
-            (Some(e.loss), Some(secs), e.mean, e.var, m)
-        } else {
-            let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
-            let k = m.min(VAR_POINTS);
-            let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
-            (None, None, mean, var, k)
-        };
+        }
+        let e = gp.evaluate_exact(&raw, &data.x_test, m)?;
+        let secs = t0.elapsed().as_secs_f64();
+        (Some(e.loss), Some(secs), e.mean, e.var, m)
+    } else {
+        let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
+        let k = m.min(VAR_POINTS);
+        let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+        (None, None, mean, var, k)
+    };
     let predict_seconds = t0.elapsed().as_secs_f64();
     let (test_rmse, _) = metrics(&data.y_test, &mean, &mean);
     let (_, test_nlpd) = metrics(&data.y_test[..var_points], &mean[..var_points], &var);
