@@ -6,6 +6,7 @@
 use faer::{Mat, Side};
 use gradmat_apps::bnn::laplace::{
     diagonal_logdet, evaluate, param_groups, LaplacePrecision, LaplaceTerms, LogdetMethod,
+    Reorthogonalize,
 };
 use gradmat_apps::nn::{Activation, Mlp};
 use gradmat_matfun::dense::MatrixFunction;
@@ -242,7 +243,11 @@ fn full_depth_lanczos_logdet_equals_dense_logdet() {
     let ev = evaluate(
         &op,
         &terms,
-        &LogdetMethod::Lanczos { probes, depth: p },
+        &LogdetMethod::Lanczos {
+            probes,
+            depth: p,
+            reorthogonalize: Reorthogonalize::Full,
+        },
         seed,
     )
     .unwrap();
@@ -310,6 +315,13 @@ fn objective_gradient_matches_finite_differences_with_same_probes() {
             LogdetMethod::Lanczos {
                 probes: 3,
                 depth: 12,
+                reorthogonalize: Reorthogonalize::Full,
+            },
+            // Plain Lanczos: the adjoint differentiates the three-term recurrence as computed.
+            LogdetMethod::Lanczos {
+                probes: 3,
+                depth: 12,
+                reorthogonalize: Reorthogonalize::None,
             },
             LogdetMethod::Diagonal { probes: 20 },
         ] {

@@ -29,6 +29,7 @@
 
 use crate::nn::{Mlp, MlpBatch};
 use gradmat_matfun::estimators::{diagonal_estimate, logdet_with_grad, SlqParams};
+pub use gradmat_matfun::Reorthogonalize;
 use gradmat_operators::ggn::{GaussNewton, OutputLoss};
 use gradmat_operators::traits::check_len;
 use gradmat_operators::{
@@ -377,6 +378,11 @@ pub enum LogdetMethod {
         probes: usize,
         /// Depth `K` per probe.
         depth: usize,
+        /// Reorthogonalisation of the Lanczos basis: `Full` (against the whole basis at every
+        /// step; the basis stays orthonormal to rounding) or `None` (the three-term recurrence
+        /// alone, O(P) work per step instead of O(P·K); the adjoint then differentiates the
+        /// recurrence as computed). Either way the gradient is exact for the estimator run.
+        reorthogonalize: Reorthogonalize,
     },
     /// Stochastic diagonal with `probes` matvecs, closed-form log det.
     Diagonal {
@@ -425,7 +431,11 @@ pub fn evaluate(
 ) -> Result<Evaluation, gradmat_matfun::MatfunError> {
     let alpha = op.alpha().to_vec();
     let (logdet, dlogdet, diagonal) = match *method {
-        LogdetMethod::Lanczos { probes, depth } => {
+        LogdetMethod::Lanczos {
+            probes,
+            depth,
+            reorthogonalize,
+        } => {
             let mut g = vec![0.0; op.num_params()];
             // Several probes run in lock-step, so that each Lanczos step is one block product
             // (one pass of GEMMs for all probes).
@@ -434,6 +444,7 @@ pub fn evaluate(
                 depth,
                 seed,
                 lockstep: probes > 1,
+                reorthogonalize,
                 ..SlqParams::default()
             };
             let est = logdet_with_grad(op, &params, &mut g)?;

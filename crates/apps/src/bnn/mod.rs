@@ -29,7 +29,9 @@ use crate::pipeline::{ensure, PipelineError, StageContext};
 use crate::report::Progress;
 use gradmat_matfun::estimators::{logdet, SlqParams};
 use gradmat_operators::SetParams as _;
-use laplace::{evaluate, param_groups, LaplacePrecision, LaplaceTerms, LogdetMethod};
+use laplace::{
+    evaluate, param_groups, LaplacePrecision, LaplaceTerms, LogdetMethod, Reorthogonalize,
+};
 use predict::{
     auroc, confidences, diagonal_offsets, lanczos_offsets, metrics, pixel_shuffled, predict,
     Metrics, Predictive,
@@ -52,13 +54,22 @@ pub struct MethodSpec {
 
 impl MethodSpec {
     /// SLQ with `matvecs = probes·depth` products (`probes` must divide `matvecs`; otherwise the
-    /// depth is rounded down).
-    pub fn lanczos(matvecs: usize, probes: usize) -> Self {
+    /// depth is rounded down), fully reorthogonalised (named `lanczos-M`) or not
+    /// (`lanczos-M-plain`).
+    pub fn lanczos(matvecs: usize, probes: usize, reorthogonalize: Reorthogonalize) -> Self {
         let probes = probes.max(1);
         let depth = (matvecs / probes).max(1);
+        let suffix = match reorthogonalize {
+            Reorthogonalize::None => "-plain",
+            _ => "",
+        };
         Self {
-            name: format!("lanczos-{}", depth * probes),
-            method: LogdetMethod::Lanczos { probes, depth },
+            name: format!("lanczos-{}{suffix}", depth * probes),
+            method: LogdetMethod::Lanczos {
+                probes,
+                depth,
+                reorthogonalize,
+            },
             matvecs: depth * probes,
         }
     }
@@ -130,8 +141,8 @@ impl Default for BnnConfig {
             ggn_subsample: 1000,
             ggn_chunks: 1,
             methods: vec![
-                MethodSpec::lanczos(50, 1),
-                MethodSpec::lanczos(150, 1),
+                MethodSpec::lanczos(50, 1, Reorthogonalize::Full),
+                MethodSpec::lanczos(150, 1, Reorthogonalize::Full),
                 MethodSpec::diagonal(150),
             ],
             alpha_steps: 20,
@@ -594,7 +605,7 @@ fn posterior_offsets(
 ) -> Result<Vec<Vec<f64>>, PipelineError> {
     let sample_seed = cfg.seed.wrapping_add(2_000_000);
     Ok(match &spec.method {
-        LogdetMethod::Lanczos { probes, depth } => {
+        LogdetMethod::Lanczos { probes, depth, .. } => {
             lanczos_offsets(op, cfg.samples, probes * depth, sample_seed)
                 .stage(|| format!("{}: posterior samples", spec.name))?
         }

@@ -59,6 +59,11 @@ pub struct BnnArgs {
     /// SLQ probes per objective evaluation (the depth is M/probes).
     #[arg(long, value_name = "L", default_value_t = 1)]
     pub probes: usize,
+    /// Lanczos reorthogonalisation: `full` (the whole basis at every step) or `none` (the
+    /// three-term recurrence; far less memory traffic at large depth — methods are then named
+    /// `lanczos-M-plain`).
+    #[arg(long, value_enum, default_value = "full")]
+    pub reorthogonalize: super::Reorth,
     /// Master seed (initialisation, shuffling, probes, samples).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
@@ -121,17 +126,13 @@ pub fn run(a: &BnnArgs) -> anyhow::Result<String> {
     if a.samples == 0 {
         anyhow::bail!("--samples must be at least 1");
     }
+    let reorth = a.reorthogonalize.krylov();
+    let lanczos = |m: usize| MethodSpec::lanczos(m, a.probes, reorth);
     let methods = match (a.method, a.matvecs) {
-        (BnnMethod::Lanczos, m) => vec![MethodSpec::lanczos(m.unwrap_or(150), a.probes)],
+        (BnnMethod::Lanczos, m) => vec![lanczos(m.unwrap_or(150))],
         (BnnMethod::Diagonal, m) => vec![MethodSpec::diagonal(m.unwrap_or(150))],
-        (BnnMethod::All, Some(m)) => {
-            vec![MethodSpec::lanczos(m, a.probes), MethodSpec::diagonal(m)]
-        }
-        (BnnMethod::All, None) => vec![
-            MethodSpec::lanczos(50, a.probes),
-            MethodSpec::lanczos(150, a.probes),
-            MethodSpec::diagonal(150),
-        ],
+        (BnnMethod::All, Some(m)) => vec![lanczos(m), MethodSpec::diagonal(m)],
+        (BnnMethod::All, None) => vec![lanczos(50), lanczos(150), MethodSpec::diagonal(150)],
     };
     let cfg = BnnConfig {
         data: a.data.clone().unwrap_or_else(default_data_dir),
