@@ -89,10 +89,20 @@ pub fn scale<T: Scalar>(alpha: T, x: &mut [T]) {
 }
 
 fn qt_w_rows<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], r0: usize, r1: usize, h: &mut [T]) {
-    for (j, hj) in h.iter_mut().enumerate().take(k) {
-        let col = &q[j * n + r0..j * n + r1];
-        *hj = vector::dot(col, &w[r0..r1]);
-    }
+    // The operations of `vector::dot` on a vector of at most one chunk (`0 + dot_seq`: the same
+    // bits, -0.0 included), compiled for the best instruction set (fixed order: same bits on
+    // every set).
+    debug_assert!(r1 - r0 <= vector::CHUNK);
+    vector::with_best_isa(
+        #[inline(always)]
+        || {
+            let wr = &w[r0..r1];
+            for (j, hj) in h.iter_mut().enumerate().take(k) {
+                let col = &q[j * n + r0..j * n + r1];
+                *hj = T::ZERO + vector::dot_seq(col, wr);
+            }
+        },
+    )
 }
 
 /// `h = Qᵀ w` for the first `k` columns of the column-major basis `q` (`n` rows): one pass over
@@ -126,14 +136,21 @@ pub fn basis_t_vec<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], h: &mut [T])
 pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], w: &mut [T]) {
     debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
     let rows = |(c, wc): (usize, &mut [T])| {
-        let r0 = c * ROWS;
-        for j in 0..k {
-            let a = alpha * h[j];
-            let col = &q[j * n + r0..j * n + r0 + wc.len()];
-            for (wi, qi) in wc.iter_mut().zip(col) {
-                *wi += a * *qi;
-            }
-        }
+        // Compiled for the best instruction set (no reduction, no fused multiply-add: the
+        // same bits on every set).
+        vector::with_best_isa(
+            #[inline(always)]
+            || {
+                let r0 = c * ROWS;
+                for j in 0..k {
+                    let a = alpha * h[j];
+                    let col = &q[j * n + r0..j * n + r0 + wc.len()];
+                    for (wi, qi) in wc.iter_mut().zip(col) {
+                        *wi += a * *qi;
+                    }
+                }
+            },
+        )
     };
     if n * k >= PAR_WORK {
         w.par_chunks_mut(ROWS).enumerate().for_each(rows);

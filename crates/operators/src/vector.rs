@@ -63,17 +63,25 @@ pub fn dot_seq<T: Scalar>(x: &[T], y: &[T]) -> T {
 #[track_caller]
 pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
     crate::traits::check_len("dot", y.len(), x.len());
+    // Each chunk compiled for the best instruction set (a fixed order of operations: the same
+    // bits on every set).
+    let chunk = |a: &[T], b: &[T]| {
+        with_best_isa(
+            #[inline(always)]
+            || dot_seq(a, b),
+        )
+    };
     if x.len() >= PAR_THRESHOLD {
         let partial: Vec<T> = x
             .par_chunks(CHUNK)
             .zip(y.par_chunks(CHUNK))
-            .map(|(a, b)| dot_seq(a, b))
+            .map(|(a, b)| chunk(a, b))
             .collect();
         partial.into_iter().fold(T::ZERO, |s, v| s + v)
     } else {
         x.chunks(CHUNK)
             .zip(y.chunks(CHUNK))
-            .fold(T::ZERO, |s, (a, b)| s + dot_seq(a, b))
+            .fold(T::ZERO, |s, (a, b)| s + chunk(a, b))
     }
 }
 
@@ -131,9 +139,15 @@ pub fn axpy<T: Scalar>(alpha: T, x: &[T], y: &mut [T]) {
 
 #[inline]
 fn axpy_seq<T: Scalar>(alpha: T, x: &[T], y: &mut [T]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * *xi;
-    }
+    // Compiled for the best instruction set (no reduction, no fused multiply-add: same bits).
+    with_best_isa(
+        #[inline(always)]
+        || {
+            for (yi, xi) in y.iter_mut().zip(x) {
+                *yi += alpha * *xi;
+            }
+        },
+    )
 }
 
 /// `x *= alpha`.
