@@ -517,48 +517,23 @@ where
 {
     let l = params.num_probes;
     let want_grad = theta_grad.is_some();
-    // In a distributed scope the probes run one after another on this thread (each product and
-    // reduction is already a collective spread over the ranks and their threads).
-    let distributed = gradmat_krylov::distributed::is_active();
-    let batch = if distributed {
-        1
-    } else {
-        rayon::current_num_threads().max(1)
-    };
     let mut totals = Totals::new(l, if want_grad { num_params } else { 0 });
-    let mut start = 0;
-    while start < l {
-        let end = (start + batch).min(l);
-        let run = |idx: usize| {
-            let v = probe_local::<T>(params.probe, params.seed, idx, n);
-            per_probe(&v, want_grad).map_err(|e| MatfunError::Probe {
-                probe: idx,
-                source: Box::new(e),
-            })
-        };
-        let results: Vec<Result<ProbeResult<T>, MatfunError>> = if distributed {
-            (start..end).map(run).collect()
-        } else {
-            (start..end).into_par_iter().map(run).collect()
-        };
-        // Fold in probe order (deterministic for any batch size / thread count).
-        for r in results {
-            totals.add(r?);
-        }
-        start = end;
-    }
+    fold_probes(n, params, 0..l, want_grad, per_probe, |r| totals.add(r))?;
     totals.finish(theta_grad)
 }
 
-/// The probes `range` of the set, in parallel batches (sequentially in a distributed scope),
-/// their results in probe order (the first error stops the run).
-pub(crate) fn probe_results<T, G>(
+/// `per_probe` on the probes `range` of the set, in parallel batches (one at a time in a
+/// distributed scope: each product and reduction is already a collective spread over the ranks
+/// and their threads); every result passed to `sink` in probe order, so what `sink` folds is
+/// deterministic for any batch size and thread count. The first error stops the run.
+pub(crate) fn fold_probes<T, G>(
     n: usize,
     params: &SlqParams,
     range: std::ops::Range<usize>,
     want_grad: bool,
     per_probe: G,
-) -> Result<Vec<ProbeResult<T>>, MatfunError>
+    mut sink: impl FnMut(ProbeResult<T>),
+) -> Result<(), MatfunError>
 where
     T: Scalar,
     G: Fn(&[T], bool) -> Result<ProbeResult<T>, MatfunError> + Sync,
@@ -569,7 +544,6 @@ where
     } else {
         rayon::current_num_threads().max(1)
     };
-    let mut out = Vec::with_capacity(range.len());
     let mut start = range.start;
     while start < range.end {
         let end = (start + batch).min(range.end);
@@ -586,11 +560,11 @@ where
             (start..end).into_par_iter().map(run).collect()
         };
         for r in results {
-            out.push(r?);
+            sink(r?);
         }
         start = end;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The per-probe work of [`trace_fn`] / [`trace_fn_with_grad`].
@@ -776,18 +750,9 @@ where
     if params.lockstep {
         return slq_lockstep(&gradmat_adjoint::NoParams(op), f, params, None);
     }
+    let op = gradmat_adjoint::NoParams(op);
     slq_driver(op.ncols(), params, 0, None, |v, _| {
-        let t0 = Instant::now();
-        let qf = quadform_lanczos(op, v, f, &kp)?;
-        Ok(ProbeResult {
-            value: qf.value(),
-            conv: qf.convergence(),
-            depth: qf.depth(),
-            matvecs: qf.num_matvecs(),
-            grad: None,
-            ritz: qf.ritz_range(),
-            seconds: (t0.elapsed().as_secs_f64(), 0.0),
-        })
+        slq_probe(&op, f, &kp, v, false)
     })
 }
 
@@ -823,26 +788,7 @@ where
         return slq_lockstep(op, f, params, Some(theta_grad));
     }
     slq_driver(op.ncols(), params, p, Some(theta_grad), |v, want| {
-        let t0 = Instant::now();
-        let qf = quadform_lanczos(op, v, f, &kp)?;
-        let forward = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let grad = if want {
-            let mut g = vec![T::ZERO; p];
-            qf.gradient(op, &mut g)?;
-            Some(g)
-        } else {
-            None
-        };
-        Ok(ProbeResult {
-            value: qf.value(),
-            conv: qf.convergence(),
-            depth: qf.depth(),
-            matvecs: qf.num_matvecs(),
-            grad,
-            ritz: qf.ritz_range(),
-            seconds: (forward, t1.elapsed().as_secs_f64()),
-        })
+        slq_probe(op, f, &kp, v, want)
     })
 }
 

@@ -26,7 +26,7 @@
 
 use crate::dense::MatrixFunction;
 use crate::estimators::{
-    check_slq, krylov_params, probe_results, slq_probe, Estimate, ProbeResult, SlqParams, Totals,
+    check_slq, fold_probes, krylov_params, slq_probe, Estimate, ProbeResult, SlqParams, Totals,
 };
 use crate::krylov::Convergence;
 use crate::MatfunError;
@@ -164,9 +164,16 @@ where
     let kp = krylov_params(params);
     let l = params.num_probes;
     let range = probe_range(l, p, me);
-    let local = probe_results(op.ncols(), params, range, want, |v, w| {
-        slq_probe(op, f, &kp, v, w)
-    });
+    let mut mine = Vec::with_capacity(range.len());
+    let local = fold_probes(
+        op.ncols(),
+        params,
+        range,
+        want,
+        |v, w| slq_probe(op, f, &kp, v, w),
+        |r| mine.push(r),
+    )
+    .map(|()| mine);
     let local: Vec<ProbeResult<T>> = agree(comm, local)?;
     // Per-probe records: value, depth, matvecs, ritz (2), seconds (2), the last step's change
     // (NaN for none) and whether the decomposition was exact.
