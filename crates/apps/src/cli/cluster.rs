@@ -19,9 +19,9 @@
 //! once. Every rank then exits with status 2; rank 0 prints the one line.
 
 use super::compute::{describe, logdet_slq, quadform_arnoldi, quadform_lanczos, QuadOptions};
-use super::io::{self, json_number};
+use super::io;
 use super::ops::{file_operator, require_square};
-use super::{depth_or_default, json_object, LogdetArgs, Method, ProbeKind, QuadformArgs};
+use super::{depth_or_default, LogdetArgs, Method, ProbeKind, QuadformArgs};
 use crate::report::{prepare_output_dir, Outputs};
 use anyhow::{anyhow, bail, Result};
 use gradmat_krylov::distributed::Distributed;
@@ -268,7 +268,7 @@ pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
             if let Some(dir) = &a.grad_dir {
                 prepared.write_gradients(dir, full_grad.as_deref().unwrap_or(&[]), None)?;
             }
-            logdet_json(&res, comm.size())
+            super::logdet::json_line(&res, Some(comm.size()))
         }
         Distribute::Probes => {
             // Every rank reads the matrix (it holds all of it) and builds the serial command's
@@ -306,30 +306,9 @@ pub fn logdet(a: &LogdetArgs, comm: &Arc<dyn Comm>) -> Result<String> {
                 )?;
                 files.commit()?;
             }
-            logdet_json(&res, comm.size())
+            super::logdet::json_line(&res, Some(comm.size()))
         }
     }
-}
-
-/// The JSON line of `logdet` (the serial fields, then `ranks`).
-fn logdet_json(res: &super::compute::LogDet, ranks: usize) -> Result<String> {
-    let opt = |x: Option<f64>| -> Result<String> {
-        match x {
-            Some(s) if s.is_finite() => json_number(s),
-            _ => Ok("null".into()),
-        }
-    };
-    Ok(json_object(&[
-        ("value", json_number(res.value)?),
-        ("std_error", opt(res.std_error)?),
-        ("depth", res.depth.to_string()),
-        ("matvecs", res.matvecs.to_string()),
-        ("seconds_forward", json_number(res.seconds_forward)?),
-        ("seconds_gradient", opt(res.seconds_gradient)?),
-        ("last_step_change", opt(res.last_step_change)?),
-        ("exact", res.exact.to_string()),
-        ("ranks", ranks.to_string()),
-    ]))
 }
 
 /// The probe-split estimate in the form of `compute::logdet_slq`.
@@ -466,20 +445,5 @@ pub fn quadform(a: &QuadformArgs, comm: &Arc<dyn Comm>) -> Result<String> {
             Some(vgrad.as_deref().unwrap_or(&[])),
         )?;
     }
-    let opt = |x: Option<f64>| -> Result<String> {
-        match x {
-            Some(s) if s.is_finite() => json_number(s),
-            _ => Ok("null".into()),
-        }
-    };
-    Ok(json_object(&[
-        ("value", json_number(res.value)?),
-        ("depth", res.depth.to_string()),
-        ("matvecs", res.matvecs.to_string()),
-        ("seconds_forward", json_number(res.seconds_forward)?),
-        ("seconds_gradient", opt(res.seconds_gradient)?),
-        ("last_step_change", opt(res.convergence.last_step_change)?),
-        ("exact", res.convergence.exact.to_string()),
-        ("ranks", comm.size().to_string()),
-    ]))
+    super::quadform::json_line(&res, Some(comm.size()))
 }

@@ -60,13 +60,18 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
         io::write_matrix_gradient(&mut files, &mm, res.grad_params.as_deref().unwrap_or(&[]))?;
         files.commit()?;
     }
+    json_line(&res, None)
+}
+
+/// The one JSON line of `logdet`; under mpirun (`ranks`) with the number of ranks last.
+pub fn json_line(res: &LogDet, ranks: Option<usize>) -> Result<String> {
     let opt = |x: Option<f64>| -> Result<String> {
         match x {
             Some(s) if s.is_finite() => json_number(s),
             _ => Ok("null".into()),
         }
     };
-    Ok(json_object(&[
+    let mut fields = vec![
         ("value", json_number(res.value)?),
         ("std_error", opt(res.std_error)?),
         ("depth", res.depth.to_string()),
@@ -75,7 +80,11 @@ pub fn run(a: &LogdetArgs) -> Result<String> {
         ("seconds_gradient", opt(res.seconds_gradient)?),
         ("last_step_change", opt(res.last_step_change)?),
         ("exact", res.exact.to_string()),
-    ]))
+    ];
+    if let Some(p) = ranks {
+        fields.push(("ranks", p.to_string()));
+    }
+    Ok(json_object(&fields))
 }
 
 /// SLQ on `A + σI`; the returned gradient is the `A` part only (σ's own entry dropped).

@@ -145,7 +145,12 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
         io::write_vector_gradient(&mut files, res.grad_vector.as_deref().unwrap_or(&[]))?;
         files.commit()?;
     }
-    Ok(json_object(&[
+    json_line(&res, None)
+}
+
+/// The one JSON line of `quadform`; under mpirun (`ranks`) with the number of ranks last.
+pub fn json_line(res: &QuadformOutput, ranks: Option<usize>) -> Result<String> {
+    let mut fields = vec![
         ("value", json_number(res.value)?),
         ("depth", res.depth.to_string()),
         ("matvecs", res.matvecs.to_string()),
@@ -165,5 +170,9 @@ pub fn run(a: &QuadformArgs) -> Result<String> {
             },
         ),
         ("exact", res.convergence.exact.to_string()),
-    ]))
+    ];
+    if let Some(p) = ranks {
+        fields.push(("ranks", p.to_string()));
+    }
+    Ok(json_object(&fields))
 }
