@@ -13,23 +13,8 @@
 use gradmat_apps::gp::csv::read_csv;
 use gradmat_apps::gp::data::prepare;
 use gradmat_apps::gp::model::{Gp, Hyper, Kernel, KernelCache, Stochastic};
-use gradmat_operators::comm::{Comm, ThreadComm};
+use gradmat_operators::comm::ThreadComm;
 use std::path::Path;
-use std::sync::Arc;
-
-fn on_ranks<R: Send>(p: usize, f: impl Fn(Arc<dyn Comm>) -> R + Sync) -> Vec<R> {
-    let comms = ThreadComm::create(p);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = comms
-            .into_iter()
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || f(Arc::new(c)))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 #[test]
 fn distributed_loss_and_gradient_match_serial() {
@@ -66,7 +51,7 @@ fn distributed_loss_and_gradient_match_serial() {
         let serial = gp.loss_stochastic(&raw, &s, 11, &mut None).unwrap();
         let gnorm = serial.grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         for p in [1, 2, 3] {
-            let res = on_ranks(p, |comm| {
+            let res = ThreadComm::run(p, |comm| {
                 gp.loss_stochastic_distributed(&raw, &s, 11, &mut None, &comm)
                     .unwrap()
             });

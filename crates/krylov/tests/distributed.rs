@@ -9,25 +9,9 @@ use gradmat_krylov::cg::{solve, CgParams};
 use gradmat_krylov::distributed::{Distributed, ReductionOrder};
 use gradmat_krylov::lanczos::{lanczos, LanczosParams};
 use gradmat_krylov::Reorthogonalize;
-use gradmat_operators::comm::{Comm, RowPartition, ThreadComm, REDUCTION_ALIGN};
+use gradmat_operators::comm::{RowPartition, ThreadComm, REDUCTION_ALIGN};
 use gradmat_operators::csr::SymCsrMatrix;
 use gradmat_operators::dist::DistCsr;
-use std::sync::Arc;
-
-/// Runs `f(rank communicator)` on `p` threads and returns the results in rank order.
-fn on_ranks<R: Send>(p: usize, f: impl Fn(Arc<dyn Comm>) -> R + Sync) -> Vec<R> {
-    let comms = ThreadComm::create(p);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = comms
-            .into_iter()
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || f(Arc::new(c)))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 fn start(n: usize) -> Vec<f64> {
     (0..n)
@@ -119,7 +103,7 @@ fn lanczos_arnoldi_cg_match_serial() {
         let p = part.num_ranks();
         for order in [ReductionOrder::Auto, ReductionOrder::Ranks] {
             let exact = aligned && order == ReductionOrder::Auto;
-            let res = on_ranks(p, |comm| {
+            let res = ThreadComm::run(p, |comm| {
                 let op = DistCsr::from_replicated(a.full(), part.clone(), comm.clone()).unwrap();
                 let r = part.range(comm.rank());
                 let vl = &v[r.clone()];

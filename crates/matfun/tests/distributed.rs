@@ -10,27 +10,12 @@ use gradmat_matfun::estimators::{logdet, logdet_with_grad, SlqParams};
 use gradmat_matfun::preconditioned::{logdet_and_solve_with_grad, SolveLogdetParams};
 use gradmat_matfun::split::{logdet_split, logdet_with_grad_split};
 use gradmat_operators::algebra::Shifted;
-use gradmat_operators::comm::{Comm, RowPartition, ThreadComm, REDUCTION_ALIGN};
+use gradmat_operators::comm::{RowPartition, ThreadComm, REDUCTION_ALIGN};
 use gradmat_operators::csr::{CsrMatrix, SymCsrMatrix};
 use gradmat_operators::dist::{allgather_vector, local_rows, DistCsr, DistKernel};
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::testing::random_vector;
 use gradmat_operators::{Operator, ParamVjp, SelfAdjoint};
-use std::sync::Arc;
-
-fn on_ranks<R: Send>(p: usize, f: impl Fn(Arc<dyn Comm>) -> R + Sync) -> Vec<R> {
-    let comms = ThreadComm::create(p);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = comms
-            .into_iter()
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || f(Arc::new(c)))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 /// The full (both triangles) CSR matrix of a symmetric matrix, as a self-adjoint operator whose
 /// parameters are the full matrix's entries: the serial twin of `DistCsr`.
@@ -115,7 +100,7 @@ fn slq_on_distributed_csr() {
         (RowPartition::balanced(n, 3), false),
     ] {
         let p = part.num_ranks();
-        let res = on_ranks(p, |comm| {
+        let res = ThreadComm::run(p, |comm| {
             let op = DistCsr::from_replicated(&full, part.clone(), comm.clone())
                 .unwrap()
                 .with_shift(shift)
@@ -220,7 +205,7 @@ fn lockstep_slq_and_gp_solve_on_distributed_kernel() {
         RowPartition::from_counts(&[320, 0, 380]),
     ] {
         let p = part.num_ranks();
-        let res = on_ranks(p, |comm| {
+        let res = ThreadComm::run(p, |comm| {
             let me = comm.rank();
             let op = DistKernel::new(kern.clone(), part.clone(), comm.clone())
                 .unwrap()
@@ -291,7 +276,7 @@ fn probes_split_across_ranks_are_bit_identical() {
     let est = logdet_with_grad(&a, &params, &mut g).unwrap();
     let est0 = logdet(&a, &params).unwrap();
     for p in 1..=3 {
-        let res = on_ranks(p, |comm| {
+        let res = ThreadComm::run(p, |comm| {
             let mut gs = vec![0.0; a.num_params()];
             let e = logdet_with_grad_split(&a, &params, &*comm, &mut gs).unwrap();
             let e0 = logdet_split(&a, &params, &*comm).unwrap();
@@ -307,7 +292,7 @@ fn probes_split_across_ranks_are_bit_identical() {
     }
     // A failing probe (log of an indefinite matrix) fails on every rank, none hangs.
     let bad = Shifted::new(SymCsrMatrix::<f64>::laplacian_2d(10).unwrap(), -4.0).unwrap();
-    let res = on_ranks(3, |comm| {
+    let res = ThreadComm::run(3, |comm| {
         logdet_split(&bad, &params, &*comm).map(|e| e.value)
     });
     assert!(res.iter().all(|r| r.is_err()), "{res:?}");

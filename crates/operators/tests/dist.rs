@@ -1,27 +1,12 @@
 //! Row-distributed operators (ranks as threads, `ThreadComm`) against the serial ones.
 
 use gradmat_operators::algebra::Shifted;
-use gradmat_operators::comm::{Comm, RowPartition, ThreadComm};
+use gradmat_operators::comm::{RowPartition, ThreadComm};
 use gradmat_operators::csr::{CsrMatrix, SymCsrMatrix};
 use gradmat_operators::dist::{allgather_vector, local_rows, DistCsr, DistKernel};
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
 use gradmat_operators::testing::random_vector;
 use gradmat_operators::{AdjointOperator, Operator, ParamVjp};
-use std::sync::Arc;
-
-fn on_ranks<R: Send>(p: usize, f: impl Fn(Arc<dyn Comm>) -> R + Sync) -> Vec<R> {
-    let comms = ThreadComm::create(p);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = comms
-            .into_iter()
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || f(Arc::new(c)))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
@@ -84,7 +69,7 @@ fn dist_csr_products_and_vjp() {
     ] {
         let part = RowPartition::from_counts(&counts);
         let p = counts.len();
-        let res = on_ranks(p, |comm| {
+        let res = ThreadComm::run(p, |comm| {
             let me = comm.rank();
             // Rank 0 scatters; the others get their rows through the exchange.
             let op =
@@ -141,7 +126,7 @@ fn dist_csr_products_and_vjp() {
 fn dist_csr_reports_bad_rows_on_every_rank() {
     // Rank 1's rows have a column out of range: every rank gets an error, none hangs.
     let part = RowPartition::from_counts(&[2, 2]);
-    let res = on_ranks(2, |comm| {
+    let res = ThreadComm::run(2, |comm| {
         let (rp, ci, v) = if comm.rank() == 1 {
             (vec![0, 1, 2], vec![2, 9], vec![1.0, 1.0])
         } else {
@@ -155,7 +140,7 @@ fn dist_csr_reports_bad_rows_on_every_rank() {
     }
     // A general (non-square) matrix is refused on every rank.
     let rect = CsrMatrix::<f64>::from_triplets(2, 3, &[0], &[2], &[1.0]).unwrap();
-    let res = on_ranks(2, |comm| {
+    let res = ThreadComm::run(2, |comm| {
         DistCsr::from_replicated(&rect, RowPartition::from_counts(&[1, 1]), comm).map(|_| ())
     });
     assert!(res.iter().all(|r| r.is_err()));
@@ -190,7 +175,7 @@ fn dist_kernel_matches_serial() {
     ];
     for part in parts {
         let p = part.num_ranks();
-        let res = on_ranks(p, |comm| {
+        let res = ThreadComm::run(p, |comm| {
             let me = comm.rank();
             let op = DistKernel::new(kern.clone(), part.clone(), comm.clone())
                 .unwrap()

@@ -73,6 +73,34 @@ impl ThreadComm {
             .collect()
     }
 
+    /// Runs `f` once per rank of a new `p`-rank communicator, each on its own scoped thread,
+    /// and returns the results in rank order: the SPMD program of `mpirun -np p` inside one
+    /// process.
+    ///
+    /// ```
+    /// use gradmat_operators::comm::{Comm, ThreadComm};
+    /// let ranks = ThreadComm::run(3, |c| c.rank());
+    /// assert_eq!(ranks, vec![0, 1, 2]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `p == 0`, or (re-raised) if `f` panics on a rank.
+    pub fn run<R: Send>(p: usize, f: impl Fn(Arc<dyn Comm>) -> R + Sync) -> Vec<R> {
+        let comms = ThreadComm::create(p);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = comms
+                .into_iter()
+                .map(|c| {
+                    let f = &f;
+                    s.spawn(move || f(Arc::new(c)))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    }
+
     /// Deposits `mine` and returns every rank's payload, in rank order.
     fn exchange(&self, mine: Payload) -> Arc<Vec<Payload>> {
         let sh = &*self.shared;
