@@ -495,36 +495,23 @@ pub(crate) fn basis_vec_acc_t_vec<T: Scalar>(
     basis_t_vec(d, q, n, k, w, h2);
 }
 
-/// `reduce::gram`'s chunk partial on rows `a..b` (column-major `k×k`).
-fn gram_rows<T: Scalar>(q: &[T], n: usize, k: usize, a: usize, b: usize) -> Vec<T> {
-    use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
-    let qc = MatRef::from_column_major_slice_with_stride(&q[a..], b - a, k, n);
-    let mut m = Mat::<T>::zeros(k, k);
-    matmul(
-        m.as_mut(),
-        Accum::Replace,
-        qc.transpose(),
-        qc,
-        T::ONE,
-        Par::Seq,
-    );
-    let mut out = vec![T::ZERO; k * k];
-    for j in 0..k {
-        for i in 0..k {
-            out[i + j * k] = m[(i, j)];
-        }
-    }
-    out
-}
-
-pub(crate) fn gram<T: Scalar>(d: &Distributed, q: &[T], n: usize, k: usize) -> Vec<T> {
+/// `reduce::basis_t_mat` in a distributed scope: the chunk partials of the local rows (in
+/// global chunk order), summed over the ranks.
+pub(crate) fn basis_t_mat<T: Scalar>(
+    d: &Distributed,
+    q: &[T],
+    n: usize,
+    k: usize,
+    w: &[T],
+    m: usize,
+) -> Vec<T> {
     let sec = section(
         d,
         reduce::GRAM_ROWS,
-        k * k,
+        k * m,
         n,
-        |a, b| gram_rows(q, n, k, a, b),
-        || serially(|| reduce::gram(q, n, k)),
+        |a, b| reduce::qt_w_mat_rows(q, n, k, w, m, a, b),
+        || serially(|| reduce::basis_t_mat(q, n, k, w, m)),
     );
     d.exchange(&[sec]).swap_remove(0)
 }

@@ -439,8 +439,11 @@ impl<T: Scalar> Preconditioner<T> for PartialCholesky<T> {
         self.rank
     }
 
-    /// `Z = σ⁻² (R − L S⁻¹ Lᵀ R)`, column by column (`Lᵀ r` through
-    /// [`reduce::basis_t_vec`], `r − L t` through [`reduce::basis_vec_acc`]).
+    /// `Z = σ⁻² (R − L S⁻¹ Lᵀ R)`: column by column (`Lᵀ r` through
+    /// [`reduce::basis_t_vec`], `r − L t` through [`reduce::basis_vec_acc`]), or, for blocks
+    /// of at least [`GEMM_MIN_COLS`] columns, by two GEMMs over row chunks
+    /// ([`reduce::basis_t_mat`], [`reduce::basis_mat`]) that read `L` twice per block instead
+    /// of twice per column (the same values to rounding; deterministic either way).
     fn apply_inverse_block(&self, r: &[T], z: &mut [T], k: usize, scratch: &mut [T]) {
         let n = self.n;
         assert!(
@@ -453,6 +456,19 @@ impl<T: Scalar> Preconditioner<T> for PartialCholesky<T> {
             self.rank
         );
         let inv = T::ONE / self.sigma2;
+        if self.rank > 0 && k >= GEMM_MIN_COLS {
+            let mut t = reduce::basis_t_mat(&self.l, n, self.rank, r, k);
+            for tc in t.chunks_exact_mut(self.rank) {
+                self.solve_small(tc);
+            }
+            let u = reduce::basis_mat(&self.l, n, self.rank, &t, k);
+            reduce::for_each_chunk(z, |o, zc| {
+                for ((zi, ri), ui) in zc.iter_mut().zip(&r[o..]).zip(&u[o..]) {
+                    *zi = inv * (*ri - *ui);
+                }
+            });
+            return;
+        }
         let t = &mut scratch[..self.rank];
         for c in 0..k {
             let (rc, zc) = (&r[c * n..(c + 1) * n], &mut z[c * n..(c + 1) * n]);
@@ -466,6 +482,10 @@ impl<T: Scalar> Preconditioner<T> for PartialCholesky<T> {
         }
     }
 }
+
+/// Blocks of at least this many columns apply [`PartialCholesky`]'s inverse by GEMMs (a block
+/// of variance solves, say); smaller ones (CG's usual blocks) column by column.
+pub const GEMM_MIN_COLS: usize = 32;
 
 fn check_sigma2<T: Scalar>(sigma2: T) -> Result<(), KrylovError> {
     if sigma2.is_finite() && sigma2 > T::ZERO {

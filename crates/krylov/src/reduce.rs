@@ -160,42 +160,64 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
 }
 
 /// `M = QᵀQ` (`k×k`, column-major) for the first `k` columns of the column-major basis `q`
-/// (`n` rows): GEMMs over fixed row chunks (in parallel), added in chunk order —
-/// deterministic for any thread count.
+/// (`n` rows): [`basis_t_mat`] of `q` with itself.
 pub fn gram<T: Scalar>(q: &[T], n: usize, k: usize) -> Vec<T> {
-    use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
-    debug_assert!(q.len() >= n * k);
-    if let Some(r) = dist::with_current(|d| d.map(|d| dist::gram(d, q, n, k))) {
+    basis_t_mat(q, n, k, q, k)
+}
+
+/// `M = Qᵀ W` (`k×m`, column-major) for the first `k` columns of the column-major basis `q`
+/// (`n` rows) and the column-major `n×m` block `w`: GEMMs over fixed row chunks (in parallel),
+/// added in chunk order — deterministic for any thread count; in a distributed scope one
+/// collective, summed in global chunk order.
+pub fn basis_t_mat<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], m: usize) -> Vec<T> {
+    debug_assert!(q.len() >= n * k && w.len() >= n * m);
+    if let Some(r) = dist::with_current(|d| d.map(|d| dist::basis_t_mat(d, q, n, k, w, m))) {
         return r;
     }
     let part = |c: usize| {
         let (r0, r1) = (c * GRAM_ROWS, ((c + 1) * GRAM_ROWS).min(n));
-        let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, k, n);
-        let mut m = Mat::<T>::zeros(k, k);
-        matmul(
-            m.as_mut(),
-            Accum::Replace,
-            qc.transpose(),
-            qc,
-            T::ONE,
-            Par::Seq,
-        );
-        m
+        qt_w_mat_rows(q, n, k, w, m, r0, r1)
     };
     let nchunks = n.div_ceil(GRAM_ROWS).max(1);
-    let parts: Vec<Mat<T>> = if n * k >= PAR_WORK {
+    let parts: Vec<Vec<T>> = if n * k.max(m) >= PAR_WORK {
         (0..nchunks).into_par_iter().map(part).collect()
     } else {
         (0..nchunks).map(part).collect()
     };
-    let mut out = vec![T::ZERO; k * k];
+    let mut out = vec![T::ZERO; k * m];
     for p in parts {
-        for j in 0..k {
-            for i in 0..k {
-                out[i + j * k] += p[(i, j)];
-            }
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
         }
     }
+    out
+}
+
+/// The partial of [`basis_t_mat`] on rows `r0..r1` (column-major `k×m`): one GEMM.
+pub(crate) fn qt_w_mat_rows<T: Scalar>(
+    q: &[T],
+    n: usize,
+    k: usize,
+    w: &[T],
+    m: usize,
+    r0: usize,
+    r1: usize,
+) -> Vec<T> {
+    use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+    let mut out = vec![T::ZERO; k * m];
+    if r1 <= r0 || k == 0 || m == 0 {
+        return out;
+    }
+    let qc = MatRef::from_column_major_slice_with_stride(&q[r0..], r1 - r0, k, n);
+    let wc = MatRef::from_column_major_slice_with_stride(&w[r0..], r1 - r0, m, n);
+    matmul(
+        MatMut::from_column_major_slice_mut(&mut out, k, m),
+        Accum::Replace,
+        qc.transpose(),
+        wc,
+        T::ONE,
+        Par::Seq,
+    );
     out
 }
 

@@ -5,7 +5,7 @@
 use faer::{MatRef, Par, Side};
 use gradmat_krylov::cg::{self, CgParams};
 use gradmat_krylov::precond::{
-    IdentityPreconditioner, PartialCholesky, PartialCholeskyParams, Preconditioner,
+    IdentityPreconditioner, PartialCholesky, PartialCholeskyParams, Preconditioner, GEMM_MIN_COLS,
 };
 use gradmat_krylov::KrylovError;
 use gradmat_operators::kernel::{KernelKind, KernelMatrix};
@@ -138,23 +138,26 @@ macro_rules! precond_tests {
                     let p = dense_p(&pc);
                     let cond = (n as f64 + sigma2) / sigma2;
                     let tol = 10.0 * cond * n as f64 * EPS;
-                    // P⁻¹ (P x) = x, for a block of 2 vectors.
-                    let x: Vec<T> = random_vector(2 * n, seed ^ 1);
-                    let mut px = vec![0.0 as T; 2 * n];
-                    for c in 0..2 {
-                        pc.apply_matrix(&x[c * n..(c + 1) * n], &mut px[c * n..(c + 1) * n]);
-                        // apply_matrix agrees with the dense P.
-                        let xd: Vec<f64> = x[c * n..(c + 1) * n].iter().map(|v| v.to_f64()).collect();
-                        let pxd: Vec<f64> = (0..n).map(|i| (0..n).map(|j| p[i + j * n] * xd[j]).sum()).collect();
-                        let e: Vec<f64> = pxd.iter().zip(&px[c * n..(c + 1) * n]).map(|(a, b)| a - b.to_f64()).collect();
-                        prop_assert!(norm(&e) <= 10.0 * n as f64 * EPS * norm(&pxd));
+                    // P⁻¹ (P x) = x, for a block of 2 vectors (column by column) and one of
+                    // GEMM_MIN_COLS + 3 (by GEMMs).
+                    for kb in [2, GEMM_MIN_COLS + 3] {
+                        let x: Vec<T> = random_vector(kb * n, seed ^ kb as u64);
+                        let mut px = vec![0.0 as T; kb * n];
+                        for c in 0..kb {
+                            pc.apply_matrix(&x[c * n..(c + 1) * n], &mut px[c * n..(c + 1) * n]);
+                            // apply_matrix agrees with the dense P.
+                            let xd: Vec<f64> = x[c * n..(c + 1) * n].iter().map(|v| v.to_f64()).collect();
+                            let pxd: Vec<f64> = (0..n).map(|i| (0..n).map(|j| p[i + j * n] * xd[j]).sum()).collect();
+                            let e: Vec<f64> = pxd.iter().zip(&px[c * n..(c + 1) * n]).map(|(a, b)| a - b.to_f64()).collect();
+                            prop_assert!(norm(&e) <= 10.0 * n as f64 * EPS * norm(&pxd));
+                        }
+                        let mut z = vec![0.0 as T; kb * n];
+                        let mut scratch = vec![0.0 as T; pc.scratch_len(kb)];
+                        pc.apply_inverse_block(&px, &mut z, kb, &mut scratch);
+                        let e: Vec<f64> = z.iter().zip(&x).map(|(a, b)| a.to_f64() - b.to_f64()).collect();
+                        let xn: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+                        prop_assert!(norm(&e) <= tol * norm(&xn), "block {kb}: {} > {}", norm(&e) / norm(&xn), tol);
                     }
-                    let mut z = vec![0.0 as T; 2 * n];
-                    let mut scratch = vec![0.0 as T; pc.scratch_len(2)];
-                    pc.apply_inverse_block(&px, &mut z, 2, &mut scratch);
-                    let e: Vec<f64> = z.iter().zip(&x).map(|(a, b)| a.to_f64() - b.to_f64()).collect();
-                    let xn: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
-                    prop_assert!(norm(&e) <= tol * norm(&xn), "{} > {}", norm(&e) / norm(&xn), tol);
                     // log det: Σ log of eigenvalues, each with relative error ≈ c·n·eps·cond.
                     let ld = dense_log_det(n, &p);
                     prop_assert!((pc.log_det().to_f64() - ld).abs() <= tol * (1.0 + ld.abs()), "{} vs {ld}", pc.log_det());

@@ -77,6 +77,8 @@ pub struct TrainOutcome {
     pub test_pairs: Vec<(f64, f64)>,
     /// Seconds of the final evaluation (exact loss and predictions, or CG predictions).
     pub predict_seconds: f64,
+    /// The CG predictions' work, when the dense matrix did not fit.
+    pub predict_cg: Option<PredictCg>,
     /// Peak resident memory of the process at the end of training, before the final
     /// evaluation (bytes; `None` where it cannot be read).
     pub peak_rss_training: Option<u64>,
@@ -161,6 +163,7 @@ pub fn train(
     // factorisation; otherwise the mean by CG and variances by block CG on the first
     // VAR_POINTS test points (the test split is already a random order).
     let t0 = Instant::now();
+    let mut predict_cg = None;
     let dense_ok = match cfg.dense_eval_budget {
         Some(b) if !cfg.exact => 8.0 * (gp.n() as f64).powi(2) <= b,
         _ => true,
@@ -179,9 +182,16 @@ pub fn train(
         let secs = t0.elapsed().as_secs_f64();
         (Some(e.loss), Some(secs), e.mean, e.var, m)
     } else {
-        let mean = gp.predict_mean(&raw, &data.x_test, m, rank)?;
+        // The training's last α (the solve at these parameters) starts the mean's solve.
+        let rank = prediction_precond_rank(gp.n(), rank, cfg.dense_eval_budget);
+        let (mean, it_mean) = gp.predict_mean(&raw, &data.x_test, m, rank, warm.as_deref())?;
         let k = m.min(VAR_POINTS);
-        let var = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+        let (var, it_var) = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+        predict_cg = Some(PredictCg {
+            precond_rank: rank,
+            mean_iterations: it_mean,
+            var_iterations: it_var,
+        });
         (None, None, mean, var, k)
     };
     let predict_seconds = t0.elapsed().as_secs_f64();
@@ -200,8 +210,35 @@ pub fn train(
         nlpd_points: var_points,
         test_pairs: data.y_test.iter().copied().zip(mean).collect(),
         predict_seconds,
+        predict_cg,
         peak_rss_training,
     })
+}
+
+/// The work of the end-of-run CG predictions (matrix-free path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictCg {
+    /// Rank of their pivoted partial Cholesky preconditioner
+    /// ([`prediction_precond_rank`]).
+    pub precond_rank: usize,
+    /// CG iterations of the mean's solve (to relative residual 1e-8).
+    pub mean_iterations: usize,
+    /// Block-CG iterations of the variances' solves (to 1e-6; one kernel pass each).
+    pub var_iterations: usize,
+}
+
+/// Largest preconditioner rank of the end-of-run CG predictions.
+pub const PREDICT_RANK: usize = 512;
+
+/// Rank of the pivoted partial Cholesky preconditioner of the end-of-run CG predictions: their
+/// tolerances (1e-8 for the mean, 1e-6 for the variances) are far tighter than training's and
+/// each iteration is a kernel pass (of [`VAR_POINTS`] columns for the variances), while the
+/// factor is built once from `r` kernel columns (`O(n·r·d + n·r²)` work): up to
+/// [`PREDICT_RANK`], never below the training's `train_rank`, at most `n`, and its `n·r`
+/// values within a tenth of `budget` bytes when one is given.
+pub fn prediction_precond_rank(n: usize, train_rank: usize, budget: Option<f64>) -> usize {
+    let cap = budget.map_or(usize::MAX, |b| (0.1 * b / (8.0 * n.max(1) as f64)) as usize);
+    PREDICT_RANK.min(cap).max(train_rank).clamp(1, n.max(1))
 }
 
 /// Test points whose predictive variance is computed by block CG (NLPD) when the training set

@@ -89,6 +89,12 @@ pub fn summary(cfg: &GpConfig, o: &GpOutcome, labels: Labels<'_>) -> Value {
         "matvecs_per_epoch": stats.matvecs,
         "passes_per_epoch": stats.passes,
         "predict_seconds": out.predict_seconds,
+        "predict_cg": out.predict_cg.map(|p| json!({
+            "precond_rank": p.precond_rank,
+            "mean_iterations": p.mean_iterations,
+            "var_iterations": p.var_iterations,
+            "var_points": out.nlpd_points,
+        })),
         "peak_rss_training_mb": out.peak_rss_training.map(|b| b as f64 / 1e6),
         "peak_rss_mb": crate::cli::ops::peak_rss().map(|b| b as f64 / 1e6),
         "hyperparameters": {
