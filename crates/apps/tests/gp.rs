@@ -156,8 +156,30 @@ fn predictions_match_dense_reference() {
     let gp = Gp::new(Kernel::Matern32, &data);
     let raw = trained_raw(data.d);
     let m = data.n_test();
-    let (mean, _) = gp.predict_mean(&raw, &data.x_test, m, 15, None).unwrap();
-    let (var, _) = gp.predict_var_cg(&raw, &data.x_test, m, 15).unwrap();
+    let p = gp.predict_cg(&raw, &data.x_test, m, m, 15, None).unwrap();
+    let (mean, var) = (p.mean, p.var);
+    // Means only (no variance points), from an explicit zero start: the same means to the
+    // CG tolerance; a malformed request is a typed error.
+    let q = gp
+        .predict_cg(
+            &raw,
+            &data.x_test,
+            m,
+            0,
+            15,
+            Some(&vec![0.0; data.n_train()]),
+        )
+        .unwrap();
+    assert!(q.var.is_empty() && q.var_iterations == 0);
+    for (a, b) in q.mean.iter().zip(&mean) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    assert!(gp
+        .predict_cg(&raw, &data.x_test, m, m + 1, 15, None)
+        .is_err());
+    assert!(gp
+        .predict_cg(&raw, &data.x_test[..data.d], m, 0, 15, None)
+        .is_err());
     let (mean0, var0) = gp.predict_exact(&raw, &data.x_test, m).unwrap();
     for i in 0..m {
         // Mean: CG to 1e-8 relative residual → ~1e-7 absolute on O(1) values.
@@ -208,12 +230,35 @@ fn training_lowers_loss_and_beats_trivial_predictor() {
         &TrainConfig {
             exact: true,
             epochs: 10,
-            ..cfg
+            ..cfg.clone()
         },
         &Progress::quiet("epoch", 10),
     )
     .unwrap();
     assert!(out2.final_loss < out2.history[0].loss);
+    // A memory budget below the dense n×n matrix: the end-of-run predictions go through the
+    // matrix-free CG path (`predict_cg`) and match the dense path's test RMSE to the CG
+    // tolerance (means to ~1e-7 on O(1) values), with no exact loss reported.
+    let out3 = train(
+        &data,
+        &TrainConfig {
+            dense_eval_budget: Some(1e3),
+            ..cfg
+        },
+        &Progress::quiet("epoch", 20),
+    )
+    .unwrap();
+    let p = out3.predict_cg.expect("the CG prediction path ran");
+    assert!(p.mean_iterations > 0 && p.var_iterations > 0, "{p:?}");
+    assert!(out3.exact_final_loss.is_none());
+    assert_eq!(out3.final_loss.to_bits(), out.final_loss.to_bits());
+    assert!(
+        (out3.test_rmse - out.test_rmse).abs() < 1e-6,
+        "{} vs {}",
+        out3.test_rmse,
+        out.test_rmse
+    );
+    assert!((out3.test_nlpd - out.test_nlpd).abs() < 1e-4 * out.test_nlpd.abs().max(1.0));
 }
 
 /// Same seed ⇒ bit-identical stochastic loss and gradient on 1- and 2-thread pools (the probes

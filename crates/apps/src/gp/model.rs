@@ -87,6 +87,10 @@ pub enum GpError {
         /// The absolute tolerance.
         atol: f64,
     },
+    /// A prediction request that does not fit the model (fewer input values than points ×
+    /// dimension, more variance points than test points).
+    #[error("prediction request: {0}")]
+    BadRequest(String),
     /// SLQ failed.
     #[error("log-determinant: {0}")]
     Slq(#[from] gradmat_matfun::MatfunError),
@@ -590,22 +594,42 @@ impl<'a> Gp<'a> {
         })
     }
 
-    /// Posterior predictive mean at `m` points `xs` (row-major, standardised like the training
-    /// inputs), matrix-free: `c + k(x*, X) K⁻¹r` with `K⁻¹r` by CG (relative tolerance 1e-8),
-    /// preconditioned by a pivoted partial Cholesky factor of rank `precond_rank`, started from
-    /// `x0` (e.g. the training's last `α`; `None`: zero), and the cross-kernel product tiled
-    /// (never `n × m` in memory). Returns the means and the CG iterations.
+    /// Matrix-free posterior predictions at `m` points `xs` (row-major, standardised like the
+    /// training inputs): the means at all `m` points and the variances (noise included) at the
+    /// first `var_points` of them, from **one** kernel operator and **one** pivoted partial
+    /// Cholesky preconditioner of rank `precond_rank` (built once, shared by both solves).
+    ///
+    /// * Means: `c + k(x*, X) K⁻¹r` with `K⁻¹r` by CG to relative residual 1e-8, started from
+    ///   `x0` (e.g. the training's last `α`; `None` or a wrong length: zero), the cross-kernel
+    ///   product tiled (never `n × m` in memory).
+    /// * Variances: block CG for `A z_j = k_j` (`A = K + σ²I`, `k_j = k(X, x*_j)`), all points
+    ///   in one block (one kernel pass per iteration serves them all), to `‖r_j‖ ≤ 1e-3·σ²`;
+    ///   then `q_j = 2k_jᵀz_j − z_jᵀAz_j` with one more block product, whose error is exactly
+    ///   `‖z* − z_j‖²_A = r_jᵀA⁻¹r_j ≤ ‖r_j‖²/σ² ≤ 1e-6·σ²` for the true residual, whatever the
+    ///   rounding in CG (the plain `k_jᵀz_j` relies on CG's Galerkin orthogonality, which
+    ///   rounding erodes: measured 80× worse). `var_j = s + σ² − q_j`, clamped below at `σ²`:
+    ///   relative error ≤ 1e-6. Memory `n × var_points`: meant for a modest number of points.
     ///
     /// # Errors
-    /// [`GpError`] from the operator or CG.
-    pub fn predict_mean(
+    /// [`GpError`] from the operator or CG (including [`GpError::CgNotConverged`]); an
+    /// `xs` shorter than `m` points or `var_points > m`.
+    pub fn predict_cg(
         &self,
         raw: &[f64],
         xs: &[f64],
         m: usize,
+        var_points: usize,
         precond_rank: usize,
         x0: Option<&[f64]>,
-    ) -> Result<(Vec<f64>, usize), GpError> {
+    ) -> Result<CgPrediction, GpError> {
+        if var_points > m || xs.len() < m * self.d {
+            return Err(GpError::BadRequest(format!(
+                "{var_points} variance points of {m} test points, {} input values \
+                 for {m} points of dimension {}",
+                xs.len(),
+                self.d
+            )));
+        }
         let h = Hyper::from_raw(raw)?;
         let n = self.n();
         let kern = self.kernel_matrix(&h)?;
@@ -614,7 +638,9 @@ impl<'a> Gp<'a> {
             h.noise,
             &PartialCholeskyParams::new(precond_rank.clamp(1, n)),
         )?;
-        let op = Shifted::new(kern.clone(), h.noise)?;
+        let op = Shifted::new(&kern, h.noise)?;
+
+        // Means.
         let r: Vec<f64> = self.y.iter().map(|y| y - h.mean).collect();
         let mut alpha = match x0 {
             Some(x) if x.len() == n && x.iter().all(|v| v.is_finite()) => x.to_vec(),
@@ -625,46 +651,28 @@ impl<'a> Gp<'a> {
             max_iters: Some(n.max(1000)),
             ..CgParams::default()
         };
-        let info = solve_in_place(&op, &pc, &r, 1, &mut alpha, &mut CgWorkspace::new(), &cg)?;
+        let mut ws = CgWorkspace::new();
+        let info = solve_in_place(&op, &pc, &r, 1, &mut alpha, &mut ws, &cg)?;
         check_converged(&info, 1e-8, 0.0)?;
         let mut mean = vec![0.0; m];
-        kern.cross_apply(xs, m, &alpha, &mut mean)?;
+        kern.cross_apply(&xs[..m * self.d], m, &alpha, &mut mean)?;
         for v in &mut mean {
             *v += h.mean;
         }
-        Ok((mean, info.max_iterations()))
-    }
+        let mean_iterations = info.max_iterations();
+        if var_points == 0 {
+            return Ok(CgPrediction {
+                mean,
+                var: Vec::new(),
+                mean_iterations,
+                var_iterations: 0,
+            });
+        }
 
-    /// Posterior predictive variances (noise included) at `m` points by block CG: one solve
-    /// `A z_j = k_j` (`A = K + σ²I`, `k_j = k(X, x*_j)`) per point, all points in one block (one
-    /// kernel pass per iteration serves all of them), to the residual `‖r_j‖ ≤ 1e-3·σ²`; then
-    /// `q_j = 2k_jᵀz_j − z_jᵀAz_j` with one more block product, whose error is exactly
-    /// `‖z* − z_j‖²_A = r_jᵀA⁻¹r_j ≤ ‖r_j‖²/σ² ≤ 1e-6·σ²` for the true residual, whatever the
-    /// rounding in CG (the plain `k_jᵀz_j` relies on CG's Galerkin orthogonality, which
-    /// rounding erodes: measured 80× worse). `var_j = s + σ² − q_j`, clamped below at `σ²`:
-    /// relative error ≤ 1e-6. Memory `n × m`: meant for a modest number of points. Returns the
-    /// variances and the block-CG iterations.
-    ///
-    /// # Errors
-    /// [`GpError`] from the operator or CG.
-    pub fn predict_var_cg(
-        &self,
-        raw: &[f64],
-        xs: &[f64],
-        m: usize,
-        precond_rank: usize,
-    ) -> Result<(Vec<f64>, usize), GpError> {
-        let h = Hyper::from_raw(raw)?;
-        let n = self.n();
-        let kern = self.kernel_matrix(&h)?;
-        let pc = PartialCholesky::new(
-            &kern,
-            h.noise,
-            &PartialCholeskyParams::new(precond_rank.clamp(1, n)),
-        )?;
-        let b = kern.cross_matrix(xs, m)?;
-        let op = Shifted::new(kern, h.noise)?;
-        let mut z = vec![0.0; n * m];
+        // Variances.
+        let k = var_points;
+        let b = kern.cross_matrix(&xs[..k * self.d], k)?;
+        let mut z = vec![0.0; n * k];
         let atol = 1e-3 * h.noise;
         let cg = CgParams {
             atol,
@@ -672,12 +680,12 @@ impl<'a> Gp<'a> {
             max_iters: Some(n.max(1000)),
             ..CgParams::default()
         };
-        let info = solve_in_place(&op, &pc, &b, m, &mut z, &mut CgWorkspace::new(), &cg)?;
+        let info = solve_in_place(&op, &pc, &b, k, &mut z, &mut ws, &cg)?;
         check_converged(&info, 0.0, atol)?;
         // q = 2kᵀz − zᵀAz = kᵀz + zᵀ(k − Az): the variational form, exact up to ‖z* − z‖²_A.
-        let mut az = vec![0.0; n * m];
-        gradmat_operators::Operator::apply_block(&op, &z, &mut az, m);
-        let var = (0..m)
+        let mut az = vec![0.0; n * k];
+        gradmat_operators::Operator::apply_block(&op, &z, &mut az, k);
+        let var = (0..k)
             .map(|j| {
                 let c = j * n..(j + 1) * n;
                 let q: f64 = b[c.clone()]
@@ -689,7 +697,12 @@ impl<'a> Gp<'a> {
                 (h.outputscale + h.noise - q).max(h.noise)
             })
             .collect();
-        Ok((var, info.max_iterations()))
+        Ok(CgPrediction {
+            mean,
+            var,
+            mean_iterations,
+            var_iterations: info.max_iterations(),
+        })
     }
 
     /// Exact posterior predictive mean and variance by dense Cholesky (reference; small `n`).
@@ -755,6 +768,19 @@ pub struct Exact {
     pub mean: Vec<f64>,
     /// Posterior predictive variances (noise included).
     pub var: Vec<f64>,
+}
+
+/// Matrix-free predictions ([`Gp::predict_cg`]).
+#[derive(Debug, Clone)]
+pub struct CgPrediction {
+    /// Posterior predictive means at all test points.
+    pub mean: Vec<f64>,
+    /// Posterior predictive variances (noise included) at the first `var_points` test points.
+    pub var: Vec<f64>,
+    /// CG iterations of the means' solve.
+    pub mean_iterations: usize,
+    /// Block-CG iterations of the variances' solve (0 without variance points).
+    pub var_iterations: usize,
 }
 
 /// A dense column-major `n×n` matrix in one allocation (faer views over it).

@@ -184,15 +184,14 @@ pub fn train(
     } else {
         // The training's last α (the solve at these parameters) starts the mean's solve.
         let rank = prediction_precond_rank(gp.n(), rank, cfg.dense_eval_budget);
-        let (mean, it_mean) = gp.predict_mean(&raw, &data.x_test, m, rank, warm.as_deref())?;
         let k = m.min(VAR_POINTS);
-        let (var, it_var) = gp.predict_var_cg(&raw, &data.x_test[..k * data.d], k, rank)?;
+        let p = gp.predict_cg(&raw, &data.x_test, m, k, rank, warm.as_deref())?;
         predict_cg = Some(PredictCg {
             precond_rank: rank,
-            mean_iterations: it_mean,
-            var_iterations: it_var,
+            mean_iterations: p.mean_iterations,
+            var_iterations: p.var_iterations,
         });
-        (None, None, mean, var, k)
+        (None, None, p.mean, p.var, k)
     };
     let predict_seconds = t0.elapsed().as_secs_f64();
     let (test_rmse, _) = metrics(&data.y_test, &mean, &mean);
