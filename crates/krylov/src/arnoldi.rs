@@ -223,8 +223,32 @@ pub fn arnoldi_into<T: Scalar, A: Operator<T> + ?Sized>(
     params: &ArnoldiParams,
     out: &mut Arnoldi<T>,
 ) -> Result<(), KrylovError> {
-    arnoldi_impl(&op, v, params, out)
+    arnoldi_impl(&op, v, params, false, out)
 }
+
+/// Arnoldi with full reorthogonalisation for a **self-adjoint** operator (the fully
+/// reorthogonalised Lanczos run): each step first removes the two large components by the
+/// three-term recursion (`w = A q_k − b_{k−1} q_{k−1} − a_k q_k`, `a_k = q_kᵀ(A q_k)`), then
+/// makes one classical Gram–Schmidt pass over the whole basis, and a second one only when that
+/// pass cancelled more than a factor `1/√2` of the norm (the Daniel–Gragg–Kaufman–Stewart
+/// criterion: otherwise the first pass already leaves `w` orthogonal to rounding). The
+/// coefficients of every pass go into `H`, so `A Q = Q H + r e_{K−1}ᵀ` holds to rounding as
+/// for [`arnoldi`]. Two reads of the basis per step instead of three: after the three-term
+/// step the remaining components along `Q` are at rounding level, so the second pass is rarely
+/// needed.
+pub(crate) fn arnoldi_symmetric_into<T: Scalar>(
+    op: &dyn Operator<T>,
+    v: &[T],
+    params: &ArnoldiParams,
+    out: &mut Arnoldi<T>,
+) -> Result<(), KrylovError> {
+    debug_assert_eq!(params.reorthogonalize, Reorthogonalize::Full);
+    arnoldi_impl(op, v, params, true, out)
+}
+
+/// `1/√2`: the cancellation beyond which a second Gram–Schmidt pass runs
+/// ([`arnoldi_symmetric_into`]).
+const DGKS_ETA: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 /// The body of [`arnoldi_into`], compiled once per scalar: the operator is only called through
 /// the trait, so monomorphising the whole loop per operator type buys nothing (faer's pattern).
@@ -232,6 +256,7 @@ fn arnoldi_impl<T: Scalar>(
     op: &dyn Operator<T>,
     v: &[T],
     params: &ArnoldiParams,
+    symmetric: bool,
     out: &mut Arnoldi<T>,
 ) -> Result<(), KrylovError> {
     let kmax = params.depth;
@@ -260,6 +285,34 @@ fn arnoldi_impl<T: Scalar>(
         op.apply(&out.q[k * n..(k + 1) * n], w);
         out.info.num_matvecs += 1;
         let cols = k + 1;
+        if symmetric {
+            let b_prev = if k > 0 {
+                out.h[k + (k - 1) * kmax]
+            } else {
+                T::ZERO
+            };
+            let (scale, len) = symmetric_step(&out.q, n, k, b_prev, w, &mut hcol, &mut hcorr)?;
+            out.h[k * kmax..k * kmax + cols].copy_from_slice(&hcol[..cols]);
+            if k + 1 < kmax {
+                if len <= tol * scale {
+                    out.info.breakdown = Some(Breakdown {
+                        depth: k + 1,
+                        kind: BreakdownKind::Residual,
+                        norm: len.to_f64(),
+                        scale: scale.to_f64(),
+                    });
+                    depth = k + 1;
+                    break;
+                }
+                out.h[k + 1 + k * kmax] = len;
+                let inv = T::ONE / len;
+                let (_, rest) = out.q.split_at_mut((k + 1) * n);
+                for (qi, wi) in rest[..n].iter_mut().zip(w.iter()) {
+                    *qi = *wi * inv;
+                }
+            }
+            continue;
+        }
         // ‖A q_k‖ and the first projection Qᵀ(A q_k): one message when distributed.
         let wnorm = reduce::norm_and_basis_t_vec(&out.q, n, cols, w, &mut hcol);
         if !wnorm.is_finite() {
@@ -316,4 +369,82 @@ fn arnoldi_impl<T: Scalar>(
     }
     out.k = depth;
     Ok(())
+}
+
+/// One step of [`arnoldi_symmetric_into`] on `w = A q_k`: the three-term part, one classical
+/// Gram–Schmidt pass over `q_0..q_k`, and a second pass when the first cancelled more than
+/// [`DGKS_ETA`] of the norm. Writes `H[..=k, k]` into `hcol` (`hcorr` is scratch) and returns
+/// `(‖A q_k‖, ‖w‖)` (the breakdown scale and the new subdiagonal).
+fn symmetric_step<T: Scalar>(
+    q: &[T],
+    n: usize,
+    k: usize,
+    b_prev: T,
+    w: &mut [T],
+    hcol: &mut [T],
+    hcorr: &mut [T],
+) -> Result<(T, T), KrylovError> {
+    let cols = k + 1;
+    let non_finite = || KrylovError::NonFinite {
+        algorithm: "lanczos",
+        step: k,
+    };
+    let xk = &q[k * n..(k + 1) * n];
+    let xprev = if k > 0 { &q[(k - 1) * n..k * n] } else { xk };
+    let ak = reduce::dot(xk, w);
+    if !ak.is_finite() {
+        return Err(non_finite());
+    }
+    // The three-term part and the first projection in one pass over rows.
+    let (s_in, s_out) = reduce::three_term_basis_t_vec(w, ak, xk, b_prev, xprev, q, n, cols, hcorr);
+    // The plain sums of squares overflow for entries above ~1e154 although the vectors are
+    // finite: the scaled norm of `A q_k = w + a x_k + b x_{k−1}` then (rare; allocates).
+    let scale = if s_in.is_finite() {
+        s_in.sqrt()
+    } else {
+        let w_in: Vec<T> = w
+            .iter()
+            .zip(xk)
+            .zip(xprev)
+            .map(|((wi, xi), pi)| *wi + ak * *xi + b_prev * *pi)
+            .collect();
+        reduce::norm(&w_in)
+    };
+    let mut len = if s_out.is_finite() {
+        s_out.sqrt()
+    } else {
+        reduce::norm(w)
+    };
+    if !scale.is_finite() || !len.is_finite() {
+        return Err(non_finite());
+    }
+    hcol[..cols].iter_mut().for_each(|h| *h = T::ZERO);
+    hcol[k] = ak;
+    if k > 0 {
+        hcol[k - 1] = b_prev;
+    }
+    // At most two Gram–Schmidt passes (the second only after cancellation beyond 1/√2); the
+    // first one's projection came with the three-term pass.
+    for pass in 0..2 {
+        if pass > 0 {
+            reduce::basis_t_vec(q, n, cols, w, hcorr);
+        }
+        let len2 = reduce::basis_vec_acc_norm2(-T::ONE, q, n, cols, hcorr, w);
+        for (h, c) in hcol[..cols].iter_mut().zip(&hcorr[..cols]) {
+            *h += *c;
+        }
+        let before = len;
+        len = if len2.is_finite() {
+            len2.sqrt()
+        } else {
+            reduce::norm(w)
+        };
+        if !len.is_finite() {
+            return Err(non_finite());
+        }
+        if len >= T::from_f64(DGKS_ETA) * before {
+            break;
+        }
+    }
+    Ok((scale, len))
 }

@@ -7,7 +7,9 @@
 //!
 //! Without reorthogonalisation the three-term recursion is used (one matvec, two inner products
 //! per step; orthogonality of `Q` is lost as Ritz values converge — measured in the tests, not
-//! hidden). With [`Reorthogonalize::Full`] the run goes through the Arnoldi code path and
+//! hidden). With [`Reorthogonalize::Full`] the run produces an Arnoldi decomposition (each step:
+//! the three-term part, then one classical Gram–Schmidt pass over the whole basis, a second one
+//! only after cancellation beyond `1/√2`; every coefficient goes into `H`) and
 //! `T = (H + Hᵀ)/2` restricted to its tridiagonal band, which is what lets `gradmat-adjoint`
 //! apply the projected Arnoldi adjoint; the Hessenberg matrix is kept in the result.
 //!
@@ -22,7 +24,9 @@
 //! assert!((tr - 6.0).abs() < 1e-14);
 //! ```
 
-use crate::arnoldi::{arnoldi_into, default_breakdown_tol, validate_start, Arnoldi, ArnoldiParams};
+use crate::arnoldi::{
+    arnoldi_symmetric_into, default_breakdown_tol, validate_start, Arnoldi, ArnoldiParams,
+};
 use crate::reduce;
 use crate::KrylovError;
 use crate::{Breakdown, BreakdownKind, Info, Reorthogonalize};
@@ -421,7 +425,7 @@ fn lanczos_via_arnoldi<T: Scalar>(
         ..ArnoldiParams::new(params.depth)
     };
     let mut arn = out.arnoldi.take().unwrap_or_else(Arnoldi::empty);
-    arnoldi_into(op, v, &ap, &mut arn)?;
+    arnoldi_symmetric_into(op, v, &ap, &mut arn)?;
     let k = arn.depth();
     out.n = arn.dim();
     out.k = k;

@@ -159,6 +159,104 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
     }
 }
 
+/// The three-term step of a reorthogonalised Lanczos run and the first Gram–Schmidt
+/// projection in **one** pass over rows: `w ← w − a·x − b·x_prev`, then `h = Qᵀw` over the
+/// first `k` columns of `q`, each row chunk projected while it is in cache. Returns
+/// `(‖w_in‖², ‖w_out‖²)`. Deterministic (fixed chunks, added in order); one message when
+/// distributed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn three_term_basis_t_vec<T: Scalar>(
+    w: &mut [T],
+    a: T,
+    x: &[T],
+    b: T,
+    xprev: &[T],
+    q: &[T],
+    n: usize,
+    k: usize,
+    h: &mut [T],
+) -> (T, T) {
+    debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
+    let chunk = |(c, wc): (usize, &mut [T])| {
+        let r0 = c * ROWS;
+        let len = wc.len();
+        let mut p = vec![T::ZERO; k + 2];
+        vector::with_best_isa(
+            #[inline(always)]
+            || {
+                let (xc, pc) = (&x[r0..r0 + len], &xprev[r0..r0 + len]);
+                let (mut s_in, mut s_out) = (T::ZERO, T::ZERO);
+                for ((wi, xi), pi) in wc.iter_mut().zip(xc).zip(pc) {
+                    s_in += *wi * *wi;
+                    let nw = *wi - a * *xi - b * *pi;
+                    s_out += nw * nw;
+                    *wi = nw;
+                }
+                p[k] = s_in;
+                p[k + 1] = s_out;
+            },
+        );
+        let wc = &*wc;
+        vector::with_best_isa(
+            #[inline(always)]
+            || {
+                for (j, pj) in p.iter_mut().enumerate().take(k) {
+                    *pj = T::ZERO + vector::dot_seq(&q[j * n + r0..j * n + r0 + len], wc);
+                }
+            },
+        );
+        p
+    };
+    let parts: Vec<Vec<T>> = if n * (k + 3) >= PAR_WORK {
+        w.par_chunks_mut(ROWS).enumerate().map(chunk).collect()
+    } else {
+        w.chunks_mut(ROWS).enumerate().map(chunk).collect()
+    };
+    let acc = fold_chunk_partials(ROWS, k + 2, &parts, &mut []);
+    h[..k].copy_from_slice(&acc[..k]);
+    (acc[k], acc[k + 1])
+}
+
+/// `w += alpha · Q h` for the first `k` columns of `q` and `‖w‖²` of the result, in one pass
+/// over rows (deterministic; one message when distributed). The plain sum of squares: it
+/// overflows for entries above ~1e154 (callers fall back to [`norm`]).
+pub(crate) fn basis_vec_acc_norm2<T: Scalar>(
+    alpha: T,
+    q: &[T],
+    n: usize,
+    k: usize,
+    h: &[T],
+    w: &mut [T],
+) -> T {
+    debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
+    let rows = |(c, wc): (usize, &mut [T])| {
+        vector::with_best_isa(
+            #[inline(always)]
+            || {
+                let r0 = c * ROWS;
+                for j in 0..k {
+                    let a = alpha * h[j];
+                    let col = &q[j * n + r0..j * n + r0 + wc.len()];
+                    for (wi, qi) in wc.iter_mut().zip(col) {
+                        *wi += a * *qi;
+                    }
+                }
+                let mut s = T::ZERO;
+                for wi in wc.iter() {
+                    s += *wi * *wi;
+                }
+                vec![s]
+            },
+        )
+    };
+    let parts: Vec<Vec<T>> = if n * (k + 1) >= PAR_WORK {
+        w.par_chunks_mut(ROWS).enumerate().map(rows).collect()
+    } else {
+        w.chunks_mut(ROWS).enumerate().map(rows).collect()
+    };
+    fold_chunk_partials(ROWS, 1, &parts, &mut [])[0]
+}
+
 /// `M = QᵀQ` (`k×k`, column-major) for the first `k` columns of the column-major basis `q`
 /// (`n` rows): [`basis_t_mat`] of `q` with itself.
 pub fn gram<T: Scalar>(q: &[T], n: usize, k: usize) -> Vec<T> {
