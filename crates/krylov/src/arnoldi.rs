@@ -285,58 +285,40 @@ fn arnoldi_impl<T: Scalar>(
         op.apply(&out.q[k * n..(k + 1) * n], w);
         out.info.num_matvecs += 1;
         let cols = k + 1;
-        if symmetric {
+        let (scale, len) = if symmetric {
             let b_prev = if k > 0 {
                 out.h[k + (k - 1) * kmax]
             } else {
                 T::ZERO
             };
-            let (scale, len) = symmetric_step(&out.q, n, k, b_prev, w, &mut hcol, &mut hcorr)?;
-            out.h[k * kmax..k * kmax + cols].copy_from_slice(&hcol[..cols]);
-            if k + 1 < kmax {
-                if len <= tol * scale {
-                    out.info.breakdown = Some(Breakdown {
-                        depth: k + 1,
-                        kind: BreakdownKind::Residual,
-                        norm: len.to_f64(),
-                        scale: scale.to_f64(),
-                    });
-                    depth = k + 1;
-                    break;
-                }
-                out.h[k + 1 + k * kmax] = len;
-                let inv = T::ONE / len;
-                let (_, rest) = out.q.split_at_mut((k + 1) * n);
-                for (qi, wi) in rest[..n].iter_mut().zip(w.iter()) {
-                    *qi = *wi * inv;
-                }
-            }
-            continue;
-        }
-        // ‖A q_k‖ and the first projection Qᵀ(A q_k): one message when distributed.
-        let wnorm = reduce::norm_and_basis_t_vec(&out.q, n, cols, w, &mut hcol);
-        if !wnorm.is_finite() {
-            return Err(KrylovError::NonFinite {
-                algorithm: "arnoldi",
-                step: k,
-            });
-        }
-        // Rounding left after Gram–Schmidt is relative to this step's ‖A q_k‖ (see lanczos).
-        let scale = wnorm;
-        if params.reorthogonalize == Reorthogonalize::Full {
-            // Subtraction and the second projection in one pass over the basis.
-            reduce::basis_vec_acc_t_vec(-T::ONE, &out.q, n, cols, &hcol, w, &mut hcorr);
-            reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcorr, w);
+            symmetric_step(&out.q, n, k, b_prev, w, &mut hcol, &mut hcorr)?
         } else {
-            reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcol, w);
-        }
-        let len = reduce::norm(w);
-        if !len.is_finite() {
-            return Err(KrylovError::NonFinite {
-                algorithm: "arnoldi",
-                step: k,
-            });
-        }
+            // ‖A q_k‖ and the first projection Qᵀ(A q_k): one message when distributed.
+            let wnorm = reduce::norm_and_basis_t_vec(&out.q, n, cols, w, &mut hcol);
+            if !wnorm.is_finite() {
+                return Err(KrylovError::NonFinite {
+                    algorithm: "arnoldi",
+                    step: k,
+                });
+            }
+            if params.reorthogonalize == Reorthogonalize::Full {
+                // Subtraction and the second projection in one pass over the basis.
+                reduce::basis_vec_acc_t_vec(-T::ONE, &out.q, n, cols, &hcol, w, &mut hcorr);
+                reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcorr, w);
+            } else {
+                reduce::basis_vec_acc(-T::ONE, &out.q, n, cols, &hcol, w);
+            }
+            let len = reduce::norm(w);
+            if !len.is_finite() {
+                return Err(KrylovError::NonFinite {
+                    algorithm: "arnoldi",
+                    step: k,
+                });
+            }
+            // Rounding left after Gram–Schmidt is relative to this step's ‖A q_k‖ (see
+            // lanczos).
+            (wnorm, len)
+        };
         out.h[k * kmax..k * kmax + cols].copy_from_slice(&hcol[..cols]);
         if k + 1 < kmax {
             if len <= tol * scale {

@@ -132,6 +132,20 @@ pub fn basis_t_vec<T: Scalar>(q: &[T], n: usize, k: usize, w: &[T], h: &mut [T])
     }
 }
 
+/// `wc += alpha · Q[r0.., ..k] h` on one row chunk `wc` (rows `r0..r0 + wc.len()`): the update
+/// loop of [`basis_vec_acc`] and its fused variants (no reduction, no fused multiply-add: the
+/// same bits on every instruction set and in every variant).
+#[inline(always)]
+fn acc_rows<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], r0: usize, wc: &mut [T]) {
+    for j in 0..k {
+        let a = alpha * h[j];
+        let col = &q[j * n + r0..j * n + r0 + wc.len()];
+        for (wi, qi) in wc.iter_mut().zip(col) {
+            *wi += a * *qi;
+        }
+    }
+}
+
 /// `w += alpha · Q h` for the first `k` columns of the column-major basis `q` (`n` rows).
 pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], w: &mut [T]) {
     debug_assert!(q.len() >= n * k && w.len() == n && h.len() >= k);
@@ -141,14 +155,7 @@ pub fn basis_vec_acc<T: Scalar>(alpha: T, q: &[T], n: usize, k: usize, h: &[T], 
         vector::with_best_isa(
             #[inline(always)]
             || {
-                let r0 = c * ROWS;
-                for j in 0..k {
-                    let a = alpha * h[j];
-                    let col = &q[j * n + r0..j * n + r0 + wc.len()];
-                    for (wi, qi) in wc.iter_mut().zip(col) {
-                        *wi += a * *qi;
-                    }
-                }
+                acc_rows(alpha, q, n, k, h, c * ROWS, wc);
             },
         )
     };
@@ -233,14 +240,7 @@ pub(crate) fn basis_vec_acc_norm2<T: Scalar>(
         vector::with_best_isa(
             #[inline(always)]
             || {
-                let r0 = c * ROWS;
-                for j in 0..k {
-                    let a = alpha * h[j];
-                    let col = &q[j * n + r0..j * n + r0 + wc.len()];
-                    for (wi, qi) in wc.iter_mut().zip(col) {
-                        *wi += a * *qi;
-                    }
-                }
+                acc_rows(alpha, q, n, k, h, c * ROWS, wc);
                 let mut s = T::ZERO;
                 for wi in wc.iter() {
                     s += *wi * *wi;
@@ -381,13 +381,7 @@ pub fn basis_vec_acc_t_vec<T: Scalar>(
     let chunk = |(c, wc): (usize, &mut [T])| {
         let r0 = c * ROWS;
         let r1 = r0 + wc.len();
-        for j in 0..k {
-            let a = alpha * h[j];
-            let col = &q[j * n + r0..j * n + r1];
-            for (wi, qi) in wc.iter_mut().zip(col) {
-                *wi += a * *qi;
-            }
-        }
+        acc_rows(alpha, q, n, k, h, r0, wc);
         let mut p = vec![T::ZERO; k];
         for (j, pj) in p.iter_mut().enumerate() {
             *pj = vector::dot(&q[j * n + r0..j * n + r1], wc);
