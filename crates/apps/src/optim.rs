@@ -78,6 +78,28 @@ impl Adam {
         self.t as usize
     }
 
+    /// The moment estimates `(m, v)` (for checkpoints; with [`steps`](Self::steps) and the
+    /// learning rate they are the whole state).
+    pub fn moments(&self) -> (&[f64], &[f64]) {
+        (&self.m, &self.v)
+    }
+
+    /// Adam with learning rate `lr` restored after `steps` steps with moment estimates `m` and
+    /// `v` (as returned by [`moments`](Self::moments)); it continues bit for bit as the
+    /// original would. `None` when `m` and `v` differ in length or `steps` exceeds `i32::MAX`.
+    pub fn restore(lr: f64, steps: usize, m: Vec<f64>, v: Vec<f64>) -> Option<Self> {
+        if m.len() != v.len() {
+            return None;
+        }
+        let t = i32::try_from(steps).ok()?;
+        Some(Adam {
+            m,
+            v,
+            t,
+            ..Adam::new(lr, 0)
+        })
+    }
+
     /// One descent step on `x` with gradient `g` (both of the length given to [`Adam::new`]).
     pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
         self.t += 1;

@@ -211,6 +211,7 @@ fn training_lowers_loss_and_beats_trivial_predictor() {
         seed: 9,
         exact: false,
         dense_eval_budget: None,
+        checkpoint: None,
     };
     let out = train(&data, &cfg, &Progress::quiet("epoch", 20)).unwrap();
     let first = out.history[0].loss;

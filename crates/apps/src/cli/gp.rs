@@ -56,6 +56,7 @@ pub fn run(args: &GpArgs) -> anyhow::Result<String> {
             exact: args.exact,
             // An explicit --memory-budget bounds the end-of-run dense evaluation too.
             dense_eval_budget: args.memory_budget.map(|g| g * 1e9),
+            checkpoint: args.checkpoint.clone(),
         },
     };
     // Under mpirun only rank 0 writes and reports (every rank trains on its rows).

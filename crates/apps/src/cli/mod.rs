@@ -157,6 +157,12 @@ pub struct GpArgs {
     /// Output directory (summary.json, loss.png, predictions.png).
     #[arg(long, value_name = "DIR", default_value = "gradmat-out/gp")]
     pub out: PathBuf,
+    /// Checkpoint file: the training state (parameters, Adam, CG's warm start, history) is
+    /// written to FILE atomically after every epoch, and when FILE exists at the start the run
+    /// continues from it — ending bit for bit where an uninterrupted run ends. A checkpoint of
+    /// other data or settings is refused (--epochs may grow). Not under mpirun.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
     /// Also write the prepared split to DIR/train.csv and DIR/test.csv (standardised inputs,
     /// then the scaled target; no header; `%.17e`), so that another library can be run on
     /// exactly the same rows (`bench/gp_peer.py`).

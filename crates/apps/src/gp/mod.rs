@@ -8,6 +8,7 @@
 //! * [`run`] — the pipeline: load, prepare, train, evaluate (written to disk by
 //!   [`crate::report::gp`]).
 
+pub mod checkpoint;
 pub mod csv;
 pub mod data;
 pub mod distributed;

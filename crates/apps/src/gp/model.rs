@@ -91,6 +91,9 @@ pub enum GpError {
     /// dimension, more variance points than test points).
     #[error("prediction request: {0}")]
     BadRequest(String),
+    /// A training checkpoint could not be read or written.
+    #[error("{0}")]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
     /// SLQ failed.
     #[error("log-determinant: {0}")]
     Slq(#[from] gradmat_matfun::MatfunError),

@@ -1,9 +1,11 @@
 //! Training: Adam on the unconstrained parameters, fresh probes every epoch, a progress
 //! display, and the final evaluation (stochastic and exact loss, test RMSE and NLPD).
 
+use super::checkpoint::{self, CheckpointError, TrainState};
 use super::data::GpData;
 use super::model::{dense_fits, metrics, Gp, GpError, Hyper, Kernel, LossGrad, Stochastic};
 use crate::report::Progress;
+use std::path::PathBuf;
 use std::time::Instant;
 
 pub use crate::optim::Adam;
@@ -27,6 +29,10 @@ pub struct TrainConfig {
     /// may use; `None`: [`dense_fits`] (a share of the available memory). Above it the
     /// predictions come from CG and the exact loss is not reported.
     pub dense_eval_budget: Option<f64>,
+    /// A checkpoint file ([`checkpoint`](super::checkpoint)): written atomically after every
+    /// epoch, and when it exists at the start, training continues from it (bit for bit as
+    /// the uninterrupted run). Not under mpirun.
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// One epoch of the history.
@@ -82,6 +88,9 @@ pub struct TrainOutcome {
     /// Peak resident memory of the process at the end of training, before the final
     /// evaluation (bytes; `None` where it cannot be read).
     pub peak_rss_training: Option<u64>,
+    /// The epochs read from the checkpoint when the run continued one (0 otherwise): their
+    /// history entries (seconds included) come from the earlier process.
+    pub resumed_epochs: usize,
 }
 
 /// The probe seed of epoch `e`: distinct per epoch (matfun mixes it again per probe).
@@ -121,8 +130,25 @@ pub fn train(
     let mut adam = Adam::new(cfg.lr, raw.len());
     let mut warm = None;
     let mut history = Vec::with_capacity(cfg.epochs);
-    let start = Instant::now();
-    for e in 0..cfg.epochs {
+    let fp = checkpoint::fingerprint(data, cfg);
+    if let Some(path) = &cfg.checkpoint {
+        if crate::cluster::world().is_some() {
+            return Err(CheckpointError::Distributed.into());
+        }
+        if let Some(st) = checkpoint::load(path, fp, raw.len(), gp.n(), cfg.lr, cfg.epochs)? {
+            Hyper::from_raw(&st.raw)?;
+            progress.println(&format!(
+                "continuing from {} after epoch {} of {}",
+                path.display(),
+                st.history.len(),
+                cfg.epochs
+            ));
+            (raw, adam, warm, history) = (st.raw, st.adam, st.warm, st.history);
+        }
+    }
+    let resumed_epochs = history.len();
+    let mut total: f64 = history.iter().map(|e| e.seconds).sum();
+    for e in resumed_epochs..cfg.epochs {
         let t0 = Instant::now();
         let lg = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, e), &mut warm)?;
         adam.step(&mut raw, &lg.grad);
@@ -130,6 +156,7 @@ pub fn train(
         // finite ones outside the model's domain).
         Hyper::from_raw(&raw)?;
         let seconds = t0.elapsed().as_secs_f64();
+        total += seconds;
         history.push(Epoch {
             epoch: e + 1,
             loss: lg.loss,
@@ -139,6 +166,22 @@ pub fn train(
             cg_iterations: lg.cg_iterations,
             passes: lg.passes,
         });
+        if let Some(path) = &cfg.checkpoint {
+            let mut st = TrainState {
+                raw,
+                adam,
+                warm,
+                history,
+            };
+            checkpoint::save(path, &st, fp)?;
+            // Moved back out (no copies of the warm start per epoch).
+            (raw, adam, warm, history) = (
+                std::mem::take(&mut st.raw),
+                st.adam,
+                st.warm.take(),
+                std::mem::take(&mut st.history),
+            );
+        }
         let se = if lg.std_error.is_finite() {
             format!(" (±{:.4})", lg.std_error)
         } else {
@@ -147,10 +190,8 @@ pub fn train(
         progress.step(
             (e + 1) as u64,
             &format!(
-                "loss {:.4}{se}, this epoch {:.2} s, {:.0} s total",
-                lg.loss,
-                seconds,
-                start.elapsed().as_secs_f64()
+                "loss {:.4}{se}, this epoch {seconds:.2} s, {total:.0} s total",
+                lg.loss
             ),
         );
     }
@@ -211,6 +252,7 @@ pub fn train(
         predict_seconds,
         predict_cg,
         peak_rss_training,
+        resumed_epochs,
     })
 }
 

@@ -95,6 +95,10 @@ pub fn summary(cfg: &GpConfig, o: &GpOutcome, labels: Labels<'_>) -> Value {
             "var_iterations": p.var_iterations,
             "var_points": out.nlpd_points,
         })),
+        "checkpoint": t.checkpoint.as_ref().map(|p| json!({
+            "path": p.display().to_string(),
+            "resumed_after_epoch": out.resumed_epochs,
+        })),
         "peak_rss_training_mb": out.peak_rss_training.map(|b| b as f64 / 1e6),
         "peak_rss_mb": crate::cli::ops::peak_rss().map(|b| b as f64 / 1e6),
         "hyperparameters": {
