@@ -203,3 +203,61 @@ fn bad_input_exits_2_with_one_line() {
         assert!(stderr.contains(want), "{args:?}: {stderr} lacks {want}");
     }
 }
+
+#[test]
+fn checkpoint_continues_a_stopped_run_and_refuses_a_broken_file() {
+    let dir = scratch("ckpt");
+    let ckpt = dir.join("run.ckpt");
+    let args = |epochs: &'static str, out: &Path, ckpt: Option<&Path>| {
+        let mut a: Vec<String> = [
+            "gp",
+            "--quiet",
+            "--subsample",
+            "300",
+            "--epochs",
+            epochs,
+            "--probes",
+            "4",
+            "--depth",
+            "8",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(out.to_str().unwrap().to_string());
+        if let Some(c) = ckpt {
+            a.push("--checkpoint".into());
+            a.push(c.to_str().unwrap().to_string());
+        }
+        a
+    };
+    let summary = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+    };
+    let call = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&a)
+    };
+    let (s, _, e) = call(args("3", &dir.join("whole"), None));
+    assert_eq!(s, 0, "{e}");
+    let (s, _, e) = call(args("2", &dir.join("first"), Some(&ckpt)));
+    assert_eq!(s, 0, "{e}");
+    let (s, _, e) = call(args("3", &dir.join("rest"), Some(&ckpt)));
+    assert_eq!(s, 0, "{e}");
+    let (whole, rest) = (summary(&dir.join("whole")), summary(&dir.join("rest")));
+    assert_eq!(rest["checkpoint"]["resumed_after_epoch"], 2);
+    assert!(whole["checkpoint"].is_null());
+    for key in ["final_train_loss", "test_rmse", "hyperparameters"] {
+        assert_eq!(whole[key], rest[key], "{key}");
+    }
+    assert_eq!(whole["history"][2]["loss"], rest["history"][2]["loss"]);
+    // A damaged checkpoint: status 2, one line naming the file and the line.
+    let text = std::fs::read_to_string(&ckpt).unwrap();
+    std::fs::write(&ckpt, text.replacen("epochs 3", "epochs three", 1)).unwrap();
+    let (s, out, e) = call(args("4", &dir.join("bad"), Some(&ckpt)));
+    assert_eq!(s, 2, "{e}");
+    assert!(out.is_empty());
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("run.ckpt, line 3"), "{e}");
+}
