@@ -456,6 +456,11 @@ pub(crate) fn arnoldi_vjp_core<T: Scalar>(
 /// Row-chunk length of [`fused_update`] and [`lookahead_product`].
 const ROWS: usize = 2048;
 
+/// Rows of the blocks inside a chunk of [`fused_update`] with a folded projection: the block's
+/// columns of a basis of K ≤ 128 vectors (256 KB) stay in the L2 cache between the update and
+/// the dot products.
+const SUB: usize = 256;
+
 /// `out = L W` for the column-major `n × m` block `L` (stride `n`) and the column-major
 /// `m × look` matrix `W`, laid out by row chunks of [`ROWS`]: the chunk of rows `r0..r0+len`
 /// holds its `look` columns one after the other from `out[r0·look]` on (so that
@@ -562,76 +567,94 @@ fn fused_update<T: Scalar>(a: FusedUpdate<'_, T>) -> (Vec<T>, bool, T) {
             move || {
                 let r0 = c * ROWS;
                 let m = lc.len();
-                let rows = r0..r0 + m;
-                if let Some(f) = fold {
-                    // λ += Q_J c (the same operations, in the same order, as `basis_vec_acc`), and
-                    // u += Q ucoef + rcoef·r.
-                    for (j, &cj) in f.coef.iter().enumerate() {
-                        let col = &q[j * n + r0..j * n + r0 + m];
-                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
-                    }
-                    for (i, &ci) in f.ucoef.iter().enumerate() {
-                        let col = &q[i * n + r0..i * n + r0 + m];
-                        uc.iter_mut().zip(col).for_each(|(v, x)| *v += ci * *x);
-                    }
-                    if f.rcoef != T::ZERO {
-                        let rc = f.rcoef;
-                        uc.iter_mut()
-                            .zip(&r[rows.clone()])
-                            .for_each(|(v, x)| *v += rc * *x);
-                    }
-                }
-                let uc = &*uc;
                 let mut stored_max = T::ZERO;
-                for (d, l) in lk.iter_mut().zip(lc.iter()) {
-                    *d = *l;
-                    let a = l.abs();
-                    stored_max = if a > stored_max { a } else { stored_max };
-                }
-                match qbar_k {
-                    Some(qb) => {
-                        for (((l, qv), rv), uv) in lc
-                            .iter_mut()
-                            .zip(&qb[rows.clone()])
-                            .zip(&r[rows.clone()])
-                            .zip(uc)
-                        {
-                            *l = *qv + gamma_k * *rv + *uv - hkk * *l;
-                        }
-                    }
-                    None => {
-                        for ((l, rv), uv) in lc.iter_mut().zip(&r[rows.clone()]).zip(uc) {
-                            *l = gamma_k * *rv + *uv - hkk * *l;
-                        }
-                    }
-                }
-                for (j, &cj) in coef.iter().enumerate().take(kk) {
-                    if cj != T::ZERO {
-                        let col = &q[j * n + r0..j * n + r0 + m];
-                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
-                    }
-                }
-                for (j, &hj) in hrow.iter().enumerate() {
-                    if hj != T::ZERO {
-                        let col = &lam_next[j * n + r0..j * n + r0 + m];
-                        lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
-                    }
-                }
-                if let Some((a, look, col)) = ahead {
-                    let off = r0 * look + col * m;
-                    lc.iter_mut()
-                        .zip(&a[off..off + m])
-                        .for_each(|(l, x)| *l += *x);
-                }
                 let mut finite = true;
-                for l in lc.iter_mut() {
-                    *l *= inv_beta;
-                    finite &= l.is_finite();
-                }
-                // Multi-accumulator dot products (a single running sum would be latency bound).
                 let mut t = vec![T::ZERO; jn_next];
-                for (j, tj) in t.iter_mut().enumerate() {
-                    *tj = dot_seq(&q[j * n + r0..j * n + r0 + m], lc);
+                // Blocks of SUB rows: each block's columns of Q are read once from memory for
+                // the update (the folded projection of λ and u in one sweep) and again, from
+                // the cache, for the dot products with the new λ.
+                // (Only with the folded projection, whose columns are read twice; for the
+                // non-symmetric update, short row blocks over all K columns measured slower.)
+                let sub = if fold.is_some() { SUB } else { m.max(1) };
+                for s0 in (0..m).step_by(sub) {
+                    let s1 = (s0 + sub).min(m);
+                    let (a0, a1) = (r0 + s0, r0 + s1);
+                    let rows = a0..a1;
+                    let lc = &mut lc[s0..s1];
+                    let lk = &mut lk[s0..s1];
+                    let uc = &mut uc[s0..s1];
+                    if let Some(f) = fold {
+                        // λ += Q_J c and u += Q ucoef (each in the column order of
+                        // `basis_vec_acc`), one read of each column; then u += rcoef·r.
+                        let (nl, nu) = (f.coef.len(), f.ucoef.len());
+                        for j in 0..nl.max(nu) {
+                            let col = &q[j * n + a0..j * n + a1];
+                            if j < nl {
+                                let cj = f.coef[j];
+                                lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
+                            }
+                            if j < nu {
+                                let ci = f.ucoef[j];
+                                uc.iter_mut().zip(col).for_each(|(v, x)| *v += ci * *x);
+                            }
+                        }
+                        if f.rcoef != T::ZERO {
+                            let rc = f.rcoef;
+                            uc.iter_mut()
+                                .zip(&r[rows.clone()])
+                                .for_each(|(v, x)| *v += rc * *x);
+                        }
+                    }
+                    let uc = &*uc;
+                    for (d, l) in lk.iter_mut().zip(lc.iter()) {
+                        *d = *l;
+                        let a = l.abs();
+                        stored_max = if a > stored_max { a } else { stored_max };
+                    }
+                    match qbar_k {
+                        Some(qb) => {
+                            for (((l, qv), rv), uv) in lc
+                                .iter_mut()
+                                .zip(&qb[rows.clone()])
+                                .zip(&r[rows.clone()])
+                                .zip(uc)
+                            {
+                                *l = *qv + gamma_k * *rv + *uv - hkk * *l;
+                            }
+                        }
+                        None => {
+                            for ((l, rv), uv) in lc.iter_mut().zip(&r[rows.clone()]).zip(uc) {
+                                *l = gamma_k * *rv + *uv - hkk * *l;
+                            }
+                        }
+                    }
+                    for (j, &cj) in coef.iter().enumerate().take(kk) {
+                        if cj != T::ZERO {
+                            let col = &q[j * n + a0..j * n + a1];
+                            lc.iter_mut().zip(col).for_each(|(l, x)| *l += cj * *x);
+                        }
+                    }
+                    for (j, &hj) in hrow.iter().enumerate() {
+                        if hj != T::ZERO {
+                            let col = &lam_next[j * n + a0..j * n + a1];
+                            lc.iter_mut().zip(col).for_each(|(l, x)| *l += hj * *x);
+                        }
+                    }
+                    if let Some((a, look, col)) = ahead {
+                        let off = r0 * look + col * m + s0;
+                        lc.iter_mut()
+                            .zip(&a[off..off + (s1 - s0)])
+                            .for_each(|(l, x)| *l += *x);
+                    }
+                    for l in lc.iter_mut() {
+                        *l *= inv_beta;
+                        finite &= l.is_finite();
+                    }
+                    // Multi-accumulator dot products (a single running sum would be latency
+                    // bound), block partials added in block order.
+                    for (j, tj) in t.iter_mut().enumerate() {
+                        *tj += dot_seq(&q[j * n + a0..j * n + a1], lc);
+                    }
                 }
                 (t, finite, stored_max)
             },
