@@ -6,7 +6,7 @@
 use gradmat_apps::gp::checkpoint::{self, CheckpointError};
 use gradmat_apps::gp::csv::read_csv;
 use gradmat_apps::gp::data::{prepare, GpData};
-use gradmat_apps::gp::model::{GpError, Kernel, Stochastic};
+use gradmat_apps::gp::model::{GpError, Kernel, KernelCache, Stochastic};
 use gradmat_apps::gp::train::{train, TrainConfig, TrainOutcome};
 use gradmat_apps::report::Progress;
 use std::path::{Path, PathBuf};
@@ -119,13 +119,32 @@ fn a_checkpoint_of_other_data_or_settings_is_refused() {
         },
         ..config(2, Some(path.clone()))
     };
-    for cfg in [other_seed, other_lr, other_depth] {
+    // Matrix-free products where the first run stored the kernel matrix (n = 160 fits the
+    // default budget): another rounding, another run.
+    let other_path = TrainConfig {
+        stochastic: Stochastic {
+            kernel_cache: KernelCache::MatrixFree,
+            ..Stochastic::default()
+        },
+        ..config(2, Some(path.clone()))
+    };
+    for cfg in [other_seed, other_lr, other_depth, other_path] {
         let err = run(&data, &cfg).unwrap_err();
         assert!(
             matches!(err, GpError::Checkpoint(CheckpointError::OtherRun { .. })),
             "{err}"
         );
     }
+    // Another memory budget that takes the same path (a machine with more memory): the same
+    // run, continued.
+    let more_memory = TrainConfig {
+        stochastic: Stochastic {
+            kernel_cache: KernelCache::Auto { budget: 1e12 },
+            ..Stochastic::default()
+        },
+        ..config(2, Some(path.clone()))
+    };
+    assert_eq!(run(&data, &more_memory).unwrap().resumed_epochs, 1);
     // Other rows (another split seed).
     let err = run(&diamonds(200, 2), &config(2, Some(path.clone()))).unwrap_err();
     assert!(

@@ -141,8 +141,10 @@ pub fn fingerprint(data: &GpData, cfg: &TrainConfig) -> u64 {
         h.u64(s.precond_rank as u64);
         h.u64(s.cg_tol.to_bits());
         h.u64(s.cg_atol.to_bits());
-        // The cache mode changes the rounding of the products, so it is part of the run.
-        h.bytes(format!("{:?}", s.kernel_cache).as_bytes());
+        // Stored or matrix-free products round differently, so the path taken is part of the
+        // run (the path, not the memory budget that chose it: the same run continued on a
+        // machine with other memory is the same run).
+        h.u64(u64::from(s.kernel_cache.dense_for(data.y_train.len())));
     }
     h.0
 }

@@ -144,6 +144,7 @@ pub fn train(
                 cfg.epochs
             ));
             (raw, adam, warm, history) = (st.raw, st.adam, st.warm, st.history);
+            progress.step(history.len() as u64, "continued from the checkpoint");
         }
     }
     let resumed_epochs = history.len();
