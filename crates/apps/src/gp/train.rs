@@ -29,7 +29,7 @@ pub struct TrainConfig {
     /// may use; `None`: [`dense_fits`] (a share of the available memory). Above it the
     /// predictions come from CG and the exact loss is not reported.
     pub dense_eval_budget: Option<f64>,
-    /// A checkpoint file ([`checkpoint`](super::checkpoint)): written atomically after every
+    /// A checkpoint file ([`checkpoint`]): written atomically after every
     /// epoch, and when it exists at the start, training continues from it (bit for bit as
     /// the uninterrupted run). Not under mpirun.
     pub checkpoint: Option<PathBuf>,
