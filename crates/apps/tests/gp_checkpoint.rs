@@ -157,7 +157,17 @@ fn a_checkpoint_of_other_data_or_settings_is_refused() {
 /// Parses `text` as a checkpoint for 12 parameters (d = 9: 9 lengthscales, output scale,
 /// noise, mean), 4 training points, at most 3 epochs; the fingerprint 1.
 fn parse(text: &str) -> Result<checkpoint::TrainState, CheckpointError> {
-    checkpoint::parse(text.as_bytes(), Path::new("t.ckpt"), 1, 12, 4, 0.05, 3)
+    checkpoint::parse(text.as_bytes(), Path::new("t.ckpt"), &expected(1))
+}
+
+fn expected(fingerprint: u64) -> checkpoint::Expected {
+    checkpoint::Expected {
+        fingerprint,
+        params: 12,
+        points: 4,
+        lr: 0.05,
+        max_epochs: 3,
+    }
 }
 
 fn valid() -> String {
@@ -244,7 +254,7 @@ fn malformed_and_hostile_checkpoints_get_typed_errors_with_their_line() {
         }
     }
     // A valid file of another run.
-    let err = checkpoint::parse(valid().as_bytes(), Path::new("t"), 2, 12, 4, 0.05, 3);
+    let err = checkpoint::parse(valid().as_bytes(), Path::new("t"), &expected(2));
     assert!(matches!(
         err,
         Err(CheckpointError::OtherRun { found: 1, .. })

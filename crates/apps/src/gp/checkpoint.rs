@@ -283,20 +283,27 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Reads the checkpoint at `path` for a run with fingerprint `fp`, `p` parameters, `n`
-/// training points, learning rate `lr` and at most `max_epochs` epochs; `Ok(None)` when the
+/// What a run expects of its checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// The run's [`fingerprint`].
+    pub fingerprint: u64,
+    /// Unconstrained parameters.
+    pub params: usize,
+    /// Training points (the warm start's length).
+    pub points: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The most epochs the checkpoint may hold.
+    pub max_epochs: usize,
+}
+
+/// Reads the checkpoint at `path` for the run described by `expect`; `Ok(None)` when the
 /// file does not exist.
 ///
 /// # Errors
 /// [`CheckpointError`]: unreadable, malformed (with its line), or written by another run.
-pub fn load(
-    path: &Path,
-    fp: u64,
-    p: usize,
-    n: usize,
-    lr: f64,
-    max_epochs: usize,
-) -> Result<Option<TrainState>, CheckpointError> {
+pub fn load(path: &Path, expect: &Expected) -> Result<Option<TrainState>, CheckpointError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -307,7 +314,7 @@ pub fn load(
             })
         }
     };
-    parse(BufReader::new(file), path, fp, p, n, lr, max_epochs).map(Some)
+    parse(BufReader::new(file), path, expect).map(Some)
 }
 
 /// [`load`] from a reader (`path` names it in errors).
@@ -317,12 +324,15 @@ pub fn load(
 pub fn parse<R: BufRead>(
     reader: R,
     path: &Path,
-    fp: u64,
-    p: usize,
-    n: usize,
-    lr: f64,
-    max_epochs: usize,
+    expect: &Expected,
 ) -> Result<TrainState, CheckpointError> {
+    let Expected {
+        fingerprint: fp,
+        params: p,
+        points: n,
+        lr,
+        max_epochs,
+    } = *expect;
     let mut r = Lines {
         inner: reader,
         line: 0,

@@ -126,39 +126,49 @@ pub fn train(
     progress: &Progress,
 ) -> Result<TrainOutcome, GpError> {
     let gp = Gp::new(cfg.kernel, data);
-    let mut raw = Hyper::initial(data.d).to_raw();
-    let mut adam = Adam::new(cfg.lr, raw.len());
-    let mut warm = None;
-    let mut history = Vec::with_capacity(cfg.epochs);
-    let fp = checkpoint::fingerprint(data, cfg);
+    // The whole training state, as a checkpoint holds it.
+    let raw = Hyper::initial(data.d).to_raw();
+    let mut st = TrainState {
+        adam: Adam::new(cfg.lr, raw.len()),
+        raw,
+        warm: None,
+        history: Vec::with_capacity(cfg.epochs),
+    };
+    let expect = checkpoint::Expected {
+        fingerprint: checkpoint::fingerprint(data, cfg),
+        params: st.raw.len(),
+        points: gp.n(),
+        lr: cfg.lr,
+        max_epochs: cfg.epochs,
+    };
     if let Some(path) = &cfg.checkpoint {
         if crate::cluster::world().is_some() {
             return Err(CheckpointError::Distributed.into());
         }
-        if let Some(st) = checkpoint::load(path, fp, raw.len(), gp.n(), cfg.lr, cfg.epochs)? {
-            Hyper::from_raw(&st.raw)?;
+        if let Some(saved) = checkpoint::load(path, &expect)? {
+            Hyper::from_raw(&saved.raw)?;
             progress.println(&format!(
                 "continuing from {} after epoch {} of {}",
                 path.display(),
-                st.history.len(),
+                saved.history.len(),
                 cfg.epochs
             ));
-            (raw, adam, warm, history) = (st.raw, st.adam, st.warm, st.history);
-            progress.step(history.len() as u64, "continued from the checkpoint");
+            st = saved;
+            progress.step(st.history.len() as u64, "continued from the checkpoint");
         }
     }
-    let resumed_epochs = history.len();
-    let mut total: f64 = history.iter().map(|e| e.seconds).sum();
+    let resumed_epochs = st.history.len();
+    let mut total: f64 = st.history.iter().map(|e| e.seconds).sum();
     for e in resumed_epochs..cfg.epochs {
         let t0 = Instant::now();
-        let lg = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, e), &mut warm)?;
-        adam.step(&mut raw, &lg.grad);
+        let lg = loss(&gp, &st.raw, cfg, epoch_seed(cfg.seed, e), &mut st.warm)?;
+        st.adam.step(&mut st.raw, &lg.grad);
         // A diverging optimisation stops here with a clear error (non-finite parameters, or
         // finite ones outside the model's domain).
-        Hyper::from_raw(&raw)?;
+        Hyper::from_raw(&st.raw)?;
         let seconds = t0.elapsed().as_secs_f64();
         total += seconds;
-        history.push(Epoch {
+        st.history.push(Epoch {
             epoch: e + 1,
             loss: lg.loss,
             std_error: lg.std_error,
@@ -168,20 +178,7 @@ pub fn train(
             passes: lg.passes,
         });
         if let Some(path) = &cfg.checkpoint {
-            let mut st = TrainState {
-                raw,
-                adam,
-                warm,
-                history,
-            };
-            checkpoint::save(path, &st, fp)?;
-            // Moved back out (no copies of the warm start per epoch).
-            (raw, adam, warm, history) = (
-                std::mem::take(&mut st.raw),
-                st.adam,
-                st.warm.take(),
-                std::mem::take(&mut st.history),
-            );
+            checkpoint::save(path, &st, expect.fingerprint)?;
         }
         let se = if lg.std_error.is_finite() {
             format!(" (±{:.4})", lg.std_error)
@@ -197,6 +194,12 @@ pub fn train(
         );
     }
     progress.finish();
+    let TrainState {
+        raw,
+        mut warm,
+        history,
+        ..
+    } = st;
     let peak_rss_training = crate::cli::ops::peak_rss();
     let fin = loss(&gp, &raw, cfg, epoch_seed(cfg.seed, cfg.epochs), &mut warm)?;
     let m = data.n_test();
